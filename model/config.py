@@ -1,0 +1,125 @@
+"""Model and training configuration, stored in every bundle so a model can be rebuilt from it.
+
+Fields left as ``None`` are chosen by :func:`resolve` from the size of the corpus: small
+stories keep the seed tutorial's shape (a 3-word window, one 512-unit LSTM) and train on
+the whole text per step; real books get a longer window, dropout and mini-batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from model.errors import StoryError
+
+FORMAT_VERSION = 1
+ARCHS = ("lstm", "stacked", "bilstm")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OBJECTIVES = ("softmax", "sampled")
+
+# A corpus with at most this many tokens is a "small story": seed-tutorial defaults.
+SMALL_CORPUS_TOKENS = 5_000
+
+
+@dataclass(frozen=True)
+class Config:
+    arch: str = "lstm"  # encoder over the context window: lstm | stacked | bilstm
+    context: int | None = None  # words of context; 3 for small stories (the seed's window)
+    units: int = 512  # LSTM units per direction and layer (the seed's 512)
+    embedding_dim: int | None = None  # learned embedding size (the seed fed raw ids instead)
+    dropout: float | None = None  # dropout on embedding and encoder output
+    optimizer: str = "adam"  # adam reaches the seed's ceiling fastest; rmsprop is the seed's
+    lr: float | None = None  # learning rate; chosen per optimizer and corpus size
+    batch_size: int | None = None  # global batch; None = whole text for small stories
+    epochs: int | None = None  # upper bound; training also stops at the accuracy ceiling
+    seed: int = 42  # seeds vocabulary ties (none), weights, shuffling and sampling
+    max_vocab: int | None = None  # keep the N most frequent words, the rest become <unk>
+    min_count: int = 1  # words seen fewer times become <unk>
+    keep_case: bool = False  # do not lower-case scripts that have case
+    valid_fraction: float = 0.0  # hold out the last fraction of paragraphs for validation
+    objective: str = "softmax"  # softmax | sampled (sampled softmax for large vocabularies)
+    num_sampled: int = 512  # negative samples per batch for the sampled objective
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> "Config":
+        return replace(self, **changes)
+
+    def key(self, corpus_sha256: str) -> str:
+        """Cache key of this (resolved) configuration trained on a given corpus."""
+        blob = json.dumps({"corpus": corpus_sha256, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return f"{self.arch}/{self.context if self.context is not None else 'auto'}"
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StoryError(f"{name} expects an integer >= {minimum}, got {value!r}")
+
+
+def validate(c: Config) -> None:
+    if c.arch not in ARCHS:
+        raise StoryError(f"unknown arch {c.arch!r}; choose one of {', '.join(ARCHS)}")
+    if c.optimizer not in OPTIMIZERS:
+        raise StoryError(f"unknown optimizer {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if c.objective not in OBJECTIVES:
+        raise StoryError(f"unknown objective {c.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    _positive_int("context", c.context)
+    _positive_int("units", c.units)
+    _positive_int("embedding-dim", c.embedding_dim)
+    _positive_int("batch-size", c.batch_size)
+    _positive_int("epochs", c.epochs)
+    _positive_int("max-vocab", c.max_vocab, 2)
+    _positive_int("min-count", c.min_count)
+    _positive_int("num-sampled", c.num_sampled)
+    if c.context is not None and c.context > 512:
+        raise StoryError(f"context expects an integer between 1 and 512, got {c.context}")
+    if c.lr is not None and not (0 < c.lr < 10):
+        raise StoryError(f"lr expects a number between 0 and 10, got {c.lr!r}")
+    if c.dropout is not None and not (0 <= c.dropout < 1):
+        raise StoryError(f"dropout expects a number in [0, 1), got {c.dropout!r}")
+    if not (0 <= c.valid_fraction < 1):
+        raise StoryError(f"valid-fraction expects a number in [0, 1), got {c.valid_fraction!r}")
+
+
+def resolve(c: Config, n_tokens: int) -> Config:
+    """Fill every ``None`` field from the corpus size (number of tokens)."""
+    small = n_tokens <= SMALL_CORPUS_TOKENS
+    context = c.context if c.context is not None else (3 if small else 16)
+    embedding_dim = c.embedding_dim if c.embedding_dim is not None else (64 if small else 256)
+    dropout = c.dropout if c.dropout is not None else (0.0 if small else 0.3)
+    batch = c.batch_size if c.batch_size is not None else (0 if small else 128)
+    if c.lr is not None:
+        lr = c.lr
+    else:
+        lr = {"adam": 0.02 if small else 0.002, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
+    epochs = c.epochs if c.epochs is not None else (500 if small else 20)
+    max_vocab = c.max_vocab
+    min_count = c.min_count
+    if not small and c.max_vocab is None and c.min_count == 1:
+        min_count = 2  # singletons of a book become <unk>: they cannot be learned anyway
+    return replace(
+        c,
+        context=context,
+        embedding_dim=embedding_dim,
+        dropout=dropout,
+        batch_size=batch or None,
+        lr=lr,
+        epochs=epochs,
+        max_vocab=max_vocab,
+        min_count=min_count,
+    )

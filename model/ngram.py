@@ -1,0 +1,380 @@
+"""Interpolated modified Kneser-Ney n-gram language model.
+
+This is the count-based baseline that the word-level LSTM is compared with.
+It follows Chen & Goodman (1998), "An Empirical Study of Smoothing Techniques
+for Language Modeling", section on *interpolated modified Kneser-Ney*:
+
+* For every order ``k`` three discounts ``D1``, ``D2`` and ``D3+`` are
+  estimated from the count-of-counts ``n1..n4`` of that order::
+
+      Y   = n1 / (n1 + 2 n2)
+      D1  = 1 - 2 Y n2 / n1
+      D2  = 2 - 3 Y n3 / n2
+      D3+ = 3 - 4 Y n4 / n3
+
+* The highest order uses raw counts ``c(h w)``; every lower order uses
+  continuation counts ``N1+(. h w)`` (the number of distinct words seen
+  immediately before ``h w``).  The stream is treated as if it were preceded
+  by a virtual begin-of-stream symbol, so the n-gram at position 0 receives
+  one extra continuation count and every n-gram that occurs has a count >= 1.
+
+* For a context ``h`` seen at order ``k``::
+
+      P_k(w | h) = max(c(h w) - D(c(h w)), 0) / c(h .)  +  gamma(h) P_{k-1}(w | h')
+      gamma(h)   = (D1 N1(h .) + D2 N2(h .) + D3+ N3+(h .)) / c(h .)
+
+  where ``h'`` drops the oldest word of ``h``.  A context that was never seen
+  followed by a word backs off entirely to the lower order (``gamma = 1``),
+  and the unigram level interpolates with the uniform distribution ``1 / V``,
+  so every id in ``0..V-1`` gets a strictly positive probability.
+
+Contexts shorter than ``order - 1`` (e.g. at the start of a text) are scored
+with the lower-order estimate for that context length.
+
+The model works on integer ids ``0..V-1``; mapping words to ids (and unknown
+words to an ``<unk>`` id) is the caller's job.  Counting is vectorised with
+numpy: the k-grams of the stream are ranked order by order (a k-gram is
+identified by the rank of its (k-1)-gram prefix and its last id), so the
+unique k-grams sharing a context form one contiguous, sorted slice.  A full
+next-word distribution is built as ``coef * base + sparse corrections``,
+where ``base`` is the cached unigram-level distribution and the corrections
+are the (few) followers of each seen context, so that scoring a position
+costs O(V) numpy work plus O(order^2) dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["KneserNey", "estimate_discounts"]
+
+# Discounts used when the count-of-counts do not allow an estimate (tiny or
+# degenerate data, e.g. no singletons at all).
+_FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+# Lower bound on every discount, so that gamma(h) > 0 for every seen context
+# and the uniform floor always keeps a non-zero share of the mass.
+_MIN_DISCOUNT = 0.05
+
+
+def estimate_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float]:
+    """Return ``(D1, D2, D3+)`` from the count-of-counts (Chen & Goodman 1998).
+
+    Each discount is clipped to ``[0.05, i]`` (``i`` = 1, 2, 3) so that
+    discounted counts stay non-negative and some mass is always left for the
+    lower order.  Where a ratio is undefined (a zero denominator) the
+    corresponding fallback ``0.5 / 1.0 / 1.5`` is used.
+    """
+    n1, n2, n3, n4 = (int(x) for x in (n1, n2, n3, n4))
+    y = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
+    raw = [
+        1.0 - 2.0 * y * n2 / n1 if n1 > 0 else None,
+        2.0 - 3.0 * y * n3 / n2 if n2 > 0 else None,
+        3.0 - 4.0 * y * n4 / n3 if n3 > 0 else None,
+    ]
+    out = []
+    for i, (d, fb) in enumerate(zip(raw, _FALLBACK_DISCOUNTS), start=1):
+        if d is None or not math.isfinite(d):
+            d = fb
+        out.append(min(max(d, _MIN_DISCOUNT), float(i)))
+    return out[0], out[1], out[2]
+
+
+class _Level:
+    """Everything needed to evaluate one order ``k`` of the model.
+
+    Contexts of order ``k`` are the unique (k-1)-grams, identified by their
+    rank ``r`` (0..U_{k-1}-1).  The k-grams with context ``r`` are the slice
+    ``start[r]:start[r+1]`` of ``words`` / ``weight`` (sorted by word id).
+    ``weight`` already holds ``max(c - D(c), 0) / c(h .)``; ``gamma[r]`` is the
+    back-off weight of context ``r`` (1.0 for a context with no followers).
+    """
+
+    __slots__ = ("start", "words", "weight", "gamma", "counts", "discounts", "count_of_counts")
+
+    def __init__(
+        self,
+        start: np.ndarray,
+        words: np.ndarray,
+        weight: np.ndarray,
+        gamma: np.ndarray,
+        counts: np.ndarray,
+        discounts: tuple[float, float, float],
+        count_of_counts: tuple[int, int, int, int],
+    ) -> None:
+        self.start = start
+        self.words = words
+        self.weight = weight
+        self.gamma = gamma
+        self.counts = counts
+        self.discounts = discounts
+        self.count_of_counts = count_of_counts
+
+
+class KneserNey:
+    """Interpolated modified Kneser-Ney language model over ids ``0..V-1``.
+
+    Parameters
+    ----------
+    order:
+        The n of the n-gram model (>= 1); predictions use at most
+        ``order - 1`` previous ids.
+    vocab_size:
+        ``V``.  When ``None`` it is taken as ``max(ids) + 1`` at :meth:`fit`.
+    """
+
+    def __init__(self, order: int = 5, vocab_size: int | None = None) -> None:
+        if int(order) != order or order < 1:
+            raise ValueError(f"order must be a positive integer, got {order!r}")
+        if vocab_size is not None and (int(vocab_size) != vocab_size or vocab_size < 1):
+            raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        self.order = int(order)
+        self._vocab_arg: int | None = None if vocab_size is None else int(vocab_size)
+        self.vocab_size: int | None = self._vocab_arg
+        self._levels: list[_Level] = []
+        # _index[j] maps the key ``rank(prefix) * V + last`` of a j-gram to its
+        # rank among the unique j-grams (j = 1..order-1); _index[0] unused.
+        self._index: list[dict[int, int]] = []
+        self._base: np.ndarray | None = None
+        self._fitted = False
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, ids: Sequence[int] | np.ndarray) -> "KneserNey":
+        """Count the n-grams of one long stream of ids and build the model."""
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            arr = arr.ravel()
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.equal(np.mod(arr, 1), 0)):
+                raise ValueError("ids must be integers")
+        arr = arr.astype(np.int64, copy=False)
+        if arr.size and arr.min() < 0:
+            raise ValueError("ids must be non-negative")
+        if self._vocab_arg is None:
+            if arr.size == 0:
+                raise ValueError("cannot infer vocab_size from an empty stream")
+            V = int(arr.max()) + 1
+        else:
+            V = self._vocab_arg
+        if arr.size and arr.max() >= V:
+            raise ValueError(f"id {int(arr.max())} is out of range for vocab_size={V}")
+
+        n = self.order
+        N = int(arr.size)
+        self._fitted = False
+        self.vocab_size = V
+        self._levels = []
+        self._index = [dict()]
+
+        # Rank the k-grams, k = 1..order.  ranks[k][i] is the rank of the
+        # k-gram starting at position i among the sorted unique k-grams.
+        prev_rank = np.zeros(N, dtype=np.int64)  # rank of the empty 0-gram
+        uniq_keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        ranks: list[np.ndarray] = [prev_rank]
+        first_pos: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        raw_counts: list[np.ndarray] = [np.array([N], dtype=np.int64)]
+        for k in range(1, n + 1):
+            m = N - k + 1  # number of k-gram occurrences
+            if m <= 0:
+                keys = np.zeros(0, dtype=np.int64)
+                uk, first, inv, cnt = keys, keys, keys, keys
+            else:
+                keys = prev_rank[:m] * V + arr[k - 1 : k - 1 + m]
+                uk, first, inv, cnt = np.unique(
+                    keys, return_index=True, return_inverse=True, return_counts=True
+                )
+                inv = inv.reshape(-1).astype(np.int64, copy=False)
+            uniq_keys.append(uk)
+            ranks.append(inv)
+            first_pos.append(first.astype(np.int64, copy=False))
+            raw_counts.append(cnt.astype(np.int64, copy=False))
+            if k < n:
+                self._index.append(dict(zip(uk.tolist(), range(len(uk)))))
+            prev_rank = inv
+
+        for k in range(1, n + 1):
+            uk = uniq_keys[k]
+            n_ctx = len(uniq_keys[k - 1])  # number of possible contexts (unique (k-1)-grams)
+            if k == n:
+                counts = raw_counts[k]
+            else:
+                # continuation counts: distinct left extensions (+1 for the
+                # k-gram at position 0, preceded by the virtual <s>)
+                counts = np.zeros(len(uk), dtype=np.int64)
+                if len(uk):
+                    fp = first_pos[k + 1]  # first occurrence of each (k+1)-gram
+                    if len(fp):
+                        counts += np.bincount(ranks[k][fp + 1], minlength=len(uk))
+                    counts[ranks[k][0]] += 1
+            c1, c2, c3, c4 = (int(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
+            cc = (c1, c2, c3, c4)
+            D = estimate_discounts(*cc)
+            words = (uk % V).astype(np.int64)
+            # keys are rank(context) * V + word, sorted: contexts are slices
+            start = np.searchsorted(uk, np.arange(n_ctx + 1, dtype=np.int64) * V).astype(np.int64)
+            csum = np.concatenate(([0], np.cumsum(counts)))
+            denom = (csum[start[1:]] - csum[start[:-1]]).astype(np.float64)
+
+            def per_ctx(mask: np.ndarray) -> np.ndarray:
+                s = np.concatenate(([0], np.cumsum(mask)))
+                return (s[start[1:]] - s[start[:-1]]).astype(np.float64)
+
+            n1 = per_ctx(counts == 1)
+            n2 = per_ctx(counts == 2)
+            n3 = per_ctx(counts >= 3)
+            seen = denom > 0
+            safe = np.where(seen, denom, 1.0)
+            gamma = np.where(seen, (D[0] * n1 + D[1] * n2 + D[2] * n3) / safe, 1.0)
+            disc = np.where(counts == 1, D[0], np.where(counts == 2, D[1], D[2]))
+            reps = np.diff(start)
+            weight = np.maximum(counts - disc, 0.0) / np.repeat(safe, reps)
+            self._levels.append(_Level(start, words, weight, gamma, counts, D, cc))
+
+        # Unigram-level distribution (order 1 interpolated with uniform).
+        lvl = self._levels[0]
+        base = np.full(V, lvl.gamma[0] / V, dtype=np.float64)
+        base[lvl.words] += lvl.weight
+        self._base = base
+        self._fitted = True
+        return self
+
+    # ------------------------------------------------------------- queries
+    @property
+    def discounts(self) -> list[tuple[float, float, float]]:
+        """``[(D1, D2, D3+) for order 1..n]``."""
+        self._check_fitted()
+        return [lvl.discounts for lvl in self._levels]
+
+    @property
+    def count_of_counts(self) -> list[tuple[int, int, int, int]]:
+        """``[(n1, n2, n3, n4) for order 1..n]`` of the counts each order uses."""
+        self._check_fitted()
+        return [lvl.count_of_counts for lvl in self._levels]
+
+    def _check_fitted(self) -> int:
+        """Raise unless fitted; return the vocabulary size."""
+        if not self._fitted or self.vocab_size is None:
+            raise RuntimeError("KneserNey model is not fitted; call fit() first")
+        return self.vocab_size
+
+    def _rank(self, gram: Sequence[int]) -> int:
+        """Rank of ``gram`` among the unique len(gram)-grams, or -1 if unseen."""
+        V = self._check_fitted()
+        r = 0
+        index = self._index
+        for j, w in enumerate(gram, start=1):
+            if not 0 <= w < V:
+                return -1
+            r = index[j].get(r * V + w, -1)
+            if r < 0:
+                return -1
+        return r
+
+    def _chain(self, context: Sequence[int]) -> tuple[list[tuple[_Level, int, int, float]], float]:
+        """Seen contexts of orders >= 2 for ``context`` and their weights.
+
+        Returns ``(terms, base_coef)``: each term ``(level, s, e, coef)`` adds
+        ``coef * level.weight[s:e]`` at ids ``level.words[s:e]``; ``base_coef``
+        (the product of the gammas of all seen orders >= 2) multiplies the
+        cached unigram-level distribution.
+        """
+        n = self.order
+        ctx = [int(w) for w in context[max(0, len(context) - (n - 1)) :]] if n > 1 else []
+        found: list[tuple[_Level, int, int, int]] = []
+        L = len(ctx)
+        for j in range(1, L + 1):
+            r = self._rank(ctx[L - j :])
+            if r < 0:
+                break  # unseen context: every longer one is unseen too
+            lvl = self._levels[j]
+            s, e = int(lvl.start[r]), int(lvl.start[r + 1])
+            if s == e:
+                break  # seen only at the very end of the stream, never followed
+            found.append((lvl, s, e, r))
+        terms: list[tuple[_Level, int, int, float]] = []
+        coef = 1.0
+        for lvl, s, e, r in reversed(found):
+            terms.append((lvl, s, e, coef))
+            coef *= float(lvl.gamma[r])
+        return terms, coef
+
+    def distribution(self, context: Sequence[int]) -> np.ndarray:
+        """P(. | last order-1 ids of ``context``) as a float64 array of shape (V,)."""
+        self._check_fitted()
+        return self._distribution(context)
+
+    def _distribution(self, context: Sequence[int]) -> np.ndarray:
+        terms, base_coef = self._chain(context)
+        assert self._base is not None
+        p = self._base * base_coef
+        for lvl, s, e, coef in terms:
+            p[lvl.words[s:e]] += coef * lvl.weight[s:e]
+        return p
+
+    def prob(self, context: Sequence[int], word: int) -> float:
+        """P(``word`` | last order-1 ids of ``context``)."""
+        V = self._check_fitted()
+        word = int(word)
+        if not 0 <= word < V:
+            raise ValueError(f"word id {word} out of range for vocab_size={V}")
+        terms, base_coef = self._chain(context)
+        assert self._base is not None
+        total = float(self._base[word]) * base_coef
+        for lvl, s, e, coef in terms:
+            i = s + int(np.searchsorted(lvl.words[s:e], word))
+            if i < e and lvl.words[i] == word:
+                total += coef * float(lvl.weight[i])
+        return total
+
+    def evaluate(
+        self, ids: Sequence[int] | np.ndarray, start: int = 0, exclude: int | None = None
+    ) -> dict:
+        """Score positions ``i >= max(start, 1)`` of ``ids`` given ``ids[:i]``.
+
+        Returns ``{"tokens", "perplexity", "top1", "top5", "nll"}`` where
+        ``nll`` is the total negative log-likelihood in nats and ``top1`` /
+        ``top5`` are the fractions of scored positions whose true id is the
+        most likely / among the five most likely ids.  If ``exclude`` is given
+        (typically the ``<unk>`` id) it still counts for perplexity but is
+        never a top-k *prediction*: it is masked out of the ranking, so a
+        position whose true id is ``exclude`` is always a top-k miss.
+        """
+        V = self._check_fitted()
+        seq = np.asarray(ids).astype(np.int64).ravel().tolist()
+        h = self.order - 1
+        first = max(int(start), 1)
+        mask = exclude is not None and 0 <= exclude < V
+        nll = 0.0
+        hit1 = hit5 = 0
+        count = 0
+        for i in range(first, len(seq)):
+            y = seq[i]
+            if not 0 <= y < V:
+                raise ValueError(f"id {y} at position {i} is out of range for vocab_size={V}")
+            p = self._distribution(seq[max(0, i - h) : i])
+            nll -= math.log(p[y])
+            count += 1
+            if mask:
+                if y == exclude:
+                    continue
+                p[exclude] = -1.0
+            py = p[y]
+            # rank of y in a stable descending sort (ties go to the lower id,
+            # as with np.argmax): rank 0 <=> argmax(p) == y
+            rank = int(np.count_nonzero(p > py)) + int(np.count_nonzero(p[:y] == py))
+            if rank == 0:
+                hit1 += 1
+            if rank < 5:
+                hit5 += 1
+        if count == 0:
+            return {"tokens": 0, "perplexity": float("nan"), "top1": float("nan"),
+                    "top5": float("nan"), "nll": 0.0}
+        return {
+            "tokens": count,
+            "perplexity": math.exp(nll / count),
+            "top1": hit1 / count,
+            "top5": hit5 / count,
+            "nll": nll,
+        }

@@ -1,0 +1,111 @@
+"""The model cache: one bundle per (corpus, configuration), found without reading the model.
+
+The cache lives in ``$STORY_REPL_HOME`` or the user's cache directory. Its key is the
+corpus file's sha256 plus the configuration as given (recipe choices are a function of the
+corpus, so they need not be resolved to find a model). Training for a key holds a file
+lock, so two processes training the same corpus wait for each other instead of racing.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+from model.bundle import Bundle, load_bundle, save_result
+from model.config import Config
+from model.errors import StoryError
+
+
+def home() -> Path:
+    env = os.environ.get("STORY_REPL_HOME")
+    if env:
+        return Path(os.path.expanduser(env))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "story-repl"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise StoryError(f"cannot read {path}: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def cache_path(corpus_path: Path, config: Config, sha: str | None = None) -> Path:
+    sha = sha or file_sha256(corpus_path)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in corpus_path.stem)[:40] or "corpus"
+    return home() / "models" / f"{safe}-{config.key(sha)}"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` (held across processes until the block ends)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = path.with_name(path.name + ".lock")
+    fh = open(lock_file, "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        yield
+    finally:
+        fh.close()
+
+
+def cached(corpus_path: Path, config: Config) -> Bundle | None:
+    """The cached bundle for this corpus and configuration, or None if there is none (or it is broken)."""
+    path = cache_path(corpus_path, config)
+    if not path.exists():
+        return None
+    try:
+        return load_bundle(path)
+    except StoryError:
+        return None
+
+
+def train_and_cache(
+    corpus_spec: str | os.PathLike,
+    config: Config,
+    *,
+    on_progress: Callable | None = None,
+    stop: threading.Event | None = None,
+    encoding: str = "utf-8",
+    force: bool = False,
+    out: str | os.PathLike | None = None,
+    logdir: str | None = None,
+    strategy: str = "auto",
+    on_read: Callable[[int, int], None] | None = None,
+):
+    """Train (unless a valid cache exists and not ``force``) and save. Returns (bundle, result or None)."""
+    from model.corpus import read_corpus
+
+    corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
+    target = cache_path(corpus.path, config, corpus.sha256)
+    with locked(target):
+        if not force and out is None:
+            try:
+                return load_bundle(target), None
+            except StoryError:
+                pass
+        from model.train import train
+
+        result = train(corpus, config, on_progress=on_progress, stop=stop, logdir=logdir, strategy=strategy)
+        from model.distribute import is_chief
+
+        if is_chief():
+            save_result(result, target)
+            if out is not None:
+                save_result(result, out)
+        dest = Path(out) if out is not None else target
+        bundle = load_bundle(dest) if is_chief() else None
+        return bundle, result

@@ -1,0 +1,137 @@
+"""Vocabulary: tokens ranked by frequency, ties broken by first appearance.
+
+Id 0 is the most frequent token. The network's input reserves one extra id for padding
+(see :mod:`model.network`), but the vocabulary itself never contains a padding token.
+When ``max_size`` or ``min_count`` drop rare words, they all map to ``<unk>``, which
+then has its own id; ``<unk>`` is never offered as a completion or generated.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from model.errors import StoryError
+
+UNK = "<unk>"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Vocab:
+    tokens: list[str]
+    counts: list[int]
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise StoryError("vocabulary has duplicate tokens; the bundle is corrupt")
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def build(cls, tokens: Sequence[str], max_size: int | None = None, min_count: int = 1) -> "Vocab":
+        """Rank ``tokens`` by count (descending), ties by first appearance.
+
+        Words below ``min_count``, or beyond the ``max_size`` most frequent, become ``<unk>``;
+        ``<unk>`` then takes the rank its total count earns.
+        """
+        counts = Counter(tokens)
+        first: dict[str, int] = {}
+        for i, t in enumerate(tokens):
+            if t not in first:
+                first[t] = i
+        ranked = sorted(counts, key=lambda t: (-counts[t], first[t]))
+        keep = [t for t in ranked if counts[t] >= max(1, min_count) and t != UNK]
+        limit = None if max_size is None else max(1, int(max_size))
+        if limit is not None and len(keep) > limit:
+            keep = keep[: limit - 1]  # leave one slot for <unk>
+        dropped = [t for t in ranked if t not in set(keep)]
+        if not dropped:
+            return cls(keep, [counts[t] for t in keep])
+        unk_count = sum(counts[t] for t in dropped)
+        unk_first = min(first[t] for t in dropped)
+        entries = [(t, counts[t], first[t]) for t in keep] + [(UNK, unk_count, unk_first)]
+        entries.sort(key=lambda e: (-e[1], e[2]))
+        return cls([e[0] for e in entries], [e[1] for e in entries])
+
+    # ---- lookups --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.index.get(UNK)
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """Ids for ``tokens``; unknown tokens become ``<unk>``, or raise if there is none."""
+        unk = self.unk_id
+        out = []
+        for t in tokens:
+            i = self.index.get(t, unk)
+            if i is None:
+                raise StoryError(f"unknown word {t!r} and the vocabulary has no <unk>")
+            out.append(i)
+        return np.asarray(out, dtype=np.int32)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    def split_known(self, tokens: Iterable[str]) -> tuple[list[int], list[str]]:
+        """Ids of the usable tokens, and the tokens the vocabulary does not know.
+
+        With an ``<unk>`` entry, unknown tokens map to it (and are still reported).
+        Without one, they are skipped so prediction goes on from the known context.
+        """
+        ids: list[int] = []
+        unknown: list[str] = []
+        unk = self.unk_id
+        for t in tokens:
+            i = self.index.get(t)
+            if i is None or t == UNK:
+                unknown.append(t)
+                if unk is not None:
+                    ids.append(unk)
+            else:
+                ids.append(i)
+        return ids, unknown
+
+    # ---- persistence ----------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(
+            {"format_version": FORMAT_VERSION, "size": len(self.tokens), "tokens": self.tokens, "counts": self.counts},
+            ensure_ascii=False,
+            indent=0,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Vocab":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise StoryError(f"vocab.json is not valid JSON ({e}); retrain or re-save the model") from None
+        if not isinstance(data, dict):
+            raise StoryError("vocab.json is malformed; retrain or re-save the model")
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise StoryError("vocab.json has no format version; retrain or re-save the model")
+        if version > FORMAT_VERSION:
+            raise StoryError(
+                f"vocab.json has format version {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl"
+            )
+        tokens, counts = data.get("tokens"), data.get("counts")
+        if (
+            not isinstance(tokens, list)
+            or not isinstance(counts, list)
+            or len(tokens) != len(counts)
+            or not tokens
+            or not all(isinstance(t, str) for t in tokens)
+        ):
+            raise StoryError("vocab.json is malformed (tokens and counts disagree); retrain or re-save the model")
+        return cls(list(tokens), [int(c) for c in counts])

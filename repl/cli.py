@@ -1,0 +1,282 @@
+"""``story-repl``: the REPL by default, plus scriptable ``train``, ``predict``, ``generate`` and ``eval``.
+
+Errors are one line on stderr with a non-zero exit status; ``--debug`` shows tracebacks.
+``--json`` prints exactly one JSON object on stdout (UTF-8, no ``\\u`` escapes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from typing import Any, Sequence
+
+from model.config import ARCHS, OBJECTIVES, OPTIMIZERS, Config
+from model.errors import StoryError
+
+SUBCOMMANDS = ("train", "predict", "generate", "eval")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2
+        raise StoryError(f"{self.prog}: {message}")
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model configuration (selects the cached model too)")
+    g.add_argument("--arch", choices=ARCHS, help="encoder over the context window (default lstm)")
+    g.add_argument("--context", type=int, metavar="N", help="words of context (default 3 for small stories)")
+    g.add_argument("--units", type=int, metavar="N", help="LSTM units (default 512)")
+    g.add_argument("--embedding-dim", type=int, metavar="N", help="embedding size")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam; the seed tutorial used rmsprop")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--batch-size", type=int, metavar="N", help="global batch size (default: whole text for small stories)")
+    g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs")
+    g.add_argument("--dropout", type=float, help="dropout rate")
+    g.add_argument("--seed", type=int, metavar="N", help="random seed (default 42)")
+    g.add_argument("--max-vocab", type=int, metavar="N", help="keep the N most frequent words; the rest become <unk>")
+    g.add_argument("--min-count", type=int, metavar="N", help="words seen fewer times become <unk>")
+    g.add_argument("--keep-case", action="store_true", default=None, help="do not lower-case")
+    g.add_argument("--valid-fraction", type=float, metavar="F", help="hold out the last F of the text for validation")
+    g.add_argument("--objective", choices=OBJECTIVES, help="softmax, or sampled softmax for large vocabularies")
+    p.add_argument("--encoding", default="utf-8", help="corpus text encoding (default utf-8)")
+
+
+def config_from(args: argparse.Namespace, base: Config | None = None) -> Config:
+    names = (
+        "arch context units embedding_dim optimizer lr batch_size epochs dropout seed max_vocab min_count "
+        "keep_case valid_fraction objective"
+    ).split()
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return (base or Config()).replace(**given)
+
+
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="a saved model directory")
+    p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
+    add_config_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="story-repl", description="Complete your words with an LSTM trained on a story.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a model and cache it")
+    t.add_argument("corpus", nargs="?", help="corpus file or shipped corpus name")
+    t.add_argument("--out", metavar="DIR", help="also save the bundle here")
+    t.add_argument("--resume", metavar="DIR", help="continue training a saved bundle (its corpus and config)")
+    t.add_argument("--logdir", metavar="DIR", help="write TensorBoard scalars here")
+    t.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multiworker"))
+    t.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--no-chart", action="store_true", help="do not draw the loss/accuracy chart")
+    add_config_args(t)
+
+    pr = sub.add_parser("predict", help="top-k next words")
+    pr.add_argument("text")
+    pr.add_argument("-k", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+    add_source_args(pr)
+
+    g = sub.add_parser("generate", help="generate a continuation")
+    g.add_argument("text")
+    g.add_argument("-n", type=int, default=32, help="words to generate")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--greedy", action="store_true")
+    mode.add_argument("--sample", action="store_true")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--json", action="store_true")
+    add_source_args(g)
+
+    e = sub.add_parser("eval", help="perplexity and accuracy on a text, beside a Kneser-Ney baseline")
+    e.add_argument("file", nargs="?", help="text to evaluate (default: the held-out part with --valid)")
+    e.add_argument("--valid", action="store_true", help="evaluate on the corpus's held-out validation part")
+    e.add_argument("--order", type=int, default=5, help="n-gram order of the baseline (default 5)")
+    e.add_argument("--json", action="store_true")
+    add_source_args(e)
+    return p
+
+
+def repl_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="story-repl", description="Complete your words with an LSTM trained on a story.")
+    p.add_argument("--corpus", metavar="PATH", help="corpus to load or train (default belling_the_cat)")
+    p.add_argument("--model", metavar="DIR", help="a saved model directory")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_config_args(p)
+    return p
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def obtain_bundle(args: argparse.Namespace):
+    """The bundle a predict/generate/eval command asks for (training it if needed)."""
+    from model.bundle import load_bundle
+    from repl.models import DEFAULT_CORPUS, train_with_view
+
+    if args.model:
+        return load_bundle(args.model)
+    bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
+    return bundle
+
+
+def check_positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise StoryError(f"{flag} expects a positive integer, got {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from model.bundle import load_bundle, save_result
+    from repl.models import DEFAULT_CORPUS, report_training, sigint_sets, train_with_view
+    from repl.progress import TrainingView
+
+    console = err_console()
+    if args.resume:
+        from model.corpus import read_corpus
+        from model.train import train
+
+        old = load_bundle(args.resume)
+        cfg = old.config if args.epochs is None else old.config.replace(epochs=args.epochs)
+        corpus = read_corpus(old.corpus_path or old.corpus_name, encoding=args.encoding, keep_case=cfg.keep_case)
+        if corpus.sha256 != old.corpus_sha256:
+            raise StoryError(f"{corpus.path} has changed since {args.resume} was trained on it; train a new model instead")
+        stop = threading.Event()
+        with sigint_sets(stop, console), TrainingView(console, f"resuming {cfg.arch}") as view:
+            result = train(corpus, cfg, on_progress=view, stop=stop, resume=old, logdir=args.logdir, strategy=args.strategy)
+        from model.distribute import is_chief
+
+        bundle = None
+        if is_chief():
+            bundle = load_bundle(save_result(result, args.out or args.resume))
+        report_training(console, result, bundle, not args.no_chart)
+    else:
+        bundle, result = train_with_view(
+            args.corpus or DEFAULT_CORPUS,
+            config_from(args),
+            console,
+            force=args.force,
+            encoding=args.encoding,
+            out=args.out,
+            logdir=args.logdir,
+            strategy=args.strategy,
+            show_chart=not args.no_chart,
+        )
+        if result is None:
+            console.print(f"[dim]using the cached model at {bundle.path} (--force retrains)[/dim]")
+    metrics = bundle.metrics if bundle is not None else (result.metrics() if result else {})
+    cfg = bundle.config if bundle is not None else result.config
+    out = {
+        "bundle": str(bundle.path) if bundle is not None else None,
+        "accuracy": metrics.get("accuracy"),
+        "ceiling": metrics.get("ceiling"),
+        "epochs": metrics.get("epochs"),
+        "train_seconds": metrics.get("train_seconds"),
+        "arch": cfg.arch,
+        "context": cfg.context,
+        "vocab_size": len(bundle.vocab) if bundle is not None else len(result.vocab),
+        "stop_reason": metrics.get("stop_reason"),
+        "val_loss": metrics.get("val_loss"),
+        "cached": result is None,
+        "recipe": cfg.to_dict(),
+    }
+    if args.json:
+        print_json(out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from model.predictor import Predictor
+    from repl.render import notice, topk_table
+
+    check_positive(args.k, "-k")
+    bundle = obtain_bundle(args)
+    pred = Predictor(bundle)
+    k = min(args.k, len(bundle.vocab))
+    out = pred.predict_text(args.text, k)
+    if args.json:
+        print_json(out)
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if out["unknown"]:
+        console.print(notice(f"unknown words skipped: {', '.join(out['unknown'])}"))
+    console.print(topk_table([(p["word"], p["prob"]) for p in out["predictions"]]))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from model.predictor import Predictor
+    from model.tokenize import detokenize
+
+    check_positive(args.n, "-n")
+    if args.temperature <= 0 or args.temperature != args.temperature:
+        raise StoryError(f"--temperature expects a positive number, got {args.temperature}")
+    bundle = obtain_bundle(args)
+    pred = Predictor(bundle)
+    seed_tokens = pred.tokenize(args.text)
+    _, unknown = pred.encode(seed_tokens)
+    greedy = not args.sample
+    seed = args.seed if args.seed is not None else bundle.config.seed
+    tokens = pred.generate(seed_tokens, args.n, greedy=greedy, temperature=args.temperature, seed=seed)
+    text = detokenize(tokens)
+    if args.json:
+        print_json({"seed": seed_tokens, "tokens": tokens, "text": text, "unknown": unknown, "mode": "greedy" if greedy else "sample"})
+        return 0
+    if unknown:
+        print(f"unknown words skipped: {', '.join(unknown)}", file=sys.stderr)
+    print(text)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from repl.evaluate import run_eval
+
+    return run_eval(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("STORY_REPL_DEBUG") == "1"
+    if debug:
+        os.environ["STORY_REPL_DEBUG"] = "1"
+    try:
+        if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
+            args = build_parser().parse_args(argv)
+            handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval}[args.command]
+            return handler(args)
+        args = repl_parser().parse_args(argv)
+        from repl.session import run_session
+
+        return run_session(args)
+    except StoryError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"story-repl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("story-repl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        if debug:
+            raise
+        print(f"story-repl: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""REPL commands: ``:name args`` lines parsed into small validated values.
+
+Parsing is pure: :func:`parse` turns a line into a :class:`Command` or raises a one-line
+:class:`StoryError` that names the problem (and the closest command for a typo). The
+session decides what each command does.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import shlex
+from dataclasses import dataclass
+
+from model.config import ARCHS
+from model.errors import StoryError
+
+
+@dataclass(frozen=True)
+class Spec:
+    usage: str
+    help: str
+    args: str  # "none" | "int" | "float?" | "path" | "path?" | "word" | "word?" | "text" | "text?"
+
+
+COMMANDS: dict[str, Spec] = {
+    "help": Spec(":help", "list every command", "none"),
+    "train": Spec(":train [PATH]", "retrain on PATH, or on the current corpus (Ctrl-C or :stop ends it early)", "path?"),
+    "corpus": Spec(":corpus PATH", "switch corpus: load its cached model or train one", "path"),
+    "stop": Spec(":stop", "stop training after the current batch, keeping the best weights", "none"),
+    "topk": Spec(":topk N", "show the N most likely next words", "int"),
+    "greedy": Spec(":greedy", "generate by always taking the most likely word", "none"),
+    "sample": Spec(":sample [T]", "generate by sampling at temperature T (default 1.0)", "float?"),
+    "mode": Spec(":mode", "toggle between greedy and sampled generation", "none"),
+    "len": Spec(":len N", "generate N words after each line", "int"),
+    "seed": Spec(":seed N", "seed sampling and the next training run", "int"),
+    "arch": Spec(":arch NAME", f"switch encoder ({', '.join(ARCHS)}): load or train that model", "word"),
+    "context": Spec(":context N", "switch context window: load or train that model", "int"),
+    "save": Spec(":save DIR", "save the current model to DIR", "path"),
+    "load": Spec(":load DIR", "load a model saved with :save or story-repl train", "path"),
+    "info": Spec(":info", "corpus, vocabulary, parameters, accuracy, where the model lives", "none"),
+    "history": Spec(":history", "show the loss and accuracy curves of the last training", "none"),
+    "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
+}
+ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    arg: object = None
+
+
+def parse_int(text: str, what: str) -> int:
+    """An integer from ``text``; also accepts ``10^9``, ``1e9`` and ``1_000``."""
+    s = text.strip().replace("_", "").replace(",", "")
+    m = re.fullmatch(r"([+-]?\d+)\s*(?:\^|\*\*)\s*(\d+)", s)
+    try:
+        if m:
+            base, exp = int(m.group(1)), int(m.group(2))
+            if exp > 30:
+                return 10**30 if base > 0 else -(10**30)
+            return base**exp
+        if re.fullmatch(r"[+-]?\d+", s):
+            return int(s[:40]) if len(s) <= 40 else (10**40 if not s.startswith("-") else -(10**40))
+        if re.fullmatch(r"[+-]?\d+(\.\d+)?[eE]\+?\d+", s):
+            v = float(s)
+            if math.isfinite(v) and v == int(v):
+                return int(v)
+    except (ValueError, OverflowError):
+        pass
+    raise StoryError(f"{what} expects a whole number, got {text.strip()!r}")
+
+
+def parse_float(text: str, what: str) -> float:
+    try:
+        v = float(text.strip())
+    except ValueError:
+        raise StoryError(f"{what} expects a number, got {text.strip()!r}") from None
+    if not math.isfinite(v):
+        raise StoryError(f"{what} expects a finite number, got {text.strip()!r}")
+    return v
+
+
+def parse_path(text: str) -> str:
+    """A path argument: the rest of the line, quotes removed, ``~`` expanded."""
+    s = text.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        s = s[1:-1]
+    elif "'" in s or '"' in s:
+        try:
+            parts = shlex.split(s)
+        except ValueError:
+            raise StoryError(f"unbalanced quotes in path {text.strip()!r}") from None
+        s = " ".join(parts)
+    return os.path.expanduser(s)
+
+
+def resolve_name(word: str) -> str:
+    name = ALIASES.get(word, word)
+    if name in COMMANDS:
+        return name
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.5)
+    prefix = [c for c in COMMANDS if c.startswith(name)] if name else []
+    hint = close[0] if close else (prefix[0] if len(prefix) == 1 else None)
+    shown = word if len(word) <= 30 else word[:30] + "…"
+    if hint:
+        raise StoryError(f"unknown command :{shown}; did you mean :{hint}? (:help lists them)")
+    raise StoryError(f"unknown command :{shown}; :help lists the commands")
+
+
+def is_command(line: str) -> bool:
+    return line.lstrip().startswith(":")
+
+
+def parse(line: str) -> Command:
+    """Parse a ``:command args`` line."""
+    body = line.strip()[1:]
+    word, _, rest = body.partition(" ")
+    if not word.strip():
+        raise StoryError("empty command; :help lists the commands")
+    name = resolve_name(word.strip().lower())
+    spec = COMMANDS[name]
+    rest = rest.strip()
+    kind = spec.args
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if kind == "none":
+        if rest:
+            raise StoryError(f":{name} takes no arguments (usage: {spec.usage})")
+        return Command(name)
+    if not rest:
+        if optional:
+            return Command(name)
+        raise StoryError(f":{name} needs an argument (usage: {spec.usage})")
+    if kind in ("int", "float", "word") and len(rest.split()) > 1:
+        raise StoryError(f":{name} takes one argument, got {len(rest.split())} (usage: {spec.usage})")
+    if kind == "int":
+        return Command(name, parse_int(rest, f":{name}"))
+    if kind == "float":
+        return Command(name, parse_float(rest, f":{name}"))
+    if kind == "path":
+        return Command(name, parse_path(rest))
+    return Command(name, rest)
+
+
+def help_rows() -> list[tuple[str, str]]:
+    return [(spec.usage, spec.help) for spec in COMMANDS.values()]

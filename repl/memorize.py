@@ -1,0 +1,74 @@
+"""Copying versus composing: the longest run of generated words found verbatim in the training text."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle import Bundle
+
+_cache: dict[str, tuple[np.ndarray, dict[int, np.ndarray]] | None] = {}
+_lock = threading.Lock()
+
+
+def corpus_index(bundle: Bundle) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:
+    """(corpus ids, positions of each id) for the bundle's training text; None if it is gone or changed."""
+    key = f"{bundle.path}:{bundle.corpus_sha256}"
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    from model.corpus import read_corpus
+    from model.errors import StoryError
+
+    index = None
+    try:
+        path = Path(bundle.corpus_path)
+        if path.is_file():
+            corpus = read_corpus(path, keep_case=bundle.config.keep_case)
+            if corpus.sha256 == bundle.corpus_sha256:
+                lookup = bundle.vocab.index
+                ids = np.fromiter((lookup.get(t, -1) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
+                order = np.argsort(ids, kind="stable")
+                sorted_ids = ids[order]
+                bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
+                starts = np.concatenate([[0], bounds])
+                ends = np.concatenate([bounds, [len(ids)]])
+                positions = {int(sorted_ids[s]): order[s:e] for s, e in zip(starts, ends) if sorted_ids[s] >= 0}
+                index = (ids, positions)
+    except (StoryError, OSError):
+        index = None
+    with _lock:
+        _cache[key] = index
+    return index
+
+
+def longest_run(ids: np.ndarray, positions: dict[int, np.ndarray], generated: list[int]) -> int:
+    """Length of the longest contiguous piece of ``generated`` that occurs in ``ids``."""
+    best = 0
+    n = len(ids)
+    for s in range(len(generated)):
+        if len(generated) - s <= best:
+            break
+        cand = positions.get(generated[s])
+        if cand is None:
+            continue
+        length = 1
+        while s + length < len(generated) and len(cand):
+            nxt = cand + length
+            cand = cand[nxt < n]
+            cand = cand[ids[cand + length] == generated[s + length]]
+            if len(cand):
+                length += 1
+        best = max(best, length)
+    return best
+
+
+def longest_copied_run(bundle: Bundle, words: list[str]) -> int | None:
+    index = corpus_index(bundle)
+    if index is None or not words:
+        return None
+    ids, positions = index
+    lookup = bundle.vocab.index
+    generated = [lookup.get(w, -2) for w in words]
+    return longest_run(ids, positions, generated)

@@ -1,0 +1,98 @@
+"""Finding, training and loading models for the CLI and the REPL (wiring, no UI policy)."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+from rich.console import Console
+
+from model.bundle import Bundle, load_bundle
+from model.config import Config
+from model.errors import StoryError
+from repl.progress import TrainingView
+from repl.render import history_charts
+
+DEFAULT_CORPUS = "belling_the_cat"
+
+
+@contextlib.contextmanager
+def sigint_sets(stop: threading.Event, console: Console | None = None) -> Iterator[None]:
+    """While the block runs, Ctrl-C sets ``stop`` (training ends after its batch) instead of raising."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if not stop.is_set() and console is not None:
+            console.print("[yellow]stopping after this batch; keeping the best weights so far…[/yellow]")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_with_view(
+    corpus_spec: str,
+    config: Config,
+    console: Console,
+    *,
+    force: bool = False,
+    encoding: str = "utf-8",
+    out: str | None = None,
+    logdir: str | None = None,
+    strategy: str = "auto",
+    stop: threading.Event | None = None,
+    show_chart: bool = True,
+):
+    """Load the cached model for (corpus, config), or train one with a progress bar. (bundle, result)."""
+    from model import store
+
+    stop = stop or threading.Event()
+    title = f"training {config.arch}"
+    reading = {}
+
+    def on_read(done: int, total: int) -> None:
+        if not reading:
+            reading["t"] = True
+        console.print(f"[dim]reading corpus {done / total:5.1%}[/dim]", end="\r")
+
+    if not force and out is None:
+        from model.corpus import resolve_path
+
+        path = resolve_path(corpus_spec)
+        hit = store.cached(path, config)
+        if hit is not None:
+            return hit, None
+    with sigint_sets(stop, console):
+        with TrainingView(console, title) as view:
+            bundle, result = store.train_and_cache(
+                corpus_spec,
+                config,
+                on_progress=view,
+                stop=stop,
+                encoding=encoding,
+                force=force,
+                out=out,
+                logdir=logdir,
+                strategy=strategy,
+                on_read=on_read,
+            )
+    if result is not None:
+        report_training(console, result, bundle, show_chart)
+    return bundle, result
+
+
+def report_training(console: Console, result, bundle: Bundle | None, show_chart: bool = True) -> None:
+    style = "yellow" if result.interrupted else "green"
+    console.print(
+        f"[{style}]{result.stop_reason}[/{style}]: accuracy {result.accuracy:.3f} (ceiling {result.ceiling:.3f}), "
+        f"{result.epochs} epochs in {result.train_seconds:.1f}s"
+        + (f", saved to {bundle.path}" if bundle is not None else "")
+    )
+    if show_chart and len(result.history.get("loss", [])) > 1:
+        console.print(history_charts(result.history))

@@ -1,0 +1,98 @@
+"""Training progress on the terminal: a rich progress bar fed by :class:`model.train.Progress`.
+
+Used by ``story-repl train`` and by the REPL when it must train before its first prompt.
+It shows loss, accuracy, tokens/s and ETA, and now and then a sample prediction in the
+seed tutorial's style. The same records also feed the REPL's one-line toolbar status.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from repl.render import sample_line
+
+
+def rate(tokens_per_s: float) -> str:
+    if tokens_per_s >= 1e6:
+        return f"{tokens_per_s / 1e6:.1f}M"
+    if tokens_per_s >= 1e3:
+        return f"{tokens_per_s / 1e3:.1f}k"
+    return f"{tokens_per_s:.0f}"
+
+
+def status_line(p) -> str:
+    """A compact one-line summary of a progress record (for the toolbar)."""
+    if p is None:
+        return ""
+    frac = progress_fraction(p)
+    acc = "" if math.isnan(p.accuracy) else f" acc {p.accuracy:.3f}"
+    loss = "" if math.isnan(p.loss) else f" loss {p.loss:.3f}"
+    reps = f" ×{p.replicas}" if p.replicas > 1 else ""
+    return f"epoch {p.epoch}/{p.epochs} {frac:4.0%}{loss}{acc} {rate(p.tokens_per_s)} tok/s{reps}"
+
+
+def progress_fraction(p) -> float:
+    total = max(1, p.epochs * max(1, p.steps))
+    done = max(0, (p.epoch - 1) * max(1, p.steps) + p.step)
+    return min(1.0, done / total)
+
+
+class TrainingView:
+    """Context manager: ``with TrainingView(console, title) as view: train(..., on_progress=view)``."""
+
+    def __init__(self, console: Console, title: str, sample_every: float = 2.0):
+        self.console = console
+        self.title = title
+        self.sample_every = sample_every
+        self._last_sample = -1e9
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=28),
+            TaskProgressColumn(),
+            TextColumn("epoch {task.fields[epoch]}"),
+            TextColumn("loss [cyan]{task.fields[loss]}"),
+            TextColumn("acc [green]{task.fields[acc]}"),
+            TextColumn("{task.fields[rate]} tok/s{task.fields[replicas]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=8,
+        )
+        self.task = None
+        self.last = None
+
+    def __enter__(self) -> "TrainingView":
+        self.progress.__enter__()
+        self.task = self.progress.add_task(
+            self.title, total=1.0, epoch="-", loss="-", acc="-", rate="-", replicas=""
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, p) -> None:
+        if p.kind in ("batch", "epoch"):
+            self.last = p
+            self.progress.update(
+                self.task,
+                completed=progress_fraction(p),
+                epoch=f"{p.epoch}/{p.epochs}",
+                loss="-" if math.isnan(p.loss) else f"{p.loss:.4f}",
+                acc="-" if math.isnan(p.accuracy) else f"{p.accuracy:.3f}",
+                rate=rate(p.tokens_per_s),
+                replicas=f" ×{p.replicas} replicas" if p.replicas > 1 else "",
+            )
+        elif p.kind == "sample" and p.sample is not None:
+            now = time.monotonic()
+            if now - self._last_sample >= self.sample_every:
+                self._last_sample = now
+                self.progress.console.print(sample_line(*p.sample))
+        elif p.kind == "start" and p.message:
+            self.progress.console.print(f"[dim]{p.message}[/dim]")
+        elif p.kind == "end":
+            self.progress.update(self.task, completed=1.0)

@@ -1,0 +1,132 @@
+"""Rich renderables built from plain data: top-k tables, generated text, charts, info panels.
+
+Nothing here reads the model or the terminal; each function takes data and returns a
+renderable, so tests render into ``Console(file=io.StringIO(), width=60)`` and read text.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+BAR_WIDTH = 24
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar of ``width`` cells filled to ``fraction`` (eighth-cell resolution)."""
+    fraction = 0.0 if not math.isfinite(fraction) else min(max(fraction, 0.0), 1.0)
+    eighths = int(round(fraction * width * 8))
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def topk_table(predictions: Sequence[tuple[str, float]], title: str = "") -> Table:
+    """Rank, word, probability and a bar for each prediction."""
+    table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word", style="bold cyan")
+    table.add_column("prob", justify="right")
+    table.add_column("", style="green", no_wrap=True)
+    top = max((p for _, p in predictions), default=1.0) or 1.0
+    for rank, (word, p) in enumerate(predictions, 1):
+        table.add_row(str(rank), word, f"{p * 100:.1f}%", bar(p / top))
+    return table
+
+
+def generation(seed_text: str, continuation: str, mode: str, copied: int | None = None) -> Text:
+    """The seed (dim) followed by the generated continuation (bold), and a copy report."""
+    text = Text()
+    if seed_text:
+        text.append(seed_text, style="dim")
+        text.append(" ")
+    text.append(continuation, style="bold")
+    text.append(f"\n  [{mode}]", style="dim italic")
+    if copied is not None:
+        text.append(f"  longest copied run: {copied} words", style="dim italic")
+    return text
+
+
+def notice(message: str, style: str = "yellow") -> Text:
+    return Text(message, style=style)
+
+
+def error(message: str) -> Text:
+    return Text(f"error: {message}", style="bold red")
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def chart(values: Sequence[float], width: int = 48, height: int = 6, label: str = "", fmt: str = "{:.3f}") -> Text:
+    """A small terminal line chart of ``values`` (resampled to ``width`` columns)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    out = Text()
+    if not vals:
+        out.append(f"{label}: no data", style="dim")
+        return out
+    if len(vals) > width:
+        step = len(vals) / width
+        vals = [vals[min(len(vals) - 1, int(i * step))] for i in range(width)] + [vals[-1]]
+        vals = vals[:width]
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    levels = height * 8
+    cols = [int(round((v - lo) / span * (levels - 1))) for v in vals]
+    top_label, bottom_label = fmt.format(hi), fmt.format(lo)
+    pad = max(len(top_label), len(bottom_label))
+    out.append(f"{label}\n", style="bold")
+    for row in range(height - 1, -1, -1):
+        edge = top_label if row == height - 1 else bottom_label if row == 0 else ""
+        out.append(edge.rjust(pad) + " ┤", style="dim")
+        line = []
+        for c in cols:
+            filled = c - row * 8 + 1
+            line.append("█" if filled >= 8 else SPARK[filled - 1] if filled > 0 else " ")
+        out.append("".join(line), style="cyan")
+        out.append("\n")
+    out.append(" " * pad + " └" + "─" * len(cols) + "\n", style="dim")
+    out.append(" " * (pad + 2) + f"epoch 1 … {len(values)}", style="dim")
+    return out
+
+
+def history_charts(history: dict) -> Group:
+    parts = []
+    if history.get("loss"):
+        parts.append(chart(history["loss"], label="loss"))
+    if history.get("val_loss"):
+        parts.append(chart(history["val_loss"], label="validation loss"))
+    if history.get("accuracy"):
+        parts.append(chart(history["accuracy"], label="accuracy", fmt="{:.1%}"))
+    if not parts:
+        parts.append(Text("no training history for this model", style="dim"))
+    return Group(*parts)
+
+
+def info_panel(rows: Sequence[tuple[str, str]], title: str = "model") -> Panel:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    return Panel(table, title=title, title_align="left", expand=False)
+
+
+def help_table(commands: Sequence[tuple[str, str]]) -> Table:
+    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+    table.add_column("command", style="bold cyan", no_wrap=True)
+    table.add_column("what it does")
+    for usage, text in commands:
+        table.add_row(usage, text)
+    return table
+
+
+def sample_line(context: Sequence[str], predicted: str, true: str) -> Text:
+    """The seed tutorial's sample line: ['could', 'easily', 'retire'] - [while] vs [while]."""
+    t = Text(f"{list(context)} - [{predicted}] vs [{true}]")
+    t.stylize("green" if predicted == true else "red", len(str(list(context))) + 3)
+    return t

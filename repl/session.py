@@ -1,0 +1,467 @@
+"""The interactive loop: prompt, live completions, commands, background training.
+
+Starting with a cached model imports no TensorFlow: completion and generation run on the
+numpy predictor. Training started from the prompt runs in a background thread while the
+previous model stays usable; its progress shows in the bottom toolbar and as lines printed
+above the prompt. Ctrl-C clears the line (or, on an empty line, stops training after the
+current batch); Ctrl-D leaves. No exception inside the loop is fatal or shows a traceback.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from model.bundle import Bundle, copy_bundle, load_bundle
+from model.config import ARCHS, Config
+from model.errors import StoryError
+from model.predictor import Predictor
+from model.tokenize import detokenize
+from repl import commands as cmds
+from repl import render
+from repl.progress import status_line
+
+MAX_LINE = 20_000  # characters of a typed line that are read; the rest is ignored (and said so)
+MAX_LEN = 10_000
+DEFAULT_K = 10
+
+
+def _clean(line: str) -> str:
+    """Control characters (pasted newlines, escapes) become spaces."""
+    return "".join(" " if (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) else ch for ch in line)
+
+
+class Session:
+    def __init__(self, corpus_spec: str, config: Config, debug: bool = False):
+        self.corpus_spec = corpus_spec
+        self.config = config
+        self.debug = debug
+        self.bundle: Bundle | None = None
+        self.predictor: Predictor | None = None
+        self.k = DEFAULT_K
+        self.greedy = True
+        self.temperature = 1.0
+        self.length = 32
+        self.seed = config.seed
+        self.rng = np.random.default_rng(self.seed)
+        self.status = ""  # "loading TensorFlow…", "training …"
+        self.progress = None  # last progress record of a background training run
+        self.train_thread: threading.Thread | None = None
+        self.stop_event = threading.Event()
+        self.last_history: dict = {}
+        self.tty = sys.stdout.isatty()
+        self._lock = threading.Lock()
+
+    # ---- output ---------------------------------------------------------------------
+    def console(self, file=None) -> Console:
+        width = shutil.get_terminal_size((100, 24)).columns
+        return Console(
+            file=file or io.StringIO(),
+            force_terminal=self.tty,
+            color_system="standard" if self.tty else None,
+            width=max(40, width),
+            highlight=False,
+            soft_wrap=False,
+        )
+
+    def out(self, *renderables: Any) -> None:
+        """Print renderables; safe while a prompt is active (goes above it)."""
+        buf = io.StringIO()
+        con = self.console(buf)
+        for r in renderables:
+            con.print(r)
+        with self._lock:
+            sys.stdout.write(buf.getvalue())
+            sys.stdout.flush()
+
+    def error(self, message: str) -> None:
+        self.out(render.error(message))
+
+    # ---- model ------------------------------------------------------------------------
+    def set_bundle(self, bundle: Bundle) -> None:
+        self.predictor = Predictor(bundle)
+        self.bundle = bundle
+        self.last_history = dict(bundle.metrics.get("history") or {})
+
+    def corpus_label(self) -> str:
+        if self.bundle is not None:
+            return self.bundle.corpus_name
+        return Path(self.corpus_spec).stem
+
+    @property
+    def training(self) -> bool:
+        return self.train_thread is not None and self.train_thread.is_alive()
+
+    def start_model(self, corpus_spec: str, config: Config, force: bool, what: str) -> None:
+        """Load the cached model for (corpus, config), or train it in the background."""
+        from model import store
+        from model.corpus import resolve_path
+
+        if self.training:
+            raise StoryError("training is already under way; wait for it or :stop it first")
+        path = resolve_path(corpus_spec)
+        if path.is_dir():
+            raise StoryError(f"{path} is a directory; give a text file")
+        if not force:
+            hit = store.cached(path, config)
+            if hit is not None:
+                self.set_bundle(hit)
+                self.corpus_spec, self.config = str(path), config
+                self.out(render.notice(f"loaded the cached {config.label()} model for {path.stem} from {hit.path}", "green"))
+                return
+        self.stop_event = threading.Event()
+        self.progress = None
+        self.status = "starting"
+        self.train_thread = threading.Thread(
+            target=self._train_worker, args=(str(path), config, force, what), name="story-repl-train", daemon=True
+        )
+        self.train_thread.start()
+
+    def _on_progress(self, p) -> None:
+        if p.kind in ("batch", "epoch"):
+            self.progress = p
+            self.status = "training " + status_line(p)
+        elif p.kind == "sample" and p.sample is not None:
+            now = time.monotonic()
+            if now - getattr(self, "_last_sample", 0.0) >= 2.0:
+                self._last_sample = now
+                self.out(render.Text("  ") + render.sample_line(*p.sample) + render.Text(f"  {status_line(self.progress)}", style="dim"))
+        elif p.kind == "start":
+            self.out(render.notice(f"training: {p.message}", "dim"))
+
+    def _train_worker(self, path: str, config: Config, force: bool, what: str) -> None:
+        from model import store
+
+        try:
+            self.status = "reading corpus"
+            from model.corpus import read_corpus
+
+            corpus = read_corpus(path, keep_case=config.keep_case)  # fail fast on bad input
+            del corpus
+            if "tensorflow" not in sys.modules:
+                self.status = "loading TensorFlow…"
+            import model.train  # noqa: F401  (imports TensorFlow)
+
+            self.status = "training"
+            self.out(render.notice(f"{what} on {Path(path).name}: training in the background (Ctrl-C on an empty line or :stop ends it)", "cyan"))
+            bundle, result = store.train_and_cache(path, config, on_progress=self._on_progress, stop=self.stop_event, force=force)
+            self.set_bundle(bundle)
+            self.corpus_spec, self.config = path, config
+            if result is not None:
+                style = "yellow" if result.interrupted else "green"
+                self.out(
+                    render.notice(
+                        f"{result.stop_reason}: accuracy {result.accuracy:.3f} (ceiling {result.ceiling:.3f}), "
+                        f"{result.epochs} epochs in {result.train_seconds:.1f}s; now using {bundle.path}",
+                        style,
+                    )
+                )
+                if len(result.history.get("loss", [])) > 1:
+                    self.out(render.history_charts(result.history))
+        except StoryError as e:
+            self.error(str(e))
+        except Exception as e:  # noqa: BLE001
+            if self.debug:
+                self.out(traceback.format_exc())
+            self.error(f"training failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        finally:
+            self.status = ""
+            self.progress = None
+
+    # ---- toolbar --------------------------------------------------------------------
+    def toolbar(self):
+        cfg = self.bundle.config if self.bundle is not None else self.config
+        mode = "greedy" if self.greedy else f"sample T={self.temperature:g}"
+        parts = [
+            ("class:toolbar.key", " corpus "),
+            ("class:toolbar", f"{self.corpus_label()} "),
+            ("class:toolbar.key", " model "),
+            ("class:toolbar", f"{cfg.arch}/{cfg.context} "),
+            ("class:toolbar.key", " mode "),
+            ("class:toolbar", f"{mode} "),
+            ("class:toolbar.key", " k "),
+            ("class:toolbar", f"{self.k} "),
+            ("class:toolbar.key", " len "),
+            ("class:toolbar", f"{self.length} "),
+        ]
+        if self.status:
+            parts.append(("class:toolbar.busy", f" {self.status} "))
+        else:
+            parts.append(("class:toolbar", " idle "))
+        return parts
+
+    # ---- lines ------------------------------------------------------------------------
+    def handle(self, line: str) -> bool:
+        """Handle one input line. False means quit."""
+        if len(line) > MAX_LINE:
+            self.out(render.notice(f"the line has {len(line)} characters; reading only the last {MAX_LINE}"))
+            line = line[-MAX_LINE:]
+        line = _clean(line)
+        if not line.strip():
+            return True
+        if cmds.is_command(line):
+            return self.command(cmds.parse(line))
+        self.complete_text(line)
+        return True
+
+    def complete_text(self, line: str) -> None:
+        pred = self.predictor
+        if pred is None:
+            raise StoryError("no model is loaded yet; wait for training or :load a model")
+        tokens = pred.tokenize(line)
+        ids, unknown = pred.encode(tokens)
+        if unknown:
+            shown = ", ".join(unknown[:8]) + ("…" if len(unknown) > 8 else "")
+            self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context"))
+        ctx = pred.vocab.decode(ids[-pred.context :])
+        preds = pred.top_k(ids, min(self.k, len(pred.vocab)))
+        title = f"next word after “{detokenize(ctx)}”" if ctx else "first word"
+        self.out(render.topk_table(preds, title=title))
+        gen: list[int] = []
+        stopped = False
+        try:
+            for i in pred.generate_ids(ids, self.length, self.greedy, self.temperature, int(self.rng.integers(2**31))):
+                gen.append(i)
+        except KeyboardInterrupt:
+            stopped = True
+        words = pred.vocab.decode(gen)
+        mode = "greedy" if self.greedy else f"sampled, T={self.temperature:g}"
+        if stopped:
+            mode += f"; stopped after {len(words)} words"
+        copied = self.copied_run(words)
+        self.out(render.generation(detokenize(tokens[-12:]), detokenize(words), mode, copied))
+
+    def copied_run(self, words: list[str]) -> int | None:
+        """Longest run of ``words`` found verbatim in the training text (None if unknown)."""
+        from repl.memorize import longest_copied_run
+
+        if self.bundle is None:
+            return None
+        return longest_copied_run(self.bundle, words)
+
+    # ---- commands ---------------------------------------------------------------------
+    def command(self, c: cmds.Command) -> bool:
+        name, arg = c.name, c.arg
+        if name == "quit":
+            return False
+        if name == "help":
+            self.out(render.help_table(cmds.help_rows()))
+            self.out(render.notice("Type words to see the next word; Tab or arrows pick a completion. Ctrl-C clears the line, Ctrl-D quits.", "dim"))
+        elif name == "topk":
+            if arg < 1:
+                raise StoryError(f":topk expects a positive integer, got {arg}")
+            vocab = len(self.predictor.vocab) if self.predictor else arg
+            if arg > vocab:
+                self.out(render.notice(f":topk {arg} is more than the vocabulary; using {vocab}"))
+                arg = vocab
+            self.k = int(arg)
+            self.out(render.notice(f"showing the top {self.k} words", "green"))
+        elif name == "greedy":
+            self.greedy = True
+            self.out(render.notice("greedy decoding", "green"))
+        elif name == "sample":
+            t = self.temperature if arg is None else float(arg)
+            if not (0 < t <= 100):
+                raise StoryError(f":sample expects a temperature above 0 (at most 100), got {arg}")
+            self.greedy, self.temperature = False, t
+            self.out(render.notice(f"sampled decoding at temperature {t:g}", "green"))
+        elif name == "mode":
+            self.greedy = not self.greedy
+            self.out(render.notice("greedy decoding" if self.greedy else f"sampled decoding at temperature {self.temperature:g}", "green"))
+        elif name == "len":
+            if not (1 <= arg <= MAX_LEN):
+                raise StoryError(f":len expects a whole number from 1 to {MAX_LEN}, got {arg}")
+            self.length = int(arg)
+            self.out(render.notice(f"generating {self.length} words", "green"))
+        elif name == "seed":
+            if not (0 <= arg < 2**63):
+                raise StoryError(f":seed expects a whole number from 0 to 2^63-1, got {arg}")
+            self.seed = int(arg)
+            self.rng = np.random.default_rng(self.seed)
+            self.config = self.config.replace(seed=self.seed)
+            self.out(render.notice(f"seed {self.seed} (sampling now; the next training too)", "green"))
+        elif name == "stop":
+            if not self.training:
+                raise StoryError("no training is under way")
+            self.stop_event.set()
+            self.out(render.notice("stopping after this batch; the best weights so far are kept"))
+        elif name == "train":
+            spec = arg if arg is not None else self.corpus_spec
+            self.start_model(spec, self.config, force=True, what="retraining")
+        elif name == "corpus":
+            self.start_model(arg, self.config, force=False, what="switching corpus")
+        elif name == "arch":
+            if arg not in ARCHS:
+                raise StoryError(f":arch expects one of {', '.join(ARCHS)}, got {arg!r}")
+            self.start_model(self.corpus_spec, self.config.replace(arch=arg), force=False, what=f"arch {arg}")
+        elif name == "context":
+            if not (1 <= arg <= 512):
+                raise StoryError(f":context expects a whole number from 1 to 512, got {arg}")
+            self.start_model(self.corpus_spec, self.config.replace(context=int(arg)), force=False, what=f"context {arg}")
+        elif name == "save":
+            if self.bundle is None:
+                raise StoryError("no model to save yet")
+            dest = copy_bundle(self.bundle, arg)
+            self.out(render.notice(f"saved to {dest}", "green"))
+        elif name == "load":
+            if self.training:
+                raise StoryError("training is under way; :stop it before loading another model")
+            bundle = load_bundle(arg)
+            old = self.bundle
+            self.set_bundle(bundle)
+            self.config = bundle.config
+            if bundle.corpus_path:
+                self.corpus_spec = bundle.corpus_path
+            msg = f"loaded {bundle.config.label()} model from {bundle.path} (corpus {bundle.corpus_name})"
+            if old is not None and old.corpus_sha256 and bundle.corpus_sha256 != old.corpus_sha256:
+                msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
+            self.out(render.notice(msg, "green"))
+        elif name == "info":
+            self.show_info()
+        elif name == "history":
+            self.out(render.history_charts(self.last_history))
+        else:  # pragma: no cover - every parsed command is handled above
+            raise StoryError(f":{name} is not available")
+        return True
+
+    def show_info(self) -> None:
+        b = self.bundle
+        if b is None:
+            raise StoryError("no model is loaded yet")
+        m = b.metrics
+        acc = m.get("accuracy")
+        ceil = m.get("ceiling")
+        cfg = b.config
+        rows = [
+            ("corpus", f"{b.corpus_name} ({b.info.get('corpus', {}).get('tokens', '?')} tokens, sha256 {b.corpus_sha256[:12]})"),
+            ("vocabulary", f"{len(b.vocab)} words"),
+            ("model", f"{cfg.arch}, context {cfg.context}, {cfg.units} units, embedding {cfg.embedding_dim}, dropout {cfg.dropout}"),
+            ("parameters", f"{b.parameter_count():,}"),
+            ("training", f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size or 'whole text'}, {m.get('epochs', '?')} epochs, {m.get('stop_reason', '')}"),
+            ("accuracy", "?" if acc is None else f"{acc:.4f} (ceiling {ceil:.4f})" if ceil is not None else f"{acc:.4f}"),
+            ("where", str(b.path)),
+        ]
+        if m.get("val_loss") is not None:
+            rows.insert(6, ("validation", f"loss {m['val_loss']:.4f}, perplexity {math.exp(m['val_loss']):.1f}"))
+        self.out(render.info_panel(rows))
+
+    # ---- loop -------------------------------------------------------------------------
+    def key_bindings(self):
+        from prompt_toolkit.filters import completion_is_selected, has_completions
+        from prompt_toolkit.key_binding import KeyBindings
+
+        kb = KeyBindings()
+
+        @kb.add("c-c")
+        def _(event):
+            buf = event.app.current_buffer
+            if not buf.text and self.training:
+                self.stop_event.set()
+                self.out(render.notice("stopping training after this batch; the best weights so far are kept"))
+            buf.reset()
+
+        @kb.add("c-d")
+        def _(event):
+            event.app.exit(exception=EOFError)
+
+        @kb.add("enter", filter=has_completions & completion_is_selected)
+        def _(event):
+            event.app.current_buffer.complete_state = None
+
+        return kb
+
+    def loop(self) -> int:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import ThreadedCompleter
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.patch_stdout import patch_stdout
+        from prompt_toolkit.styles import Style
+
+        from model import store
+        from repl.completer import WordCompleter
+
+        try:
+            store.home().mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(store.home() / "history"))
+        except OSError:
+            history = InMemoryHistory()
+        style = Style.from_dict(
+            {
+                "toolbar": "bg:#303030 #d0d0d0",
+                "toolbar.key": "bg:#505050 #ffffff bold",
+                "toolbar.busy": "bg:#875f00 #ffffff bold",
+                "bottom-toolbar": "noreverse",
+            }
+        )
+        completer = WordCompleter(lambda: self.predictor, lambda: self.k)
+        session = PromptSession(
+            history=history,
+            completer=ThreadedCompleter(completer),
+            complete_while_typing=True,
+            bottom_toolbar=self.toolbar,
+            refresh_interval=0.5,
+            key_bindings=self.key_bindings(),
+            style=style,
+            enable_history_search=False,
+        )
+        self.out(render.notice(f"story-repl: {self.corpus_label()} ({self.bundle.config.label() if self.bundle else '-'}). Type words; :help lists commands.", "dim"))
+        with patch_stdout(raw=True):
+            while True:
+                try:
+                    line = session.prompt("› ")
+                except KeyboardInterrupt:
+                    continue
+                except EOFError:
+                    break
+                try:
+                    if not self.handle(line):
+                        break
+                except StoryError as e:
+                    self.error(str(e))
+                except KeyboardInterrupt:
+                    self.out(render.notice("interrupted"))
+                except Exception as e:  # noqa: BLE001 - the loop never dies
+                    if self.debug:
+                        self.out(traceback.format_exc())
+                    self.error(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if self.training:
+            self.stop_event.set()
+            self.out(render.notice("finishing the current batch and saving before leaving…"))
+            self.train_thread.join()
+        return 0
+
+
+def run_session(args) -> int:
+    from model import store
+    from repl.cli import config_from
+    from repl.models import DEFAULT_CORPUS, train_with_view
+
+    if not sys.stdin.isatty():
+        raise StoryError("the REPL needs a terminal; use story-repl predict/generate for scripts")
+    config = config_from(args)
+    session = Session(args.corpus or DEFAULT_CORPUS, config, debug=args.debug)
+    if args.model:
+        bundle = load_bundle(args.model)
+        session.config = bundle.config
+        session.corpus_spec = bundle.corpus_path or bundle.corpus_name
+    else:
+        from model.corpus import resolve_path
+
+        path = resolve_path(session.corpus_spec)
+        session.corpus_spec = str(path)
+        bundle = store.cached(path, config)
+        if bundle is None:
+            con = Console(highlight=False)
+            bundle, result = train_with_view(str(path), config, con, encoding=getattr(args, "encoding", "utf-8"))
+    session.set_bundle(bundle)
+    return session.loop()
