@@ -75,8 +75,29 @@ def split_paragraphs(paragraphs: Sequence[list[str]], tokens: list[str], valid_f
     return tokens[:cut], tokens[cut:]
 
 
-def tf_dataset(ids: np.ndarray, context: int, batch_size: int, shuffle: bool, seed: int):
-    """A tf.data pipeline of (ids+1 windows, next id) batches, gathered per batch from ``ids``."""
+def sequence_targets(ids: np.ndarray, context: int) -> np.ndarray:
+    """(n, context): for each window, the word after each of its prefixes."""
+    ids = np.asarray(ids, dtype=np.int32)
+    return np.lib.stride_tricks.sliding_window_view(ids[1:], context)
+
+
+def truncate_randomly(x, seed: int, rate: float = 0.5):
+    """Left-truncate a share of (batch, context) input windows to a random length (0 = padding),
+    so a bidirectional encoder also learns contexts shorter than its window."""
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    c = tf.shape(x)[1]
+    keep = tf.random.uniform((b, 1), 1, c + 1, dtype=tf.int32)
+    keep = tf.where(tf.random.uniform((b, 1)) < rate, keep, c)
+    pos = tf.range(c)[None, :]
+    return tf.where(pos >= c - keep, x, tf.zeros_like(x))
+
+
+def tf_dataset(ids: np.ndarray, context: int, batch_size: int, shuffle: bool, seed: int, sequence: bool = False):
+    """A tf.data pipeline of (ids+1 windows, next id) batches, gathered per batch from ``ids``.
+
+    With ``sequence`` the target is (batch, context): the next word after every prefix."""
     import tensorflow as tf
 
     ids = np.asarray(ids, dtype=np.int32)
@@ -91,6 +112,8 @@ def tf_dataset(ids: np.ndarray, context: int, batch_size: int, shuffle: bool, se
     def gather(starts):
         starts = tf.cast(starts, tf.int32)
         idx = starts[:, None] + offsets[None, :]
+        if sequence:
+            return tf.gather(table, idx) + 1, tf.gather(table, idx + 1)
         return tf.gather(table, idx) + 1, tf.gather(table, starts + context)
 
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -25,8 +25,20 @@ UNROLL_MAX = 8
 PAD = 0  # input id of padding; vocabulary id i is fed as i + 1
 
 
+def is_sequence(config: Config) -> bool:
+    """Left-to-right encoders predict the next word after every prefix of the window.
+
+    The state after j words of a window is exactly the state for a j-word context (padding
+    is masked), so one pass trains every context length 1..N at once: short contexts at
+    inference are then as good as full ones. The bidirectional encoder reads the whole
+    window in both directions, so it predicts only after the full window.
+    """
+    return config.arch in ("lstm", "stacked")
+
+
 def build_network(config: Config, vocab_size: int) -> keras.Model:
-    """(batch, context) int32 ids+1 -> (batch, vocab_size) logits."""
+    """(batch, context) int32 ids+1 -> logits: (batch, context, vocab) for left-to-right
+    encoders (a prediction after each prefix; the last one is the next word), else (batch, vocab)."""
     assert config.context is not None and config.embedding_dim is not None
     inp = keras.Input(shape=(config.context,), dtype="int32", name="context")
     x = layers.Embedding(vocab_size + 1, config.embedding_dim, mask_zero=True, name="embedding")(inp)
@@ -35,12 +47,12 @@ def build_network(config: Config, vocab_size: int) -> keras.Model:
     if drop:
         x = layers.Dropout(drop, name="embedding_dropout")(x)
     if config.arch == "lstm":
-        x = layers.LSTM(config.units, unroll=unroll, name="lstm")(x)
+        x = layers.LSTM(config.units, return_sequences=True, unroll=unroll, name="lstm")(x)
     elif config.arch == "stacked":
         x = layers.LSTM(config.units, return_sequences=True, unroll=unroll, name="lstm_1")(x)
         if drop:
             x = layers.Dropout(drop, name="between_dropout")(x)
-        x = layers.LSTM(config.units, unroll=unroll, name="lstm_2")(x)
+        x = layers.LSTM(config.units, return_sequences=True, unroll=unroll, name="lstm_2")(x)
     elif config.arch == "bilstm":
         x = layers.Bidirectional(layers.LSTM(config.units, unroll=unroll), merge_mode="concat", name="bilstm")(x)
     else:  # pragma: no cover - Config validates arch
@@ -49,6 +61,12 @@ def build_network(config: Config, vocab_size: int) -> keras.Model:
         x = layers.Dropout(drop, name="encoder_dropout")(x)
     logits = layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(inp, logits, name=f"story_{config.arch}")
+
+
+def last_logits(model: keras.Model, ids, training: bool = False):
+    """(batch, vocab) logits for the word after the full window."""
+    out = model(ids, training=training)
+    return out[:, -1, :] if len(out.shape) == 3 else out
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
