@@ -107,6 +107,31 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def scalar_logger(logdir: str, history: dict[str, list[float]]):
+    """A Keras callback writing per-epoch loss, accuracy, learning rate (and validation loss) as
+    TensorBoard scalars. It uses ``tf.summary.write`` with the scalars plugin's metadata, so it
+    needs no ``tensorboard`` package; TensorBoard reads the files as usual."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    writer = tf.summary.create_file_writer(logdir)
+
+    class ScalarLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            with writer.as_default():
+                for name, values in history.items():
+                    if values:
+                        tf.summary.write(f"epoch_{name}", tf.constant(float(values[-1])), step=epoch + 1, metadata=meta)
+            writer.flush()
+
+        def on_train_end(self, logs=None):
+            writer.close()
+
+    return ScalarLogger()
+
+
 def prepare(corpus: Corpus, config: Config) -> tuple[Config, Vocab, np.ndarray, np.ndarray]:
     """Resolve the recipe for this corpus; build the vocabulary; return train and validation ids."""
     cfg = resolve(config, len(corpus.tokens))
@@ -148,11 +173,11 @@ def train(
     report = on_progress or (lambda p: None)
     stop = stop or threading.Event()
     cfg, vocab, train_ids, valid_ids = prepare(corpus, config)
-    if resume is not None:
+    if resume is not None:  # the bundle's vocabulary, whatever the corpus would give now
         vocab = resume.vocab
-        train_ids = vocab.encode(corpus.tokens) if vocab.unk_id is not None else np.asarray(
-            vocab.split_known(split_paragraphs(corpus.paragraphs(), corpus.tokens, cfg.valid_fraction)[0])[0], np.int32
-        )
+        train_tokens, valid_tokens = split_paragraphs(corpus.paragraphs(), corpus.tokens, cfg.valid_fraction)
+        train_ids = np.asarray(vocab.split_known(train_tokens)[0], np.int32)
+        valid_ids = np.asarray(vocab.split_known(valid_tokens)[0], np.int32)
     x, y = windows(train_ids, cfg.context)
     ceil, _floor = ceiling(x, y)
     n = len(y)
@@ -321,7 +346,7 @@ def train(
 
     callbacks: list[Any] = [Control()]
     if logdir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logdir), write_graph=False, update_freq="epoch"))
+        callbacks.append(scalar_logger(str(logdir), history))
 
     report(Progress("start", epochs=epochs, steps=steps, replicas=replicas, message=f"{n} windows, ceiling {ceil:.3f}"))
     state["t0"] = time.perf_counter()
