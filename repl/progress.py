@@ -78,6 +78,11 @@ class TrainingView:
     def __call__(self, p) -> None:
         if p.kind in ("batch", "epoch"):
             self.last = p
+            if not self.console.is_terminal:  # logs and pipes get a plain line now and then
+                now = time.monotonic()
+                if p.kind == "epoch" and now - getattr(self, "_last_line", -1e9) >= self.sample_every:
+                    self._last_line = now
+                    self.console.print(status_line(p), highlight=False)
             self.progress.update(
                 self.task,
                 completed=progress_fraction(p),
