@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import shutil
 import sys
 import threading
@@ -36,9 +37,17 @@ MAX_LEN = 10_000
 DEFAULT_K = 10
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]P^_][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+
+
 def _clean(line: str) -> str:
-    """Control characters (pasted newlines, escapes) become spaces."""
+    """Terminal escape sequences are dropped; other control characters (pasted newlines) become spaces."""
+    line = _ESCAPE.sub(" ", line)
     return "".join(" " if (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) else ch for ch in line)
+
+
+def _short(word: str, limit: int = 40) -> str:
+    return word if len(word) <= limit else word[: limit - 1] + "…"
 
 
 class Session:
@@ -46,6 +55,7 @@ class Session:
         self.corpus_spec = corpus_spec
         self.config = config
         self.debug = debug
+        self.encoding = "utf-8"  # of corpus files read for training (--encoding)
         self.bundle: Bundle | None = None
         self.predictor: Predictor | None = None
         self.k = DEFAULT_K
@@ -146,7 +156,10 @@ class Session:
             self.status = "reading corpus"
             from model.corpus import read_corpus
 
-            corpus = read_corpus(path, keep_case=config.keep_case)  # fail fast on bad input
+            def on_read(done: int, total: int) -> None:
+                self.status = f"reading corpus {done / max(total, 1):.0%}"
+
+            corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
             del corpus
             if "tensorflow" not in sys.modules:
                 self.status = "loading TensorFlow…"
@@ -154,7 +167,9 @@ class Session:
 
             self.status = "training"
             self.out(render.notice(f"{what} on {Path(path).name}: training in the background (Ctrl-C on an empty line or :stop ends it)", "cyan"))
-            bundle, result = store.train_and_cache(path, config, on_progress=self._on_progress, stop=self.stop_event, force=force)
+            bundle, result = store.train_and_cache(
+                path, config, on_progress=self._on_progress, stop=self.stop_event, force=force, encoding=self.encoding, on_read=on_read
+            )
             self.set_bundle(bundle)
             self.corpus_spec, self.config = path, config
             if result is not None:
@@ -166,6 +181,9 @@ class Session:
                         style,
                     )
                 )
+                note = result.vocab.unk_note()
+                if note:
+                    self.out(render.notice(note, "dim"))
                 if len(result.history.get("loss", [])) > 1:
                     self.out(render.history_charts(result.history))
         except StoryError as e:
@@ -201,6 +219,21 @@ class Session:
         return parts
 
     # ---- lines ------------------------------------------------------------------------
+    def run_line(self, line: str) -> bool:
+        """Handle one line as the loop does: every error is one printed line. False means quit."""
+        try:
+            return self.handle(line)
+        except StoryError as e:
+            self.error(str(e))
+        except KeyboardInterrupt:
+            self.out(render.notice("interrupted; the current model is still loaded"))
+        except Exception as e:  # noqa: BLE001 - the loop never dies
+            if self.debug:
+                self.out(traceback.format_exc())
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            self.error(f"{type(e).__name__}: {first} (the current model is still loaded; --debug shows details)")
+        return True
+
     def handle(self, line: str) -> bool:
         """Handle one input line. False means quit."""
         if len(line) > MAX_LINE:
@@ -221,7 +254,7 @@ class Session:
         tokens = pred.tokenize(line)
         ids, unknown = pred.encode(tokens)
         if unknown:
-            shown = ", ".join(unknown[:8]) + ("…" if len(unknown) > 8 else "")
+            shown = ", ".join(_short(w) for w in unknown[:8]) + ("…" if len(unknown) > 8 else "")
             self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context"))
         ctx = pred.vocab.decode(ids[-pred.context :])
         preds = pred.top_k(ids, min(self.k, len(pred.vocab)))
@@ -239,7 +272,7 @@ class Session:
         if stopped:
             mode += f"; stopped after {len(words)} words"
         copied = self.copied_run(words)
-        self.out(render.generation(detokenize(tokens[-12:]), detokenize(words), mode, copied))
+        self.out(render.generation(detokenize([_short(t) for t in tokens[-12:]]), detokenize(words), mode, copied))
 
     def copied_run(self, words: list[str]) -> int | None:
         """Longest run of ``words`` found verbatim in the training text (None if unknown)."""
@@ -380,11 +413,12 @@ class Session:
 
         return kb
 
-    def loop(self) -> int:
+    def make_prompt(self, **io):
+        """The PromptSession: threaded completer, toolbar, key bindings, persistent history.
+        ``io`` may pass ``input``/``output`` (tests use a pipe)."""
         from prompt_toolkit import PromptSession
         from prompt_toolkit.completion import ThreadedCompleter
         from prompt_toolkit.history import FileHistory, InMemoryHistory
-        from prompt_toolkit.patch_stdout import patch_stdout
         from prompt_toolkit.styles import Style
 
         from model import store
@@ -404,16 +438,22 @@ class Session:
             }
         )
         completer = WordCompleter(lambda: self.predictor, lambda: self.k)
-        session = PromptSession(
+        return PromptSession(
             history=history,
-            completer=ThreadedCompleter(completer),
+            completer=ThreadedCompleter(completer),  # completions never block typing
             complete_while_typing=True,
             bottom_toolbar=self.toolbar,
             refresh_interval=0.5,
             key_bindings=self.key_bindings(),
             style=style,
             enable_history_search=False,
+            **io,
         )
+
+    def loop(self) -> int:
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        session = self.make_prompt()
         self.out(render.notice(f"story-repl: {self.corpus_label()} ({self.bundle.config.label() if self.bundle else '-'}). Type words; :help lists commands.", "dim"))
         with patch_stdout(raw=True):
             while True:
@@ -423,17 +463,8 @@ class Session:
                     continue
                 except EOFError:
                     break
-                try:
-                    if not self.handle(line):
-                        break
-                except StoryError as e:
-                    self.error(str(e))
-                except KeyboardInterrupt:
-                    self.out(render.notice("interrupted"))
-                except Exception as e:  # noqa: BLE001 - the loop never dies
-                    if self.debug:
-                        self.out(traceback.format_exc())
-                    self.error(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                if not self.run_line(line):
+                    break
         if self.training:
             self.stop_event.set()
             self.out(render.notice("finishing the current batch and saving before leaving…"))
@@ -450,6 +481,7 @@ def run_session(args) -> int:
         raise StoryError("the REPL needs a terminal; use story-repl predict/generate for scripts")
     config = config_from(args)
     session = Session(args.corpus or DEFAULT_CORPUS, config, debug=args.debug)
+    session.encoding = getattr(args, "encoding", None) or "utf-8"
     if args.model:
         bundle = load_bundle(args.model)
         session.config = bundle.config
@@ -462,6 +494,9 @@ def run_session(args) -> int:
         bundle = store.cached(path, config)
         if bundle is None:
             con = Console(highlight=False)
-            bundle, result = train_with_view(str(path), config, con, encoding=getattr(args, "encoding", "utf-8"))
+            bundle, result = train_with_view(str(path), config, con, encoding=session.encoding)
+            note = result.vocab.unk_note() if result is not None else None
+            if note:
+                con.print(render.notice(note, "dim"))
     session.set_bundle(bundle)
     return session.loop()
