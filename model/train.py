@@ -352,16 +352,23 @@ def train(
     state["t0"] = time.perf_counter()
     done_epochs = 0
     try:
-        hist = model.fit(
-            train_data,
-            epochs=epochs,
-            steps_per_epoch=steps,
-            validation_data=val_data,
-            callbacks=callbacks,
-            verbose=0,
-            shuffle=False,  # the dataset is already shuffled
-        )
-        done_epochs = len(hist.epoch)
+        if cfg.objective == "sampled":
+            if replicas > 1:
+                raise StoryError("--objective sampled trains on one device; use --strategy default")
+            from model.sampled import fit_sampled
+
+            done_epochs = fit_sampled(model, cfg, train_data, steps, epochs, callbacks, val_data)
+        else:
+            hist = model.fit(
+                train_data,
+                epochs=epochs,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,  # the dataset is already shuffled
+            )
+            done_epochs = len(hist.epoch)
     except KeyboardInterrupt:
         state["reason"] = "interrupted"
         done_epochs = len(history["loss"])

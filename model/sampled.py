@@ -1,0 +1,78 @@
+"""Sampled softmax training: a cheaper objective when the vocabulary is large.
+
+The full softmax costs O(vocab) per predicted word, forward and backward: at 10,000+ words
+it dominates training. Sampled softmax scores the true word against ``num_sampled`` words
+drawn from a log-uniform (Zipfian) distribution over frequency-ranked ids, which matches
+the vocabulary's order. Only training uses it; the saved network is unchanged and
+prediction, evaluation and validation loss use the full softmax.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def fit_sampled(model, config, train_data, steps: int, epochs: int, callbacks: list, val_data=None) -> int:
+    """Train ``model`` with sampled softmax, driving ``callbacks`` as ``fit`` would. Returns epochs run."""
+    import keras
+    import tensorflow as tf
+
+    dense = model.get_layer("logits")
+    encoder = keras.Model(model.input, dense.input)  # ids -> hidden states feeding the output layer
+    vocab = int(dense.units)
+    num_sampled = max(1, min(int(config.num_sampled), vocab - 1))
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+    cb = keras.callbacks.CallbackList(callbacks, model=model)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            h = encoder(x, training=True)  # (B, C, U) or (B, U)
+            units = tf.shape(h)[-1]
+            h2 = tf.reshape(h, (-1, units))
+            labels = tf.reshape(tf.cast(y, tf.int64), (-1, 1))
+            loss = tf.reduce_mean(
+                tf.nn.sampled_softmax_loss(
+                    weights=tf.transpose(dense.kernel),  # (vocab, units)
+                    biases=dense.bias,
+                    labels=labels,
+                    inputs=h2,
+                    num_sampled=num_sampled,
+                    num_classes=vocab,
+                    remove_accidental_hits=True,
+                    seed=config.seed,
+                )
+            )
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        logits = h2 @ dense.kernel + dense.bias
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), labels[:, 0]), tf.float32))
+        return loss, acc
+
+    it = iter(train_data)
+    model.stop_training = False
+    cb.on_train_begin()
+    done = 0
+    for epoch in range(epochs):
+        cb.on_epoch_begin(epoch)
+        total_loss = total_acc = 0.0
+        for b in range(steps):
+            x, y = next(it)
+            loss, acc = step(x, y)
+            total_loss += float(loss)
+            total_acc += float(acc)
+            logs: dict[str, Any] = {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)}
+            cb.on_train_batch_end(b, logs)
+            if model.stop_training:
+                break
+        logs = {"loss": total_loss / max(1, b + 1), "accuracy": total_acc / max(1, b + 1)}
+        if val_data is not None:
+            val = model.evaluate(val_data, verbose=0, return_dict=True)
+            logs["val_loss"] = float(val["loss"]) if math.isfinite(float(val["loss"])) else math.inf
+        cb.on_epoch_end(epoch, logs)
+        done = epoch + 1
+        if model.stop_training:
+            break
+    cb.on_train_end()
+    return done
