@@ -3,18 +3,24 @@
     model.keras     Keras weights, architecture and optimizer state (for resuming training)
     weights.npz     the same weights as plain arrays, for the TensorFlow-free predictor
     vocab.json      the vocabulary, with a format version
-    config.json     the configuration, corpus identity (name, sha256) and format version
+    config.json     the configuration, corpus identity (name, sha256), format version and
+                    the sha256 of model.keras, weights.npz and vocab.json (written last)
     metrics.json    accuracy, ceiling, per-epoch history, library versions
 
-Files are written into a temporary sibling directory, synced, then swapped into place by
-one rename, so a crash (even SIGKILL) leaves either the old bundle or the new one.
-Loading never runs code from the bundle: no pickle, and Keras safe mode.
+Files are written into a temporary sibling directory (``.NAME.tmp-PID-*``), synced, then
+swapped into place by one rename, so a crash (even SIGKILL) leaves either the old bundle or
+the new one; the next save or load removes what a dead process left behind. A directory
+that holds anything but bundle files is never replaced. Loading checks the checksums and
+every array's shape, and never runs code from the bundle: no pickle, and Keras safe mode.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import datetime as _dt
+import errno
+import hashlib
+import io
 import json
 import os
 import platform
@@ -69,10 +75,23 @@ class Bundle:
 
         import keras
 
+        keras_file = self.path / "model.keras"
+        if not keras_file.is_file():
+            raise StoryError(
+                f"{self.path} has no model.keras: it can predict but not resume training; train a new model instead"
+            )
+        expected = (self.info.get("files") or {}).get("model.keras")
+        if expected and _sha256_file(keras_file) != expected:
+            raise StoryError(f"{keras_file} does not match the rest of the bundle (checksum differs); retrain the model")
         try:
-            return keras.saving.load_model(self.path / "model.keras", compile=True, safe_mode=True)
+            return keras.saving.load_model(keras_file, compile=True, safe_mode=True)
         except Exception as e:  # noqa: BLE001 - any failure here is a broken file
-            raise StoryError(f"cannot load {self.path / 'model.keras'}: {str(e).splitlines()[0][:200]}") from None
+            if "safe_mode" in str(e) or "arbitrary code" in str(e):
+                raise StoryError(
+                    f"{keras_file} contains Python code (e.g. a Lambda layer); refusing to run it: retrain the model"
+                ) from None
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise StoryError(f"cannot load {keras_file}: {first}") from None
 
 
 # ---- versions ---------------------------------------------------------------------------
@@ -94,6 +113,14 @@ def _write(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -127,6 +154,47 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _leftovers(target: Path, kind: str) -> list[tuple[Path, int]]:
+    """(path, pid) of ``.NAME.tmp-PID-*`` / ``.NAME.old-PID`` siblings left by a save that died."""
+    out = []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return out
+    head = f".{target.name}.{kind}-"
+    for name in names:
+        if not name.startswith(head):
+            continue
+        pid_text = name[len(head):].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            out.append((target.parent / name, int(pid_text)))
+    return out
+
+
+def recover(target: Path) -> None:
+    """Finish what a killed save left behind: put back an old bundle moved aside (only where
+    the rename fallback was used, so ``target`` is missing) and remove dead temporary copies."""
+    if not target.exists():
+        for old, _pid in _leftovers(target, "old"):
+            try:
+                os.rename(old, target)
+                break
+            except OSError:
+                pass
+    for path, _pid in _leftovers(target, "tmp") + _leftovers(target, "old"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
     try:
         os.rename(tmp, target)  # atomic when target does not exist (or is an empty dir)
@@ -143,6 +211,28 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _is_replaceable(target: Path) -> bool:
+    """True if ``target`` is absent, empty, or holds nothing but bundle files (a bundle, even a broken one)."""
+    try:
+        names = os.listdir(target)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return set(names) <= set(FILES)
+
+
+def _save_error(target: Path, e: OSError) -> StoryError:
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space or save elsewhere"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "choose a directory you can write to"
+    else:
+        hint = "choose another directory"
+    return StoryError(f"cannot save to {target}: {reason}; {hint} (any previous model there is untouched)")
+
+
 def save_bundle(
     target: str | os.PathLike,
     *,
@@ -153,42 +243,57 @@ def save_bundle(
     corpus: dict[str, Any],
     metrics: dict[str, Any],
 ) -> Path:
-    """Write a bundle to ``target`` atomically; the previous bundle there survives any failure."""
+    """Write a bundle to ``target`` atomically; the previous bundle there survives any failure.
+
+    ``target`` must be new, empty, or a bundle: any other directory is refused, never replaced.
+    """
     target = Path(os.path.expanduser(str(target))).absolute()
     if target.exists() and not target.is_dir():
-        raise StoryError(f"cannot save to {target}: it is a file, not a directory")
+        raise StoryError(f"cannot save to {target}: it is a file, not a directory; choose a new directory")
+    if not _is_replaceable(target):
+        raise StoryError(
+            f"cannot save to {target}: it is a directory that is not a story-repl model; choose a new or empty directory"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        recover(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except OSError as e:
-        raise StoryError(f"cannot save to {target}: {e.strerror or e}") from None
+        raise _save_error(target, e) from None
     try:
+        files: dict[str, str] = {}
         if model is not None:
             model.save(tmp / "model.keras")
             with open(tmp / "model.keras", "rb") as fh:
                 os.fsync(fh.fileno())
-        with open(tmp / "weights.npz", "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v, np.float32) for k, v in weights.items()})
-            fh.flush()
-            os.fsync(fh.fileno())
-        _write(tmp / "vocab.json", vocab.to_json().encode("utf-8"))
+            files["model.keras"] = _sha256_file(tmp / "model.keras")
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in weights.items()})
+        data = buf.getvalue()
+        _write(tmp / "weights.npz", data)
+        files["weights.npz"] = hashlib.sha256(data).hexdigest()
+        data = vocab.to_json().encode("utf-8")
+        _write(tmp / "vocab.json", data)
+        files["vocab.json"] = hashlib.sha256(data).hexdigest()
         info = {
             "format_version": FORMAT_VERSION,
             "config": config.to_dict(),
             "vocab_size": len(vocab),
             "corpus": corpus,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": files,
         }
-        _write(tmp / "config.json", json.dumps(info, indent=2, ensure_ascii=False).encode("utf-8"))
         full_metrics = {"format_version": FORMAT_VERSION, **metrics, "versions": library_versions()}
         _write(tmp / "metrics.json", json.dumps(full_metrics, indent=2, ensure_ascii=False).encode("utf-8"))
+        # config.json last: a directory without it is never taken for a model.
+        _write(tmp / "config.json", json.dumps(info, indent=2, ensure_ascii=False).encode("utf-8"))
         _fsync_dir(tmp)
         _swap_into_place(tmp, target)
         _fsync_dir(target.parent)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):
-            raise StoryError(f"cannot save to {target}: {e.strerror or e}; the previous model there is untouched") from None
+            raise _save_error(target, e) from None
         raise
     return target
 
@@ -198,7 +303,7 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StoryError(f"{path.parent} is not a complete model: {path.name} is missing") from None
+        raise StoryError(f"{path.parent} is not a complete model: {path.name} is missing; retrain or re-save the model") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise StoryError(f"{path} is unreadable or corrupt ({type(e).__name__}); retrain or re-save the model") from None
     if not isinstance(data, dict):
@@ -211,56 +316,103 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
+def expected_shapes(config: Config, vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight array of the network ``config`` describes for ``vocab_size`` words."""
+    e, u = int(config.embedding_dim), int(config.units)
+    shapes: dict[str, tuple[int, ...]] = {"embedding": (vocab_size + 1, e)}
+    inputs = {"lstm": (e,), "stacked": (e, u), "bilstm": (e, e)}[config.arch]
+    for p, d in zip(ARCH_KEYS[config.arch], inputs):
+        shapes.update({f"{p}/kernel": (d, 4 * u), f"{p}/recurrent": (u, 4 * u), f"{p}/bias": (4 * u,)})
+    hidden = 2 * u if config.arch == "bilstm" else u
+    shapes.update({"logits/kernel": (hidden, vocab_size), "logits/bias": (vocab_size,)})
+    return shapes
+
+
 def check_weights(config: Config, vocab_size: int, weights: dict[str, np.ndarray], where: Path) -> None:
     """Raise if the arrays do not form the network ``config`` describes for ``vocab_size`` words."""
-    need = ["embedding", "logits/kernel", "logits/bias"]
-    for p in ARCH_KEYS[config.arch]:
-        need += [f"{p}/kernel", f"{p}/recurrent", f"{p}/bias"]
-    missing = [k for k in need if k not in weights]
+    shapes = expected_shapes(config, vocab_size)
+    missing = [k for k in shapes if k not in weights]
     if missing:
-        raise StoryError(f"{where} weights do not match its config ({config.arch}): missing {missing[0]}")
-    emb, out = weights["embedding"], weights["logits/kernel"]
-    if emb.shape[0] != vocab_size + 1 or out.shape[-1] != vocab_size or weights["logits/bias"].shape != (vocab_size,):
+        raise StoryError(f"{where} weights do not match its config ({config.arch}): missing {missing[0]}; retrain the model")
+    out = weights["logits/kernel"]
+    if out.ndim == 2 and out.shape[-1] != vocab_size:
         raise StoryError(
-            f"{where}: vocab.json has {vocab_size} words but the weights are for {out.shape[-1]}; the bundle is inconsistent"
+            f"{where}: vocab.json has {vocab_size} words but the weights are for {out.shape[-1]}; "
+            f"the bundle is inconsistent: retrain or re-save the model"
         )
-    u = config.units
-    for p in ARCH_KEYS[config.arch]:
-        if weights[f"{p}/recurrent"].shape != (u, 4 * u):
-            raise StoryError(f"{where}: {p} weights are not {u}-unit LSTM weights; the bundle is inconsistent")
+    for name, shape in shapes.items():
+        if tuple(weights[name].shape) != shape:
+            raise StoryError(
+                f"{where}: {name} has shape {tuple(weights[name].shape)}, not {shape} as its config and vocabulary "
+                f"need; the bundle is inconsistent: retrain or re-save the model"
+            )
+
+
+def _check_sum(path: Path, data: bytes, files: dict) -> None:
+    expected = files.get(path.name)
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise StoryError(
+            f"{path} does not match the bundle it is in (checksum differs); retrain or re-save the model"
+        )
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
-    """Load a bundle for inference (numpy only). Every problem is one StoryError line."""
+    """Load a bundle for inference (numpy only). Every problem is one StoryError line.
+
+    Nothing in the bundle is executed: JSON files, and arrays read with ``allow_pickle=False``.
+    """
     path = Path(os.path.expanduser(str(path))).absolute()
     if not path.exists():
-        raise StoryError(f"no model at {path}")
+        recover(path)  # a save killed half-way through the rename fallback
+    if not path.exists():
+        raise StoryError(f"no model at {path}; give a directory saved with :save or story-repl train --out")
     if not path.is_dir():
-        raise StoryError(f"{path} is not a model directory")
+        raise StoryError(f"{path} is not a model directory; give a directory saved with :save or story-repl train --out")
     info = _read_json(path / "config.json", "model")
+    files = info.get("files") if isinstance(info.get("files"), dict) else {}
     vocab_file = path / "vocab.json"
     try:
-        vocab = Vocab.from_json(vocab_file.read_text(encoding="utf-8"))
+        vocab_bytes = vocab_file.read_bytes()
+        _check_sum(vocab_file, vocab_bytes, files)
+        vocab = Vocab.from_json(vocab_bytes.decode("utf-8"))
     except FileNotFoundError:
-        raise StoryError(f"{path} is not a complete model: vocab.json is missing") from None
+        raise StoryError(f"{path} is not a complete model: vocab.json is missing; retrain or re-save the model") from None
     except (OSError, UnicodeDecodeError) as e:
         raise StoryError(f"{vocab_file} is unreadable ({type(e).__name__}); retrain or re-save the model") from None
+    raw_config = info.get("config")
+    if not isinstance(raw_config, dict):
+        raise StoryError(f"{path / 'config.json'} has no valid configuration; retrain or re-save the model")
     try:
-        config = Config.from_dict(dict(info.get("config") or {}))
-    except (StoryError, TypeError) as e:
+        config = Config.from_dict(raw_config)
+    except (StoryError, TypeError, ValueError) as e:
         raise StoryError(f"{path / 'config.json'} has an invalid configuration: {e}") from None
     if config.context is None or config.embedding_dim is None:
-        raise StoryError(f"{path / 'config.json'} is incomplete (no context or embedding size)")
+        raise StoryError(f"{path / 'config.json'} is incomplete (no context or embedding size); retrain the model")
+    weights_file = path / "weights.npz"
     try:
-        with np.load(path / "weights.npz", allow_pickle=False) as z:
-            weights = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+        data = weights_file.read_bytes()
     except FileNotFoundError:
-        raise StoryError(f"{path} is not a complete model: weights.npz is missing") from None
+        raise StoryError(f"{path} is not a complete model: weights.npz is missing; retrain the model") from None
+    except OSError as e:
+        raise StoryError(f"cannot read {weights_file}: {e.strerror or e}") from None
+    _check_sum(weights_file, data, files)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            weights = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
+            raise StoryError(
+                f"{weights_file} holds pickled Python objects, which could run code; refusing to load it "
+                f"(a story-repl model has only plain arrays): retrain the model"
+            ) from None
+        raise StoryError(f"{weights_file} is truncated or corrupt ({type(e).__name__}); retrain the model") from None
     except Exception as e:  # noqa: BLE001 - zip/npy errors of every kind mean a broken file
-        raise StoryError(f"{path / 'weights.npz'} is truncated or corrupt ({type(e).__name__}); retrain the model") from None
+        raise StoryError(f"{weights_file} is truncated or corrupt ({type(e).__name__}); retrain the model") from None
     check_weights(config, len(vocab), weights, path)
     if info.get("vocab_size") not in (None, len(vocab)):
-        raise StoryError(f"{path}: config.json says {info.get('vocab_size')} words but vocab.json has {len(vocab)}")
+        raise StoryError(
+            f"{path}: config.json says {info.get('vocab_size')} words but vocab.json has {len(vocab)}; retrain or re-save the model"
+        )
     metrics: dict[str, Any] = {}
     try:
         metrics = _read_json(path / "metrics.json", "model")

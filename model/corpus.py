@@ -76,7 +76,7 @@ def read_corpus(
     if path.is_dir():
         raise StoryError(f"{path} is a directory; give a text file")
     if not os.access(path, os.R_OK):
-        raise StoryError(f"cannot read {path}: permission denied")
+        raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable")
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     except LookupError:
@@ -109,7 +109,7 @@ def read_corpus(
                 if final:
                     break
     except OSError as e:
-        raise StoryError(f"cannot read {path}: {e.strerror or e}") from None
+        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
     text = "".join(parts)
     if text.startswith("\ufeff"):
         text = text[1:]

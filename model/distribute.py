@@ -1,41 +1,57 @@
-"""tf.distribute strategies: default, mirrored (several GPUs of one host), multi-worker (TF_CONFIG)."""
+"""tf.distribute strategies: default, mirrored (several GPUs of one host), multi-worker (TF_CONFIG).
+
+``--batch-size`` is the global batch: Keras splits every global batch over the replicas,
+each replica averages its share, and the gradients are summed over the replicas, so a step
+is one step on the whole global batch. The learning rate is the one configured for that
+global batch; it is not scaled with the replica count. A global batch that does not divide
+evenly is rounded up to a multiple of the replica count (see :func:`global_batch`).
+
+Every worker of a multi-worker cluster builds the same input pipeline (the same windows in
+the same order, from the seed and the epoch alone) and takes its share of every global batch
+(``AutoShardPolicy.DATA``); the training stream is endless and every worker runs the same
+number of steps, so none waits for a step the others never run. Decisions taken between
+epochs (keep these weights? stop now?) use only figures every worker has identically:
+Keras's globally reduced logs, and local figures agreed on with :func:`agree_min`.
+
+Only the chief (worker 0, or the ``chief`` task) writes: bundles, the cache and TensorBoard
+logs. A worker that dies makes the others fail within the collective timeout
+(``STORY_REPL_COLLECTIVE_TIMEOUT`` seconds, default 300) instead of waiting forever.
+"""
 from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+from typing import Any, Callable, Iterator, Sequence
 
 from model.errors import StoryError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+TIMEOUT_ENV = "STORY_REPL_COLLECTIVE_TIMEOUT"
+DEFAULT_TIMEOUT = 300.0
 
 
-def make_strategy(name: str = "auto"):
-    """(strategy, replica count) for ``name``; ``auto`` mirrors over GPUs when there are several."""
-    import tensorflow as tf
-
-    if name not in STRATEGIES:
-        raise StoryError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    if name == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
-        name = "mirrored" if len(gpus) > 1 else "default"
-    if name == "default":
-        strat = tf.distribute.get_strategy()
-    elif name == "mirrored":
-        strat = tf.distribute.MirroredStrategy()
-    else:
-        strat = tf.distribute.MultiWorkerMirroredStrategy()
-    return strat, int(strat.num_replicas_in_sync)
-
-
-def is_chief() -> bool:
-    """True unless TF_CONFIG names this process as a non-chief worker."""
-    import json
-    import os
-
+def tf_config() -> dict[str, Any] | None:
+    """The parsed ``TF_CONFIG``, or None when it is not set."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return True
+        return None
     try:
         cfg = json.loads(raw)
     except ValueError:
         raise StoryError("TF_CONFIG is not valid JSON") from None
+    if not isinstance(cfg, dict):
+        raise StoryError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    return cfg
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process as a non-chief worker."""
+    cfg = tf_config()
+    if cfg is None:
+        return True
     task = cfg.get("task") or {}
     cluster = cfg.get("cluster") or {}
     kind, index = task.get("type", "worker"), int(task.get("index", 0))
@@ -44,3 +60,276 @@ def is_chief() -> bool:
     if kind == "worker" and "chief" not in cluster:
         return index == 0
     return False
+
+
+def num_workers() -> int:
+    """Tasks taking part in training according to TF_CONFIG (1 without it)."""
+    cfg = tf_config()
+    if cfg is None:
+        return 1
+    cluster = cfg.get("cluster") or {}
+    return max(1, sum(len(cluster.get(job) or ()) for job in ("chief", "worker")))
+
+
+def collective_timeout() -> float | None:
+    """Seconds one all-reduce may wait for the other workers before training fails
+    (``STORY_REPL_COLLECTIVE_TIMEOUT``; 0 means no limit)."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoryError(f"{TIMEOUT_ENV} expects a number of seconds, got {raw!r}") from None
+    if value < 0 or value != value:
+        raise StoryError(f"{TIMEOUT_ENV} expects a number of seconds >= 0, got {raw!r}")
+    return value or None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (TensorFlow's C++ start-up lines)."""
+    if os.environ.get("STORY_REPL_DEBUG") == "1":
+        yield
+        return
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _multi_worker():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _quiet_stderr():  # importing only: the cluster set-up must come before any TensorFlow op
+        import tensorflow as tf
+        import keras  # noqa: F401
+
+    cfg = tf_config()
+    if cfg is not None:
+        cluster = cfg.get("cluster")
+        task = cfg.get("task")
+        if not isinstance(cluster, dict) or not isinstance(task, dict):
+            raise StoryError("TF_CONFIG needs a 'cluster' (job name -> list of host:port) and a 'task' (type, index)")
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout())
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as e:
+        if "startup" in str(e):
+            raise StoryError(
+                "multi-worker training has to set TensorFlow up itself: run it in a process of its own "
+                "(story-repl train --strategy multiworker) before anything else uses TensorFlow"
+            ) from None
+        raise
+    except ValueError as e:
+        raise StoryError(f"TF_CONFIG: {str(e).splitlines()[0] if str(e) else e!r}") from None
+
+
+def make_strategy(name: str = "auto"):
+    """(strategy, replica count) for ``name``; ``auto`` mirrors over GPUs when there are several.
+
+    Call it before any other TensorFlow use in the process: a multi-worker strategy has to
+    configure TensorFlow's collective ops before TensorFlow initialises."""
+    if name not in STRATEGIES:
+        raise StoryError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "multiworker":
+        strat = _multi_worker()
+        return strat, int(strat.num_replicas_in_sync)
+
+    from model.tfload import import_tensorflow
+
+    tf = import_tensorflow()
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        strat = tf.distribute.get_strategy()
+    else:
+        strat = tf.distribute.MirroredStrategy()
+    return strat, int(strat.num_replicas_in_sync)
+
+
+def is_multi_worker(strategy) -> bool:
+    """True for a multi-worker strategy (replicas that may live in several processes)."""
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def agreement(strategy) -> Callable[[Sequence[float]], list[float]]:
+    """A function taking figures to their element-wise minimum over every worker, so that
+    all workers get the same numbers.
+
+    Each worker may compute a figure locally (an evaluation on its own device); deciding on
+    the agreed figure makes every worker take the same decision. Under a multi-worker
+    strategy all workers must call it together (it is a collective); otherwise it returns
+    the figures unchanged."""
+    if not is_multi_worker(strategy):
+        return lambda values: [float(v) for v in values]
+    import tensorflow as tf
+
+    def on_replica(t):
+        return tf.distribute.get_replica_context().all_gather(t[None, :], axis=0)
+
+    @tf.function
+    def gather(v):
+        return strategy.run(on_replica, args=(v,))
+
+    def agree(values: Sequence[float]) -> list[float]:
+        local = tf.constant([float(v) for v in values], tf.float64)
+        stacked = strategy.experimental_local_results(gather(local))[0]
+        return [float(v) for v in tf.reduce_min(stacked, axis=0).numpy()]
+
+    return agree
+
+
+def global_batch(batch: int, n: int, replicas: int) -> int:
+    """The global batch actually used: ``batch`` (at most ``n`` windows), rounded up to a
+    multiple of ``replicas`` so every replica gets an equal share of every full batch."""
+    batch = max(1, min(int(batch), int(n)))
+    return int(math.ceil(batch / replicas) * replicas)
+
+
+def train_dataset(ids, context: int, batch: int, seed: int, sequence: bool = False):
+    """An endless tf.data pipeline of (ids+1 windows, targets) training batches.
+
+    Every epoch is a fresh permutation of all windows, cut into batches of ``batch`` (the last
+    one of an epoch partial). The permutation is a function of (seed, epoch) only, so every
+    worker builds the same batches in the same order, and so does every iterator Keras
+    creates over the dataset. With ``sequence`` the target is the word after every prefix."""
+    import numpy as np
+    import tensorflow as tf
+
+    ids = np.asarray(ids, dtype=np.int32)
+    n = len(ids) - context
+    table = tf.constant(ids)
+    offsets = tf.range(context, dtype=tf.int32)
+    seed_t = tf.constant(int(seed), tf.int64)
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed_t, e]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch)
+
+    def gather(starts):
+        idx = starts[:, None] + offsets[None, :]
+        if sequence:
+            return tf.gather(table, idx) + 1, tf.gather(table, idx + 1)
+        return tf.gather(table, idx) + 1, tf.gather(table, starts + context)
+
+    ds = tf.data.Dataset.counter().flat_map(epoch)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def full_batch_dataset(x, target, replicas: int):
+    """An endless stream of full batches for training on the whole text per step.
+
+    One replica gets every window in every step. Several replicas get a global batch of the
+    window count rounded up to a multiple of the replica count: every window plus fewer than
+    ``replicas`` taken from the front of the next pass, so every replica gets an equal share."""
+    import tensorflow as tf
+
+    n = len(x)
+    if replicas <= 1:
+        return tf.data.Dataset.from_tensors((x, target)).repeat()
+    batch = global_batch(n, n, replicas)
+    ds = tf.data.Dataset.from_tensor_slices((x, target)).repeat()
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def shard_by_data(dataset):
+    """``dataset`` with auto-sharding by data: each worker keeps its share of every batch."""
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(opts)
+
+
+def fit_multi_worker(model, strategy, train_data, steps: int, epochs: int, callbacks: list, val_data=None) -> int:
+    """Train ``model`` under a multi-worker strategy, driving ``callbacks`` as ``fit`` would.
+    Returns the number of epochs run.
+
+    Keras 3's ``fit`` does not run under a multi-worker strategy (keras-team/keras#20585), so
+    this is the same training step written out: every replica sums its examples' losses,
+    divides by the number of examples in the whole global batch, and the optimizer sums the
+    gradients over all replicas; the result is one step on the mean loss of the global batch,
+    uneven last batches included. Logged loss and accuracy are sums reduced over all workers,
+    so every worker sees the same figures. ``model.stop_training`` is read between epochs;
+    callbacks must set it alike on every worker."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    optimizer = model.optimizer
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+    cb = keras.callbacks.CallbackList(callbacks, model=model)
+    sum_op = tf.distribute.ReduceOp.SUM
+
+    def sums(y, logits):
+        losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        right = tf.cast(tf.equal(tf.cast(tf.argmax(logits, -1), y.dtype), y), tf.float32)
+        count = tf.cast(tf.size(losses), tf.float32)
+        return tf.reduce_sum(losses), tf.reduce_sum(right), count
+
+    def replica_train(batch):
+        x, y = batch
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss_sum, right, count = sums(y, logits)
+            total = tf.distribute.get_replica_context().all_reduce(sum_op, count)
+            loss = loss_sum / tf.maximum(total, 1.0)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.stack([loss_sum, right, count])
+
+    def replica_eval(batch):
+        x, y = batch
+        return tf.stack(sums(y, model(x, training=False)))
+
+    @tf.function
+    def train_step(iterator):
+        per_replica = strategy.run(replica_train, args=(next(iterator),))
+        return strategy.reduce(sum_op, per_replica, axis=None)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        return strategy.reduce(sum_op, strategy.run(replica_eval, args=(batch,)), axis=None)
+
+    iterator = iter(strategy.experimental_distribute_dataset(train_data))
+    dist_val = strategy.experimental_distribute_dataset(val_data) if val_data is not None else None
+    model.stop_training = False
+    cb.on_train_begin()
+    done = 0
+    for epoch in range(epochs):
+        cb.on_epoch_begin(epoch)
+        totals = np.zeros(3)
+        for b in range(steps):
+            cb.on_train_batch_begin(b)
+            totals += train_step(iterator).numpy()
+            logs: dict[str, Any] = {"loss": totals[0] / max(totals[2], 1.0), "accuracy": totals[1] / max(totals[2], 1.0)}
+            cb.on_train_batch_end(b, logs)
+        logs = {"loss": totals[0] / max(totals[2], 1.0), "accuracy": totals[1] / max(totals[2], 1.0)}
+        if dist_val is not None:
+            val = np.zeros(3)
+            for batch in dist_val:
+                val += eval_step(batch).numpy()
+            logs["val_loss"] = val[0] / max(val[2], 1.0)
+            logs["val_accuracy"] = val[1] / max(val[2], 1.0)
+        cb.on_epoch_end(epoch, logs)
+        done = epoch + 1
+        if model.stop_training:
+            break
+    cb.on_train_end()
+    return done

@@ -29,12 +29,16 @@ def home() -> Path:
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
+    if Path(path).is_dir():
+        raise StoryError(f"{path} is a directory; give a text file")
     try:
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 h.update(chunk)
+    except PermissionError:
+        raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable") from None
     except OSError as e:
-        raise StoryError(f"cannot read {path}: {e.strerror or e}") from None
+        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
     return h.hexdigest()
 
 
@@ -91,8 +95,13 @@ def train_and_cache(
 
     corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
     target = cache_path(corpus.path, config, corpus.sha256)
-    with locked(target):
-        if not force and out is None:
+    from model.distribute import is_chief
+
+    chief = is_chief()
+    # Only the chief of a multi-worker cluster writes; the others take no lock and create nothing.
+    with locked(target) if chief else contextlib.nullcontext():
+        # Every worker of a cluster must train: none may stop at a cache only it has.
+        if not force and out is None and strategy != "multiworker":
             try:
                 return load_bundle(target), None
             except StoryError:
@@ -100,12 +109,10 @@ def train_and_cache(
         from model.train import train
 
         result = train(corpus, config, on_progress=on_progress, stop=stop, logdir=logdir, strategy=strategy)
-        from model.distribute import is_chief
-
-        if is_chief():
+        if chief:
             save_result(result, target)
             if out is not None:
                 save_result(result, out)
         dest = Path(out) if out is not None else target
-        bundle = load_bundle(dest) if is_chief() else None
+        bundle = load_bundle(dest) if chief else None
         return bundle, result

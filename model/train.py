@@ -162,12 +162,24 @@ def train(
     sample_every: float = 2.0,
 ) -> TrainResult:
     """Train a model on ``corpus``. ``resume`` is a loaded bundle whose model and optimizer continue."""
+    from model.distribute import make_strategy
     from model.tfload import import_tensorflow
 
+    # First: a multi-worker strategy has to configure TensorFlow before its first op runs.
+    strat, replicas = make_strategy(strategy)
     tf = import_tensorflow()
     import keras
 
-    from model.distribute import make_strategy
+    from model.distribute import (
+        agreement,
+        fit_multi_worker,
+        full_batch_dataset,
+        global_batch,
+        is_chief,
+        is_multi_worker,
+        shard_by_data,
+        train_dataset,
+    )
     from model.network import build_network, is_sequence, last_logits, make_optimizer
 
     report = on_progress or (lambda p: None)
@@ -183,10 +195,14 @@ def train(
     n = len(y)
     full_batch = cfg.batch_size is None
     batch = n if full_batch else min(cfg.batch_size, n)
+    if replicas > 1:  # the global batch, split into equal shares over the replicas
+        batch = global_batch(batch, n, replicas)
+        full_batch = full_batch or batch >= n
     steps = max(1, math.ceil(n / batch))
+    multi = is_multi_worker(strat)
+    agree_min = agreement(strat)  # the same figures on every worker
     seed_everything(cfg.seed)
 
-    strat, replicas = make_strategy(strategy)
     with strat.scope():
         if resume is not None:
             model = resume.keras_model()
@@ -202,20 +218,27 @@ def train(
     seq = is_sequence(cfg)
     if full_batch:
         target = sequence_targets(train_ids, cfg.context) if seq else y
-        train_data = tf.data.Dataset.from_tensors((x + 1, target)).repeat()
+        train_data = full_batch_dataset(x + 1, target, replicas)
     else:
-        train_data = tf_dataset(train_ids, cfg.context, batch, shuffle=True, seed=cfg.seed, sequence=seq).repeat()
+        train_data = train_dataset(train_ids, cfg.context, batch, cfg.seed, sequence=seq)
     if not seq:
         train_data = train_data.map(lambda a, b: (truncate_randomly(a, cfg.seed), b))
     val_data = None
     if len(valid_ids) > cfg.context:
-        val_data = tf_dataset(valid_ids, cfg.context, max(batch, 256) if not full_batch else 4096, False, cfg.seed, sequence=seq)
-    if replicas > 1:
-        opts = tf.data.Options()
-        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train_data = train_data.with_options(opts)
+        val_batch = max(batch, 256) if not full_batch else 4096
+        if replicas > 1:  # Keras reduces the first batch over the replicas: its shares must be equal
+            m = len(valid_ids) - cfg.context
+            if m < replicas:
+                raise StoryError(
+                    f"the validation split has {m} windows, fewer than the {replicas} replicas; "
+                    "use a larger --valid-fraction or fewer replicas"
+                )
+            val_batch = replicas * (min(val_batch, m) // replicas)
+        val_data = tf_dataset(valid_ids, cfg.context, val_batch, False, cfg.seed, sequence=seq)
+    if replicas > 1:  # each worker keeps its share of every global batch
+        train_data = shard_by_data(train_data)
         if val_data is not None:
-            val_data = val_data.with_options(opts)
+            val_data = shard_by_data(val_data)
 
     small = n <= SMALL_WINDOWS
     eval_x = tf.constant(x + 1) if small else None
@@ -261,7 +284,7 @@ def train(
     class Control(keras.callbacks.Callback):
         def on_train_batch_end(self, batch_i, logs=None):
             now = time.perf_counter()
-            if stop.is_set():
+            if stop.is_set() and not multi:  # several workers agree on stopping at the epoch's end
                 self.model.stop_training = True
                 state["reason"] = "interrupted"
             if now - state["last_report"] >= 0.1:
@@ -296,6 +319,10 @@ def train(
                 # The running figure lags one update behind and, for left-to-right encoders,
                 # averages over every prefix; the ceiling is about full windows.
                 acc, confident = exact_accuracy()
+            stop_asked = stop.is_set()
+            if multi:  # local figures, agreed on so that every worker decides alike below
+                acc, confident, going_on = agree_min([acc, confident, 0.0 if stop_asked else 1.0])
+                stop_asked = going_on < 0.5
             loss = float(logs.get("loss", math.nan))
             history["loss"].append(loss)
             history["accuracy"].append(acc)
@@ -331,7 +358,7 @@ def train(
             if elapsed - state["last_sample"] >= sample_every or epoch == 0:
                 state["last_sample"] = elapsed
                 report(Progress("sample", epoch=epoch + 1, epochs=epochs, sample=sample_prediction()))
-            if stop.is_set():
+            if stop_asked:
                 state["reason"] = "interrupted"
                 self.model.stop_training = True
             elif val_data is None and acc >= ceil - 1e-9 and confident >= CONFIDENCE:
@@ -345,10 +372,13 @@ def train(
             state["t_end"] = time.perf_counter()  # fit()'s own teardown is not training
 
     callbacks: list[Any] = [Control()]
-    if logdir:
+    if logdir and is_chief():  # other workers write nothing
         callbacks.append(scalar_logger(str(logdir), history))
 
-    report(Progress("start", epochs=epochs, steps=steps, replicas=replicas, message=f"{n} windows, ceiling {ceil:.3f}"))
+    start_message = f"{n} windows, ceiling {ceil:.3f}"
+    if replicas > 1:
+        start_message += f", global batch {batch} over {replicas} replicas"
+    report(Progress("start", epochs=epochs, steps=steps, replicas=replicas, message=start_message))
     state["t0"] = time.perf_counter()
     done_epochs = 0
     try:
@@ -358,6 +388,8 @@ def train(
             from model.sampled import fit_sampled
 
             done_epochs = fit_sampled(model, cfg, train_data, steps, epochs, callbacks, val_data)
+        elif multi:
+            done_epochs = fit_multi_worker(model, strat, train_data, steps, epochs, callbacks, val_data)
         else:
             hist = model.fit(
                 train_data,

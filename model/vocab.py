@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 class Vocab:
     tokens: list[str]
     counts: list[int]
+    dropped: int = field(default=0, compare=False)  # distinct words folded into <unk> when it was built
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,7 +57,7 @@ class Vocab:
         unk_first = min(first[t] for t in dropped)
         entries = [(t, counts[t], first[t]) for t in keep] + [(UNK, unk_count, unk_first)]
         entries.sort(key=lambda e: (-e[1], e[2]))
-        return cls([e[0] for e in entries], [e[1] for e in entries])
+        return cls([e[0] for e in entries], [e[1] for e in entries], dropped=len(dropped))
 
     # ---- lookups --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -68,6 +69,17 @@ class Vocab:
     @property
     def unk_id(self) -> int | None:
         return self.index.get(UNK)
+
+    def unk_note(self) -> str | None:
+        """One line saying how many rare words became ``<unk>`` (None when none did)."""
+        unk = self.unk_id
+        if unk is None:
+            return None
+        words = f"{self.dropped:,} rare words" if self.dropped else "rare words"
+        return (
+            f"vocabulary kept {len(self) - 1:,} words; {words} ({self.counts[unk]:,} occurrences) became <unk>, "
+            f"which is never predicted (raise --max-vocab or lower --min-count to keep more)"
+        )
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:
         """Ids for ``tokens``; unknown tokens become ``<unk>``, or raise if there is none."""
@@ -105,7 +117,13 @@ class Vocab:
     # ---- persistence ----------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(
-            {"format_version": FORMAT_VERSION, "size": len(self.tokens), "tokens": self.tokens, "counts": self.counts},
+            {
+                "format_version": FORMAT_VERSION,
+                "size": len(self.tokens),
+                "dropped": self.dropped,
+                "tokens": self.tokens,
+                "counts": self.counts,
+            },
             ensure_ascii=False,
             indent=0,
         )
@@ -134,4 +152,7 @@ class Vocab:
             or not all(isinstance(t, str) for t in tokens)
         ):
             raise StoryError("vocab.json is malformed (tokens and counts disagree); retrain or re-save the model")
-        return cls(list(tokens), [int(c) for c in counts])
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise StoryError("vocab.json is malformed (counts are not whole numbers); retrain or re-save the model")
+        dropped = data.get("dropped", 0)
+        return cls(list(tokens), list(counts), dropped=dropped if isinstance(dropped, int) and dropped >= 0 else 0)

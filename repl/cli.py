@@ -173,6 +173,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if result is None:
             console.print(f"[dim]using the cached model at {bundle.path} (--force retrains)[/dim]")
+    note = (result.vocab if result is not None else bundle.vocab).unk_note() if (result or bundle) else None
+    if note:
+        console.print(f"[dim]{note}[/dim]", highlight=False)
     metrics = bundle.metrics if bundle is not None else (result.metrics() if result else {})
     cfg = bundle.config if bundle is not None else result.config
     out = {

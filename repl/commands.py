@@ -41,6 +41,9 @@ COMMANDS: dict[str, Spec] = {
     "load": Spec(":load DIR", "load a model saved with :save or story-repl train", "path"),
     "info": Spec(":info", "corpus, vocabulary, parameters, accuracy, where the model lives", "none"),
     "history": Spec(":history", "show the loss and accuracy curves of the last training", "none"),
+    "eval": Spec(":eval [FILE]", "perplexity, top-1/top-5 accuracy and OOV rate on FILE (default: held-out text), beside a 5-gram", "path?"),
+    "score": Spec(":score TEXT", "colour each word of TEXT by the probability the model gave it", "text"),
+    "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
     "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
 }
 ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}

@@ -363,6 +363,10 @@ class Session:
             self.show_info()
         elif name == "history":
             self.out(render.history_charts(self.last_history))
+        elif name in ("eval", "score", "vocab"):
+            from repl.analysis import run_command
+
+            run_command(self, name, arg)
         else:  # pragma: no cover - every parsed command is handled above
             raise StoryError(f":{name} is not available")
         return True

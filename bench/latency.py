@@ -1,0 +1,357 @@
+"""Interactive latency: REPL start-up, completions as you type, generation, and REPL memory.
+
+1. start-up: ``story-repl`` started in a pseudo-terminal (pexpect) with a cached model, until
+   its first prompt "› " appears; median of several starts;
+2. completer: ``repl.completer.WordCompleter.get_completions`` on a ``Document`` of every
+   prefix of real corpus lines typed character by character, until the completion list is
+   materialised; p50/p99 with the predictor's cache cleared before every call (cold), replayed
+   with the cache filled (warm), and in typing order (the cache as a user would see it);
+3. generation: 32 words with ``Predictor.generate_ids`` (cold and warm cache);
+4. memory: peak RSS (VmHWM) of the REPL process after typing a few lines, and whether its
+   address space maps TensorFlow's native library (the REPL must not import TensorFlow).
+
+Models: the default belling_the_cat model (vocabulary 112, context 3), and a tinyshakespeare
+model with a vocabulary of 10,000 (context 16 by the corpus recipe) trained for only a few
+batches: training quality does not change latency. Both are trained first into a temporary
+STORY_REPL_HOME (by a child process, so this process never imports TensorFlow).
+Output: JSON lines on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import CORPORA, ROOT, emit, machine_info, median, percentile
+
+BIN = Path(sys.executable).with_name("story-repl")
+CAT = CORPORA / "belling_the_cat.txt"
+SHAKE = CORPORA / "tinyshakespeare.txt"
+PROMPT = "›"  # the prompt is "› "; the space may be drawn by a cursor move
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>]|\r")
+
+# (name, corpus, Config keyword arguments, matching story-repl flags, batches to train)
+MODELS = {
+    "belling_the_cat": (CAT, {}, [], None),
+    "tinyshakespeare_v10k": (SHAKE, {"epochs": 1, "max_vocab": 10000}, ["--epochs", "1", "--max-vocab", "10000"], 3),
+}
+
+
+# ---- preparing models (child process: imports TensorFlow) --------------------------------------
+def prepare_child(home: str, name: str) -> None:
+    """Train ``name`` into the cache under ``home`` (stopping after a few batches if asked)."""
+    import threading
+
+    os.environ["STORY_REPL_HOME"] = home
+    from model.config import Config
+    from model.store import train_and_cache
+
+    corpus, kw, _, batches = MODELS[name]
+    stop = threading.Event()
+    seen = {"n": 0}
+
+    def on_progress(p) -> None:
+        if batches is not None and p.kind == "batch":
+            seen["n"] += 1
+            if seen["n"] >= batches:
+                stop.set()
+
+    t = time.perf_counter()
+    bundle, result = train_and_cache(str(corpus), Config(**kw), on_progress=on_progress, stop=stop)
+    print(json.dumps({
+        "path": str(bundle.path),
+        "vocab_size": len(bundle.vocab),
+        "context": bundle.config.context,
+        "units": bundle.config.units,
+        "seconds": round(time.perf_counter() - t, 2),
+        "stop_reason": result.stop_reason if result is not None else "cached",
+    }))
+
+
+def prepare(home: Path, name: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--prepare-child", str(home), name],
+        cwd=str(ROOT), capture_output=True, text=True, check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"preparing {name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- the REPL in a pseudo-terminal -------------------------------------------------------------
+class Term:
+    """story-repl in a pty; answers cursor-position requests as a terminal does."""
+
+    def __init__(self, home: Path, args: list[str]):
+        import pexpect
+
+        self.pexpect = pexpect
+        env = dict(os.environ, STORY_REPL_HOME=str(home), TERM="xterm-256color", COLUMNS="110", LINES="40")
+        self.t0 = time.perf_counter()
+        self.child = pexpect.spawn(str(BIN), args, cwd=str(ROOT), env=env, encoding="utf-8", timeout=60, dimensions=(40, 110))
+        self.text = ""
+        self.pos = 0
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> float:
+        """Seconds since start when ``needle`` first appears in the output after the last match."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            clean = ANSI.sub("", self.text)
+            i = clean.find(needle, self.pos)
+            if i >= 0:
+                self.pos = i + len(needle)
+                return time.perf_counter() - self.t0
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"never saw {needle!r}; last output: {clean[-500:]!r}")
+            try:
+                chunk = self.child.read_nonblocking(100000, timeout=0.002)
+            except self.pexpect.TIMEOUT:
+                continue
+            except self.pexpect.EOF:
+                raise RuntimeError(f"story-repl exited; last output: {ANSI.sub('', self.text)[-800:]!r}") from None
+            if "\x1b[6n" in chunk:
+                self.child.send("\x1b[1;1R" * chunk.count("\x1b[6n"))
+            self.text += chunk
+
+    def drain(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            try:
+                chunk = self.child.read_nonblocking(100000, timeout=0.02)
+                if "\x1b[6n" in chunk:
+                    self.child.send("\x1b[1;1R" * chunk.count("\x1b[6n"))
+                self.text += chunk
+            except self.pexpect.TIMEOUT:
+                pass
+
+    def quit(self) -> None:
+        try:
+            self.child.send("\x04")
+            self.child.expect(self.pexpect.EOF, timeout=20)
+        except Exception:  # noqa: BLE001
+            pass
+        self.child.close(force=True)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, val = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(val.split()[0])  # kB
+    return out
+
+
+def maps_tensorflow(pid: int) -> bool:
+    text = Path(f"/proc/{pid}/maps").read_text(errors="replace")
+    return "_pywrap_tensorflow" in text or "libtensorflow" in text
+
+
+def startup(home: Path, name: str, args: list[str], starts: int) -> dict:
+    times = []
+    for _ in range(starts):
+        term = Term(home, args)
+        try:
+            times.append(term.wait_for(PROMPT))
+        finally:
+            term.quit()
+    return {
+        "bench": "latency", "figure": "startup_to_prompt", "model": name, "starts": starts,
+        "median_seconds": round(median(times), 3), "min_seconds": round(min(times), 3),
+        "max_seconds": round(max(times), 3), "all_seconds": [round(t, 3) for t in times],
+    }
+
+
+def repl_memory(home: Path, name: str, args: list[str], lines: list[str]) -> dict:
+    term = Term(home, args)
+    try:
+        term.wait_for(PROMPT)
+        pid = term.child.pid
+        at_prompt = proc_status(pid)
+        for line in lines:
+            for ch in line:  # typed key by key, so completions are computed as for a person
+                term.child.send(ch)
+                term.drain(0.01)
+            term.child.send("\r")
+            term.wait_for(PROMPT, timeout=60)
+        term.drain(0.5)
+        after = proc_status(pid)
+        tf_mapped = maps_tensorflow(pid)
+    finally:
+        term.quit()
+    return {
+        "bench": "latency", "figure": "repl_memory", "model": name, "lines_typed": len(lines),
+        "rss_at_prompt_mib": round(at_prompt["VmRSS"] / 1024, 1),
+        "peak_rss_mib": round(after["VmHWM"] / 1024, 1),
+        "rss_after_typing_mib": round(after["VmRSS"] / 1024, 1),
+        "tensorflow_imported": tf_mapped,
+    }
+
+
+def python_baseline(repeats: int = 5) -> dict:
+    """Interpreter start-up, and importing numpy, for scale."""
+    out = {}
+    for label, code in (("python", "pass"), ("python_numpy", "import numpy")):
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            ts.append(time.perf_counter() - t)
+        out[label] = round(median(ts), 3)
+    return {"bench": "latency", "figure": "baseline_startup_seconds", **out}
+
+
+# ---- completer and generation (in process, numpy only) ---------------------------------------
+def typing_prefixes(corpus: Path, limit: int) -> list[str]:
+    """Every prefix of real lines typed character by character (sentences for one-line texts)."""
+    text = corpus.read_text(encoding="utf-8")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 20:  # one long paragraph: cut it into sentences
+        lines = [s.strip() + (" ." if not s.strip().endswith("?") else "") for s in re.split(r"(?<=[.?])\s+", " ".join(lines))]
+        lines = [re.sub(r"\s*\.\s*\.$", " .", ln) for ln in lines if ln]
+    out: list[str] = []
+    for _ in range(1000):  # a short text is typed again until there are ``limit`` prefixes
+        for ln in lines:
+            for i in range(1, len(ln) + 1):
+                out.append(ln[:i])
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def completer_latency(name: str, bundle_path: str, corpus: Path, n_prefixes: int) -> list[dict]:
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from model.bundle import load_bundle
+    from model.predictor import Predictor
+    from repl.completer import WordCompleter
+
+    bundle = load_bundle(bundle_path)
+    pred = Predictor(bundle)
+    comp = WordCompleter(lambda: pred, lambda: 10)
+    prefixes = typing_prefixes(corpus, n_prefixes)
+    docs = [Document(p) for p in prefixes]
+    event = CompleteEvent()
+    clock = time.perf_counter_ns
+
+    def run(clear: bool) -> tuple[list[float], int]:
+        ts = []
+        shown = 0
+        for d in docs:
+            if clear:
+                pred._cache.clear()
+            t = clock()
+            items = list(comp.get_completions(d, event))
+            ts.append((clock() - t) / 1e6)
+            shown += len(items)
+        return ts, shown
+
+    run(False)  # warm-up: imports, allocator, first tokenizer calls
+    pred._cache.clear()
+    typing, shown = run(False)  # as typed: a miss for each new context, hits within a word
+    cold, _ = run(True)
+    run(False)  # fill the cache with every context
+    warm, _ = run(False)
+    out = []
+    for mode, ts in (("cold", cold), ("warm", warm), ("typing", typing)):
+        out.append({
+            "bench": "latency", "figure": "completer", "model": name, "mode": mode,
+            "vocab_size": len(bundle.vocab), "context": bundle.config.context, "units": bundle.config.units,
+            "prefixes": len(ts), "p50_ms": round(percentile(ts, 50), 4), "p99_ms": round(percentile(ts, 99), 4),
+            "max_ms": round(max(ts), 3), "mean_ms": round(sum(ts) / len(ts), 4),
+            "mean_completions": round(shown / len(docs), 2),
+        })
+    return out
+
+
+def generation_latency(name: str, bundle_path: str, corpus: Path, words: int, trials: int) -> list[dict]:
+    from model.bundle import load_bundle
+    from model.predictor import Predictor
+
+    pred = Predictor(load_bundle(bundle_path))
+    lines = typing_prefixes(corpus, 100_000)
+    seeds = [pred.encode(pred.tokenize(s))[0] for s in lines[:: max(1, len(lines) // trials)][:trials]]
+    out = []
+    for greedy in (True, False):
+        for mode in ("cold", "warm"):
+            ts = []
+            for i, ids in enumerate(seeds):
+                if mode == "cold":
+                    pred._cache.clear()
+                else:
+                    list(pred.generate_ids(ids, words, greedy=greedy, seed=i))
+                t = time.perf_counter_ns()
+                got = list(pred.generate_ids(ids, words, greedy=greedy, seed=i))
+                ts.append((time.perf_counter_ns() - t) / 1e6)
+                assert len(got) == words
+            out.append({
+                "bench": "latency", "figure": "generate", "model": name, "words": words,
+                "decoding": "greedy" if greedy else "sampled", "cache": mode, "trials": len(ts),
+                "median_ms": round(median(ts), 3), "p99_ms": round(percentile(ts, 99), 3),
+                "ms_per_word_median": round(median(ts) / words, 4),
+            })
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--prepare-child"]:
+        prepare_child(argv[1], argv[2])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--starts", type=int, default=5, help="REPL starts to time per model")
+    p.add_argument("--prefixes", type=int, default=3000, help="typed prefixes per model")
+    p.add_argument("--trials", type=int, default=30, help="generations timed per mode")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    p.add_argument("--home", help="use (and keep) this STORY_REPL_HOME instead of a temporary one")
+    p.add_argument("--quick", action="store_true", help="fewer starts, prefixes and trials")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        help="OPENBLAS_NUM_THREADS/OMP_NUM_THREADS for this process and the REPL (default: the library's own)",
+    )
+    args = p.parse_args(argv)
+    if args.blas_threads is not None:
+        if "numpy" in sys.modules:  # pragma: no cover - nothing above imports it
+            raise SystemExit("--blas-threads must be set before numpy is imported")
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.blas_threads)
+    if args.quick:
+        args.starts, args.prefixes, args.trials = 2, 400, 5
+    names = [n for n in args.models.split(",") if n]
+
+    emit(machine_info("latency", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default")))
+    emit(python_baseline())
+    tmp = None
+    home = Path(args.home) if args.home else Path(tmp := tempfile.mkdtemp(prefix="story-repl-latency-"))
+    try:
+        for name in names:
+            corpus, _, flags, _ = MODELS[name]
+            info = prepare(home, name)
+            emit({"bench": "latency", "figure": "model", "model": name, **info})
+            # The default model is what a bare `story-repl` starts with.
+            repl_args = [] if name == "belling_the_cat" else ["--corpus", str(corpus), *flags]
+            emit(startup(home, name, repl_args, args.starts))
+            for rec in completer_latency(name, info["path"], corpus, args.prefixes):
+                emit(rec)
+            for rec in generation_latency(name, info["path"], corpus, 32, args.trials):
+                emit(rec)
+            typed = ["the mice had a general council", "some said this and", "who is to bell the cat ?"]
+            emit(repl_memory(home, name, repl_args, typed))
+        emit({"bench": "latency", "figure": "bench_process", "tensorflow_imported": "tensorflow" in sys.modules})
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""REPL analysis commands: ``:eval [FILE]``, ``:score TEXT`` and ``:vocab [WORD]``.
+
+* ``:eval [FILE]`` prints the ``story-repl eval`` report (perplexity, top-1/top-5 accuracy
+  and OOV rate beside a Kneser-Ney baseline) for FILE, or by default for the held-out part
+  of the model's corpus when the model has one, else for its training text.
+* ``:score TEXT`` shows TEXT with each word coloured by the probability the model gave it
+  (green likely ... red surprising), a table of per-word probability, surprisal in bits
+  and rank, and the text's perplexity. Unknown words are underlined and follow the rule of
+  :mod:`repl.evaluate` (scored as ``<unk>``, or skipped when the vocabulary has none).
+* ``:vocab`` shows the vocabulary size, how much of the training text it covers and the
+  most frequent words; ``:vocab WORD`` shows the word's rank and count, the model's most
+  likely next words after it alone, and its most frequent followers in the corpus.
+
+:func:`run_command` takes any session-like object with ``bundle``, ``predictor``, ``out``
+(and optionally ``k``); every user error is a one-line :class:`StoryError`.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from collections import Counter
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from model.errors import StoryError
+from model.tokenize import detokenize
+from model.vocab import UNK
+from repl import evaluate
+from repl.render import bar, notice
+
+__all__ = ["COMMANDS", "prob_style", "run_command", "score_text", "score_view", "vocab_view", "word_view"]
+
+#: name -> (usage, help, argument kind for repl.commands.Spec)
+COMMANDS = {
+    "eval": (":eval [FILE]", "perplexity and top-1/top-5 accuracy on FILE (default: the held-out part) beside a Kneser-Ney baseline", "path?"),
+    "score": (":score TEXT", "colour each word of TEXT by how likely the model found it; per-word surprisal and perplexity", "text"),
+    "vocab": (":vocab [WORD]", "vocabulary size, coverage and top words; with WORD its rank, count and likely followers", "word?"),
+}
+
+SCORE_ROWS = 200  # rows of the :score table shown; the rest are summarised
+TOP_WORDS = 20
+FOLLOWERS = 10
+LONG_EVAL = 20_000  # tokens above which :eval says first that it will take a while
+
+# (lowest probability, style): green likely ... red surprising
+_SCALE = ((0.25, "bold green"), (0.05, "green"), (0.01, "yellow"), (0.001, "dark_orange"), (0.0, "red"))
+
+
+def prob_style(p: float) -> str:
+    """The colour of a word the model gave probability ``p``."""
+    for floor, style in _SCALE:
+        if p >= floor:
+            return style
+    return "red"
+
+
+def _need_model(session) -> tuple[Any, Any]:
+    bundle = getattr(session, "bundle", None)
+    pred = getattr(session, "predictor", None)
+    if bundle is None or pred is None:
+        raise StoryError("no model is loaded yet; wait for training or :load a model")
+    return bundle, pred
+
+
+def run_command(session, name: str, arg: Any = None) -> None:
+    """Run ``:eval``, ``:score`` or ``:vocab`` and print the result through ``session.out``."""
+    if name == "eval":
+        _eval(session, arg)
+    elif name == "score":
+        _, pred = _need_model(session)
+        if not arg or not str(arg).strip():
+            raise StoryError(":score needs some text (usage: :score TEXT)")
+        session.out(score_view(pred, str(arg)))
+    elif name == "vocab":
+        bundle, pred = _need_model(session)
+        k = max(1, int(getattr(session, "k", FOLLOWERS) or FOLLOWERS))
+        if arg is None or not str(arg).strip():
+            session.out(vocab_view(bundle))
+        else:
+            session.out(word_view(bundle, pred, str(arg).strip(), k))
+    else:
+        raise StoryError(f":{name} is not an analysis command")
+
+
+# ---- :eval ----------------------------------------------------------------------------
+def _eval(session, path: Any) -> None:
+    bundle, pred = _need_model(session)
+    if path:
+        tokens = evaluate.text_tokens(str(path), bundle)
+        source = str(path)
+    elif float(bundle.config.valid_fraction or 0) > 0:
+        tokens = evaluate.validation_tokens(bundle)
+        source = f"validation part of {bundle.corpus_name} (last {bundle.config.valid_fraction:g} by paragraph)"
+    else:
+        corpus = evaluate.training_corpus(bundle)
+        tokens = evaluate.split_tokens(bundle, corpus)[0]
+        source = f"training text of {bundle.corpus_name} (the model has no validation split, so this measures fit, not generalisation)"
+    if len(tokens) > LONG_EVAL:
+        session.out(notice(f"scoring {len(tokens):,} words with the model and the baseline; this takes a while (Ctrl-C stops it)", "dim"))
+    result = evaluate.evaluate_text(bundle, tokens, predictor=pred)
+    result["source"] = source
+    session.out(evaluate.report(result))
+
+
+# ---- :score ---------------------------------------------------------------------------
+def score_text(pred, text: str) -> dict[str, Any]:
+    """Per-token scores of ``text`` under the rule of :mod:`repl.evaluate`.
+
+    Returns ``{"tokens", "words": [{"word", "known", "scored", "prob", "bits", "rank",
+    "note"}], "perplexity", "scored", "unknown"}``; ``rank`` is 1-based with ``<unk>``
+    removed from the ranking (``None`` when the word is ``<unk>`` or not scored).
+    """
+    tokens = pred.tokenize(text)
+    if not tokens:
+        raise StoryError(":score needs some words; the text has none")
+    vocab = pred.vocab
+    unk = vocab.unk_id
+    ids: list[int] = []
+    slot: list[int | None] = []  # index into ids of each token, None when skipped
+    known: list[bool] = []
+    for t in tokens:
+        i = vocab.index.get(t)
+        ok = i is not None and t != UNK
+        known.append(ok)
+        if ok:
+            slot.append(len(ids))
+            ids.append(int(i))
+        elif unk is not None:
+            slot.append(len(ids))
+            ids.append(int(unk))
+        else:
+            slot.append(None)
+    logp, rank = evaluate.score_positions(pred, ids)
+    words = []
+    for t, s, ok in zip(tokens, slot, known):
+        entry: dict[str, Any] = {"word": t, "known": ok, "scored": False, "prob": None, "bits": None, "rank": None, "note": ""}
+        if s is None:
+            entry["note"] = "unknown: skipped"
+        elif s == 0:
+            entry["note"] = "first word: no context" + ("" if ok else "; unknown")
+        else:
+            lp = float(logp[s - 1])
+            entry.update(scored=True, prob=math.exp(lp), bits=-lp / math.log(2))
+            r = int(rank[s - 1])
+            entry["rank"] = r + 1 if r < len(vocab) else None
+            if not ok:
+                entry["note"] = "unknown: scored as <unk>"
+        words.append(entry)
+    n = int(len(logp))
+    return {
+        "tokens": len(tokens),
+        "words": words,
+        "scored": n,
+        "unknown": sum(1 for ok in known if not ok),
+        "perplexity": math.exp(-float(logp.sum()) / n) if n else None,
+    }
+
+
+def _spans(tokens: list[str], text: str) -> list[tuple[int, int]]:
+    """Where each token lies in ``text`` (the detokenized tokens, so every token is found)."""
+    out = []
+    pos = 0
+    for t in tokens:
+        i = text.find(t, pos)
+        if i < 0:  # pragma: no cover - detokenize keeps every token verbatim
+            i = pos
+        out.append((i, i + len(t)))
+        pos = i + len(t)
+    return out
+
+
+def score_view(pred, text: str) -> Group:
+    """The coloured text, the per-word table and the perplexity line."""
+    res = score_text(pred, text)
+    words = res["words"]
+    tokens = [w["word"] for w in words]
+    joined = detokenize(tokens)
+    coloured = Text(joined)
+    for w, (a, b) in zip(words, _spans(tokens, joined)):
+        style = prob_style(w["prob"]) if w["scored"] else "dim"
+        if not w["known"]:
+            style += " underline"
+        coloured.stylize(style, a, b)
+    legend = Text("  ")
+    for label, style in (("likely", "bold green"), ("", "green"), ("", "yellow"), ("", "dark_orange"), ("surprising", "red")):
+        legend.append("■", style=style)
+        if label:
+            legend.append(f" {label} " if label == "likely" else f" {label}", style="dim")
+    legend.append("   underlined: unknown word   dim: not scored", style="dim")
+
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word")
+    table.add_column("prob", justify="right")
+    table.add_column("bits", justify="right")
+    table.add_column("rank", justify="right", style="dim")
+    table.add_column("", no_wrap=True)
+    table.add_column("note", style="dim")
+    for i, w in enumerate(words[:SCORE_ROWS], 1):
+        word_style = (prob_style(w["prob"]) if w["scored"] else "dim") + ("" if w["known"] else " underline")
+        if w["scored"]:
+            p = w["prob"]
+            prob = f"{p:.2%}" if p >= 0.0001 else f"{p:.1e}"
+            table.add_row(
+                str(i), Text(w["word"], style=word_style), prob, f"{w['bits']:.2f}",
+                "-" if w["rank"] is None else str(w["rank"]),
+                Text(bar(min(1.0, w["bits"] / 16.0), 12), style=prob_style(p)), w["note"],
+            )
+        else:
+            table.add_row(str(i), Text(w["word"], style=word_style), "-", "-", "-", "", w["note"])
+    parts: list[Any] = [coloured, legend, table]
+    if len(words) > SCORE_ROWS:
+        parts.append(notice(f"… {len(words) - SCORE_ROWS} more words not listed", "dim"))
+    if res["scored"]:
+        extra = f"; {res['unknown']} unknown" if res["unknown"] else ""
+        parts.append(
+            Text(
+                f"perplexity {res['perplexity']:.2f} over {res['scored']} scored word{'s' if res['scored'] != 1 else ''}"
+                f" (mean {math.log2(res['perplexity']):.2f} bits per word{extra})",
+                style="bold",
+            )
+        )
+    else:
+        parts.append(notice("fewer than two known words: nothing to score (the first word has no context)"))
+    return Group(*parts)
+
+
+# ---- :vocab ---------------------------------------------------------------------------
+def _corpus_or_none(bundle):
+    try:
+        return evaluate.training_corpus(bundle)
+    except StoryError:
+        return None
+
+
+def _training_tokens(bundle) -> int:
+    return int(sum(bundle.vocab.counts))
+
+
+def vocab_view(bundle) -> Group:
+    """Size, coverage and the most frequent words of the model's vocabulary."""
+    vocab = bundle.vocab
+    unk = vocab.unk_id
+    total = _training_tokens(bundle)
+    unk_count = vocab.counts[unk] if unk is not None else 0
+    corpus_tokens = (bundle.info.get("corpus") or {}).get("tokens")
+    coverage = (total - unk_count) / total if total else 0.0
+    words = len(vocab) - (1 if unk is not None else 0)
+    lines = Text()
+    lines.append(f"vocabulary: {words:,} words", style="bold")
+    lines.append(" + <unk>" if unk is not None else " (no <unk>: every word of the training text is kept)")
+    lines.append("\n")
+    where = f"the {total:,} tokens of the training text"
+    if isinstance(corpus_tokens, int) and corpus_tokens != total:
+        where += f" ({corpus_tokens:,} in the corpus; the rest is held out for validation)"
+    lines.append(f"coverage: {coverage:.2%} of {where}")
+    if unk is not None:
+        lines.append(f"; {unk_count:,} tokens (rarer words) are <unk>")
+    table = Table(title=f"top {TOP_WORDS} words", title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word", style="bold cyan")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("", style="green", no_wrap=True)
+    top = [i for i in range(len(vocab)) if i != unk][:TOP_WORDS]
+    most = max((vocab.counts[i] for i in top), default=1) or 1
+    for rank, i in enumerate(top, 1):
+        c = vocab.counts[i]
+        table.add_row(str(rank), vocab.tokens[i], f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
+    return Group(lines, table)
+
+
+def _word_rank(vocab, i: int) -> int:
+    unk = vocab.unk_id
+    return i + 1 - (1 if unk is not None and unk < i else 0)
+
+
+def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
+    """Rank, count and followers of one word."""
+    toks = pred.tokenize(word)
+    if len(toks) != 1:
+        if not toks:
+            raise StoryError(f":vocab expects a word, got {word!r}")
+        raise StoryError(f":vocab expects one word, but {word!r} is {len(toks)} tokens: {' '.join(toks)}")
+    tok = toks[0]
+    vocab = bundle.vocab
+    total = _training_tokens(bundle)
+    corpus = _corpus_or_none(bundle)
+    i = vocab.index.get(tok)
+    if i is None or tok == UNK:
+        msg = Text()
+        msg.append(f"{tok!r} is not in the vocabulary", style="bold yellow")
+        if corpus is not None:
+            seen = sum(1 for t in corpus.tokens if t == tok)
+            if seen:
+                msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (too rare to keep, or only in the held-out part)")
+        msg.append(
+            "; the model reads it as <unk>" if vocab.unk_id is not None else "; the model skips it when completing"
+        )
+        close = difflib.get_close_matches(tok, [t for t in vocab.tokens if t != UNK], n=5, cutoff=0.7)
+        if close:
+            msg.append(f"\nclosest known words: {', '.join(close)}", style="dim")
+        return Group(msg)
+    head = Text()
+    head.append(tok, style="bold cyan")
+    c = vocab.counts[i]
+    head.append(f": rank {_word_rank(vocab, i):,} of {len(vocab) - (1 if vocab.unk_id is not None else 0):,}, ")
+    head.append(f"seen {c:,} time{'s' if c != 1 else ''} in the training text ({c / total:.3%})" if total else f"count {c}")
+    k = min(k, len(vocab) - (1 if vocab.unk_id is not None else 0))
+    model_rows = pred.top_k([i], k)
+    left = _follow_table(f"the model after “{tok}”", [(w, p, None) for w, p in model_rows])
+    parts: list[Any] = [head]
+    grid = Table.grid(padding=(0, 4))
+    grid.add_column()
+    grid.add_column()
+    if corpus is not None:
+        toks_all = corpus.tokens
+        follow = Counter(toks_all[j + 1] for j, t in enumerate(toks_all[:-1]) if t == tok)
+        n = sum(follow.values())
+        rows = [(w, cnt / n, cnt) for w, cnt in follow.most_common(k)] if n else []
+        right: Any = _follow_table(f"followers in {bundle.corpus_name}", rows) if rows else notice(
+            f"“{tok}” is never followed by a word in the corpus", "dim"
+        )
+    else:
+        right = notice("the corpus is not readable here, so its followers are not shown", "dim")
+    grid.add_row(left, right)
+    parts.append(grid)
+    return Group(*parts)
+
+
+def _follow_table(title: str, rows: list[tuple[str, float, int | None]]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word", style="bold cyan")
+    counted = any(c is not None for _, _, c in rows)
+    if counted:
+        table.add_column("count", justify="right")
+    table.add_column("share" if counted else "prob", justify="right")
+    top = max((p for _, p, _ in rows), default=1.0) or 1.0
+    table.add_column("", style="green", no_wrap=True)
+    for r, (w, p, c) in enumerate(rows, 1):
+        cells = [str(r), w] + ([f"{c:,}"] if counted else []) + [f"{p:.1%}", bar(p / top, 12)]
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,309 @@
+"""``story-repl eval`` and the REPL's :eval / :score / :vocab on real tiny models."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from model.bundle import load_bundle, save_result
+from model.config import Config
+from model.corpus import read_corpus
+from model.data import split_paragraphs
+from model.errors import StoryError
+from model.ngram import KneserNey
+from model.predictor import Predictor
+from repl import analysis, evaluate
+from repl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT = ROOT / "corpora" / "belling_the_cat.txt"
+BIN = Path(sys.executable).with_name("story-repl")
+TINY = dict(units=32, embedding_dim=16, epochs=40)
+SHORT = "the mice had a general council to consider what measures they could take"
+JSON_KEYS = {"tokens", "oov_rate", "perplexity", "top1", "top5", "baseline"}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORY_REPL_HOME", str(tmp_path / "home"))
+    evaluate.BaselineCache.clear()
+    yield
+    evaluate.BaselineCache.clear()
+
+
+def _train(tmp: Path, name: str, corpus_path: Path, **kw) -> Path:
+    from model.train import train
+
+    corpus = read_corpus(corpus_path)
+    return save_result(train(corpus, Config(**TINY, **kw)), tmp / name)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two tiny models of the seed story: the whole text (no <unk>), and one that holds out
+    the last quarter and drops singletons into <unk>."""
+    tmp = tmp_path_factory.mktemp("eval-models")
+    corpus = tmp / "cat.txt"
+    shutil.copyfile(CAT, corpus)
+    return {
+        "plain": _train(tmp, "plain", corpus),
+        "valid": _train(tmp, "valid", corpus, valid_fraction=0.25, min_count=2),
+        "corpus": corpus,
+    }
+
+
+def _eval_json(capsys, *argv) -> dict:
+    assert main(["eval", *argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    return json.loads(out)
+
+
+def _hand(pred: Predictor, ids: list[int]) -> tuple[float, float, float]:
+    """Perplexity, top-1, top-5 from Predictor probabilities, one position at a time."""
+    nll, hit1, hit5 = 0.0, 0, 0
+    unk = pred.vocab.unk_id
+    for i in range(1, len(ids)):
+        window = pred.window(ids[:i])[None, :] - 1  # -1 = padding
+        p = pred.probabilities_batch(window)[0].astype(np.float64)
+        y = ids[i]
+        nll -= math.log(p[y])
+        if y == unk:
+            continue
+        if unk is not None:
+            p[unk] = -1
+        order = np.argsort(-p, kind="stable")
+        hit1 += int(order[0] == y)
+        hit5 += int(y in order[:5])
+    n = len(ids) - 1
+    return math.exp(nll / n), hit1 / n, hit5 / n
+
+
+# ---- story-repl eval ----------------------------------------------------------------------
+def test_json_shape_through_the_installed_command(models, tmp_path):
+    text = tmp_path / "fábula.txt"
+    text.write_text(SHORT + " .\n", encoding="utf-8")
+    proc = subprocess.run(
+        [str(BIN), "eval", str(text), "--model", str(models["plain"]), "--json"],
+        capture_output=True, text=True, encoding="utf-8", timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1
+    assert "fábula" in lines[0]  # UTF-8, not \u escapes
+    out = json.loads(lines[0])
+    assert JSON_KEYS <= set(out)
+    assert set(out["baseline"]) >= {"kind", "order", "perplexity", "top1", "top5"}
+    assert out["baseline"]["kind"] == "kneser-ney" and out["baseline"]["order"] == 5
+    assert isinstance(out["tokens"], int) and out["tokens"] == len(SHORT.split())  # words + "." minus the first
+    assert out["oov_rate"] == 0
+    for d in (out, out["baseline"]):
+        assert d["perplexity"] > 1 and 0 <= d["top1"] <= d["top5"] <= 1
+
+
+def test_perplexity_matches_a_hand_computation(models):
+    bundle = load_bundle(models["plain"])
+    pred = Predictor(bundle)
+    tokens = pred.tokenize(SHORT)
+    ids, _ = pred.encode(tokens)
+    ppl, top1, top5 = _hand(pred, ids)
+    got = evaluate.evaluate_text(bundle, tokens)
+    assert got["tokens"] == len(ids) - 1
+    assert got["perplexity"] == pytest.approx(ppl, rel=1e-4)
+    assert got["top1"] == pytest.approx(top1)
+    assert got["top5"] == pytest.approx(top5)
+    assert got["nll"] == pytest.approx(math.log(ppl) * got["tokens"], rel=1e-4)
+
+
+def test_a_memorised_story_is_easy_and_the_whole_text_is_scored(models, capsys):
+    out = _eval_json(capsys, str(CAT), "--model", str(models["plain"]))
+    assert out["tokens"] == 203 and out["text_tokens"] == 204
+    assert out["unknown_rule"] == "skip"
+    assert out["perplexity"] < 10  # the model was trained on this very text
+
+
+def test_oov_rate_with_made_up_words(models):
+    text = "the mice blorfed had a zyzzly general council"
+    plain = load_bundle(models["plain"])  # no <unk>: unknown words are skipped
+    got = evaluate.evaluate_text(plain, Predictor(plain).tokenize(text))
+    assert got["oov_rate"] == pytest.approx(2 / 8)
+    assert got["unknown"] == 2 and got["tokens"] == 5
+
+    valid = load_bundle(models["valid"])  # with <unk>: unknown words are scored as <unk>
+    assert valid.vocab.unk_id is not None
+    pred = Predictor(valid)
+    tokens = pred.tokenize(text)
+    ids, unknown = pred.encode(tokens)
+    assert len(ids) == 8 and len(unknown) >= 2
+    got = evaluate.evaluate_text(valid, tokens)
+    assert got["unknown_rule"] == "unk"
+    assert got["tokens"] == 7
+    assert got["oov_rate"] == pytest.approx(len(unknown) / 8)
+    ppl, top1, top5 = _hand(pred, ids)
+    assert got["perplexity"] == pytest.approx(ppl, rel=1e-4)
+    assert (got["top1"], got["top5"]) == pytest.approx((top1, top5))
+
+
+def test_baseline_equals_kneser_ney_run_directly(models, capsys):
+    bundle = load_bundle(models["valid"])
+    corpus = read_corpus(models["corpus"])
+    train_tokens, _ = split_paragraphs(corpus.paragraphs(), corpus.tokens, 0.25)
+    vocab = bundle.vocab
+    kn_train = vocab.encode(train_tokens)
+    ids = vocab.encode(corpus.tokens[:60])
+    text = models["corpus"].parent / "head.txt"
+    text.write_text(" ".join(corpus.tokens[:60]), encoding="utf-8")
+    for order in (5, 3):
+        direct = KneserNey(order, len(vocab)).fit(kn_train).evaluate(ids, start=1, exclude=vocab.unk_id)
+        out = _eval_json(capsys, str(text), "--model", str(models["valid"]), "--order", str(order))
+        b = out["baseline"]
+        assert b["order"] == order
+        assert out["tokens"] == direct["tokens"] == 59
+        assert b["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-12)
+        assert (b["top1"], b["top5"]) == (direct["top1"], direct["top5"])
+
+
+def test_valid_scores_the_held_out_part(models, capsys):
+    bundle = load_bundle(models["valid"])
+    corpus = read_corpus(models["corpus"])
+    _, valid = split_paragraphs(corpus.paragraphs(), corpus.tokens, 0.25)
+    assert valid == corpus.tokens[-len(valid):]
+    out = _eval_json(capsys, "--valid", "--model", str(models["valid"]))
+    assert out["text_tokens"] == len(valid)
+    assert out["tokens"] == len(valid) - 1  # <unk> keeps every position
+    assert "validation" in out["source"]
+    direct = evaluate.evaluate_text(bundle, valid)
+    assert out["perplexity"] == pytest.approx(direct["perplexity"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--valid", "--model", "{plain}"], "no validation split"),
+        (["--model", "{plain}"], "needs a FILE"),
+        (["{cat}", "--valid", "--model", "{valid}"], "not both"),
+        (["{cat}", "--order", "0", "--model", "{plain}"], "--order"),
+        (["/no/such/file.txt", "--model", "{plain}"], "not found"),
+    ],
+)
+def test_errors_are_one_line(models, capsys, argv, message):
+    argv = [a.format(plain=models["plain"], valid=models["valid"], cat=CAT) for a in argv]
+    assert main(["eval", *argv, "--json"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    err = cap.err.strip()
+    assert err.count("\n") == 0 and err.startswith("story-repl: error:") and message in err
+
+
+def test_a_changed_training_text_is_refused(models):
+    bundle = load_bundle(models["plain"])
+    bundle.info["corpus"]["sha256"] = "0" * 64
+    with pytest.raises(StoryError, match="changed since the model was trained"):
+        evaluate.evaluate_text(bundle, ["the", "mice", "had"])
+    with pytest.raises(StoryError, match="at least two"):
+        evaluate.evaluate_text(load_bundle(models["plain"]), ["zzz", "the"])
+
+
+def test_table_report(models, capsys):
+    assert main(["eval", str(CAT), "--model", str(models["plain"])]) == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "Kneser-Ney 5-gram" in out and "top-5 accuracy" in out
+    assert "203 positions scored of 204 tokens" in out
+
+
+# ---- REPL commands --------------------------------------------------------------------------
+class FakeSession:
+    def __init__(self, path: Path | None):
+        self.bundle = load_bundle(path) if path else None
+        self.predictor = Predictor(self.bundle) if self.bundle else None
+        self.k = 5
+        self.shown: list = []
+
+    def out(self, *renderables) -> None:
+        self.shown.extend(renderables)
+
+    def text(self) -> str:
+        buf = io.StringIO()
+        con = Console(file=buf, width=100, color_system=None, highlight=False)
+        for r in self.shown:
+            con.print(r)
+        return buf.getvalue()
+
+
+def test_repl_eval_defaults_to_the_validation_part_else_the_training_text(models):
+    s = FakeSession(models["valid"])
+    analysis.run_command(s, "eval", None)
+    out = s.text()
+    assert "validation part" in out and "Kneser-Ney 5-gram" in out and "perplexity" in out
+
+    s = FakeSession(models["plain"])
+    analysis.run_command(s, "eval", None)
+    assert "training text" in s.text() and "203 positions scored" in s.text()
+
+    s = FakeSession(models["plain"])
+    analysis.run_command(s, "eval", str(CAT))
+    assert "203 positions scored of 204 tokens" in s.text()
+
+
+def test_repl_score_colours_words_and_marks_unknown_ones(models):
+    s = FakeSession(models["plain"])
+    analysis.run_command(s, "score", "The mice had a glorbish general council")
+    out = s.text()
+    assert "the mice had a glorbish general council" in out
+    assert "unknown: skipped" in out and "first word: no context" in out
+    assert "perplexity" in out and "over 5 scored words" in out
+    res = analysis.score_text(s.predictor, "the mice had a general council")
+    council = res["words"][-1]
+    assert council["word"] == "council" and council["scored"] and council["rank"] == 1
+    assert council["bits"] == pytest.approx(-math.log2(council["prob"]))
+    # styles: a likely word is green, and the coloured line carries per-word styles
+    coloured = s.shown[0].renderables[0]
+    styles = {str(sp.style) for sp in coloured.spans}
+    assert any("green" in st for st in styles) and any("underline" in st for st in styles)
+
+    s = FakeSession(models["valid"])  # with <unk>
+    analysis.run_command(s, "score", "the mice had a glorbish council")
+    assert "scored as <unk>" in s.text()
+
+
+def test_repl_vocab_overview_and_one_word(models):
+    s = FakeSession(models["plain"])
+    analysis.run_command(s, "vocab", None)
+    out = s.text()
+    assert f"vocabulary: {len(s.bundle.vocab)} words" in out
+    assert "coverage: 100.00% of the 204 tokens" in out
+    assert "top 20 words" in out and " the " in out
+
+    s = FakeSession(models["plain"])
+    analysis.run_command(s, "vocab", "General")
+    out = s.text()
+    assert "general: rank" in out and "seen 2 times " in out
+    assert "the model after “general”" in out
+    assert "followers in cat" in out and "council" in out
+
+    s = FakeSession(models["valid"])
+    analysis.run_command(s, "vocab", None)
+    assert "<unk>" in s.text() and "held out for validation" in s.text()
+    s = FakeSession(models["valid"])
+    analysis.run_command(s, "vocab", "zebrafish")
+    assert "not in the vocabulary" in s.text() and "<unk>" in s.text()
+
+
+def test_repl_errors(models):
+    with pytest.raises(StoryError, match="no model"):
+        analysis.run_command(FakeSession(None), "score", "the mice")
+    s = FakeSession(models["plain"])
+    with pytest.raises(StoryError, match="one word"):
+        analysis.run_command(s, "vocab", "two words")
+    with pytest.raises(StoryError, match="no words|needs some"):
+        analysis.run_command(s, "score", "   ")
+    with pytest.raises(StoryError, match="not found"):
+        analysis.run_command(s, "eval", "/no/such/file.txt")
