@@ -35,6 +35,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The numpy scorer runs many small matrix products: one BLAS thread avoids the spinning of
+# a multi-threaded BLAS on a busy machine (set before numpy is imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 TARGETS = {"tinyshakespeare": 0.85, "aesops_fables": 0.95}
 DEFAULT_CORPORA = ("tinyshakespeare", "aesops_fables")

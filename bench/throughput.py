@@ -3,19 +3,21 @@
 For each arch (lstm, stacked, bilstm) and each context (3 and 16 by default) the network of
 the corpus's recipe (``model.config.resolve``: 512 units, embedding 256, dropout 0.3) is built
 with ``model.network.build_network``, compiled as ``model.train.train`` compiles it, and fed by
-``model.data.tf_dataset`` batches of 128 windows. After a few warm-up batches (tracing),
-a fixed number of batches is timed; each timed batch is synchronised on its loss.
+the pipeline ``model.train`` uses (``model.distribute.train_dataset``), batches of 128 windows.
+After a few warm-up batches (tracing), a fixed number of batches is timed; each timed batch
+is synchronised on its loss.
 
 Figures per run: windows (predicted next words) per second, and achieved FLOP/s from the
 network's matmul FLOPs (per window: LSTM input and recurrent matmuls over every step, plus
-the output layer; training ~ 3x the forward pass), as a fraction of the float32 matmul peak
+the output layer; training ~ 3x the forward pass; the sampled objective's loop also computes
+full logits, forward only, for its running accuracy), as a fraction of the float32 matmul peak
 measured in this run (best of several large numpy matmuls, before and after the runs;
 TensorFlow's own matmul peak is reported too).
 
 ``--strategy mirrored`` splits the CPU into two logical devices and compares one replica with
 two (tf.distribute.MirroredStrategy, same global batch). ``--objective sampled`` measures
-sampled softmax (tf.nn.sampled_softmax_loss over the output layer's weights) in a compiled
-custom train step beside full softmax. Output: JSON lines on stdout.
+sampled softmax beside full softmax, with the loop model.train uses for it
+(``model.sampled.fit_sampled``, one device). Output: JSON lines on stdout.
 """
 from __future__ import annotations
 
@@ -38,16 +40,20 @@ def lstm_flops(steps: int, d_in: int, units: int) -> int:
     return steps * (2 * d_in * 4 * units + 2 * units * 4 * units)
 
 
-def forward_flops(arch: str, context: int, emb: int, units: int, out_positions: int, out_classes: int) -> int:
-    """Forward matmul FLOPs per window: the encoder, then the output layer over ``out_classes``
-    classes (the vocabulary, or the sampled classes) at ``out_positions`` positions."""
+def train_flops_per_window(arch: str, context: int, emb: int, units: int, out_positions: int,
+                           out_classes: int, extra_forward_classes: int = 0) -> int:
+    """Training matmul FLOPs per window: 3x the forward pass of the encoder and of the output
+    layer (over ``out_classes`` classes at ``out_positions`` positions), plus forward-only
+    output work over ``extra_forward_classes`` classes (e.g. full logits for a running accuracy)."""
     if arch == "lstm":
         enc, h = lstm_flops(context, emb, units), units
     elif arch == "stacked":
         enc, h = lstm_flops(context, emb, units) + lstm_flops(context, units, units), units
     else:
         enc, h = 2 * lstm_flops(context, emb, units), 2 * units
-    return enc + out_positions * 2 * h * out_classes
+    out = out_positions * 2 * h * out_classes
+    extra = out_positions * 2 * h * extra_forward_classes
+    return 3 * (enc + out) + extra
 
 
 # ---- peak ---------------------------------------------------------------------------------
@@ -100,10 +106,19 @@ def is_sequence(cfg) -> bool:
 
 
 def dataset(tf, prep: Prepared, cfg, batch: int, seq: bool, replicas: int):
-    from model.data import tf_dataset
+    """The training pipeline model.train uses for this recipe (mini-batches of windows)."""
+    import model.data as data
 
-    kw = {"sequence": seq} if "sequence" in inspect.signature(tf_dataset).parameters else {}
-    ds = tf_dataset(prep.ids, cfg.context, batch, shuffle=True, seed=cfg.seed, **kw).repeat()
+    try:
+        from model.distribute import train_dataset
+
+        ds = train_dataset(prep.ids, cfg.context, batch, cfg.seed, sequence=seq)
+    except ImportError:
+        kw = {"sequence": seq} if "sequence" in inspect.signature(data.tf_dataset).parameters else {}
+        ds = data.tf_dataset(prep.ids, cfg.context, batch, shuffle=True, seed=cfg.seed, **kw).repeat()
+    truncate = getattr(data, "truncate_randomly", None)
+    if not seq and truncate is not None:  # as model.train: short contexts for the bidirectional encoder
+        ds = ds.map(lambda a, b: (truncate(a, cfg.seed), b))
     if replicas > 1:
         opts = tf.data.Options()
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -111,11 +126,21 @@ def dataset(tf, prep: Prepared, cfg, batch: int, seq: bool, replicas: int):
     return ds
 
 
-def measure_softmax(tf, keras, strategy, prep: Prepared, arch: str, batch: int, warmup: int, batches: int) -> dict:
-    """Keras fit as model.train compiles it; seconds of each timed batch, synchronised on its loss."""
+def sampled_loop():
+    """model.sampled.fit_sampled, or None where this version has no sampled-softmax training."""
+    try:
+        from model.sampled import fit_sampled
+    except ImportError:
+        return None
+    return fit_sampled
+
+
+def measure(tf, keras, strategy, prep: Prepared, arch: str, objective: str, batch: int, warmup: int, batches: int) -> dict:
+    """Train as model.train does (Keras fit for softmax, model.sampled.fit_sampled for sampled
+    softmax); seconds of each timed batch, synchronised on its loss."""
     from model.network import build_network, make_optimizer
 
-    cfg = prep.cfg.replace(arch=arch)
+    cfg = prep.cfg.replace(arch=arch, objective=objective)
     seq = is_sequence(cfg)
     with strategy.scope():
         model = build_network(cfg, len(prep.vocab))
@@ -133,85 +158,39 @@ def measure_softmax(tf, keras, strategy, prep: Prepared, arch: str, batch: int, 
             stamps.append(time.perf_counter())
 
     ds = dataset(tf, prep, cfg, batch, seq, strategy.num_replicas_in_sync)
+    steps = warmup + batches
     t0 = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=warmup + batches, callbacks=[Clock()], verbose=0, shuffle=False)
+    vocab = len(prep.vocab)
+    if objective == "sampled":
+        sampled_loop()(model, cfg, ds, steps, 1, [Clock()])
+        num_sampled = max(1, min(int(cfg.num_sampled), vocab - 1))
+        # The sampled loss trains over the true word and the sampled ones; the loop also
+        # computes full logits (forward only) for its running accuracy.
+        out_classes, extra = num_sampled + 1, vocab
+    else:
+        model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[Clock()], verbose=0, shuffle=False)
+        out_classes, extra = vocab, 0
     per_batch = [b - a for a, b in zip(stamps[warmup - 1 : -1], stamps[warmup:])]
     out_positions = cfg.context if len(model.output.shape) == 3 else 1
+    flops = train_flops_per_window(
+        arch, int(cfg.context), int(cfg.embedding_dim), int(cfg.units), out_positions, out_classes, extra
+    )
     return {
         "cfg": cfg,
         "seq": seq,
         "first_batches_seconds": stamps[warmup - 1] - t0,
         "per_batch": per_batch,
         "out_positions": out_positions,
-        "out_classes": len(prep.vocab),
+        "train_flops_per_window": flops,
         "params": int(model.count_params()),
-    }
-
-
-def measure_sampled(tf, keras, strategy, prep: Prepared, arch: str, batch: int, warmup: int, batches: int) -> dict:
-    """Sampled softmax over the output layer's weights, in a compiled custom train step."""
-    from model.network import build_network, make_optimizer
-
-    cfg = prep.cfg.replace(arch=arch, objective="sampled")
-    seq = is_sequence(cfg)
-    vocab = len(prep.vocab)
-    num_sampled = min(int(cfg.num_sampled), vocab - 1)
-    with strategy.scope():
-        model = build_network(cfg, vocab)
-        dense = model.get_layer("logits")
-        encoder = keras.Model(model.input, dense.input)
-        optimizer = make_optimizer(cfg)
-        optimizer.build(model.trainable_variables)
-    variables = model.trainable_variables
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            h = encoder(x, training=True)
-            h = tf.reshape(h, (-1, h.shape[-1]))
-            labels = tf.reshape(tf.cast(y, tf.int64), (-1, 1))
-            per = tf.nn.sampled_softmax_loss(
-                weights=tf.transpose(dense.kernel),
-                biases=dense.bias,
-                labels=labels,
-                inputs=h,
-                num_sampled=num_sampled,
-                num_classes=vocab,
-            )
-            loss = tf.reduce_sum(per) / tf.cast(tf.shape(per)[0] * strategy.num_replicas_in_sync, tf.float32)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    @tf.function
-    def step(it):
-        x, y = next(it)
-        per = strategy.run(replica_step, args=(x, y))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per, axis=None)
-
-    ds = dataset(tf, prep, cfg, batch, seq, strategy.num_replicas_in_sync)
-    it = iter(strategy.experimental_distribute_dataset(ds))
-    t0 = time.perf_counter()
-    stamps = []
-    for _ in range(warmup + batches):
-        float(step(it))
-        stamps.append(time.perf_counter())
-    per_batch = [b - a for a, b in zip(stamps[warmup - 1 : -1], stamps[warmup:])]
-    return {
-        "cfg": cfg,
-        "seq": seq,
-        "first_batches_seconds": stamps[warmup - 1] - t0,
-        "per_batch": per_batch,
-        "out_positions": cfg.context if seq else 1,
-        "out_classes": num_sampled + 1,
-        "params": int(model.count_params()),
+        "num_sampled": out_classes - 1 if objective == "sampled" else None,
     }
 
 
 def record(m: dict, arch: str, objective: str, batch: int, replicas: int) -> dict:
     cfg = m["cfg"]
     sec = median(m["per_batch"])
-    fwd = forward_flops(arch, int(cfg.context), int(cfg.embedding_dim), int(cfg.units), m["out_positions"], m["out_classes"])
-    train_flops = 3 * fwd * batch
+    train_flops = m["train_flops_per_window"] * batch
     achieved = train_flops / sec
     return {
         "bench": "throughput",
@@ -274,9 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     from model.config import Config
     from model.corpus import read_corpus
 
-    if args.objective == "sampled" and "objective" not in {f for f in Config.__dataclass_fields__}:
-        emit({"bench": "throughput", "figure": "skipped", "objective": "sampled", "reason": "Config has no objective field"})
-        args.objective = "softmax"
+    if args.objective == "sampled":
+        reason = None
+        if "objective" not in Config.__dataclass_fields__:
+            reason = "Config has no objective field"
+        elif sampled_loop() is None:
+            reason = "this version has no sampled-softmax training loop (model.sampled)"
+        if reason:
+            emit({"bench": "throughput", "figure": "skipped", "objective": "sampled", "reason": reason})
+            args.objective = "softmax"
 
     emit(machine_info("throughput", logical_cpus=[d.name for d in tf.config.list_logical_devices("CPU")]))
     repeats = 3 if args.quick else 5
@@ -302,15 +287,22 @@ def main(argv: list[str] | None = None) -> int:
     for context in contexts:
         for arch in archs:
             for objective in objectives:
-                for replicas, strat in strategies:
+                runs = strategies
+                if objective == "sampled":
+                    # model.train runs sampled softmax on one device only (--strategy default).
+                    runs = [(1, tf.distribute.get_strategy())]
+                    if len(strategies) > 1:
+                        emit({"bench": "throughput", "figure": "skipped", "arch": arch, "context": context,
+                              "objective": objective, "replicas": 2,
+                              "reason": "model.train trains the sampled objective on one device only"})
+                for replicas, strat in runs:
                     keras.utils.set_random_seed(0)
-                    fn = measure_sampled if objective == "sampled" else measure_softmax
-                    m = fn(tf, keras, strat, preps[context], arch, args.batch_size, args.warmup, args.batches)
+                    m = measure(tf, keras, strat, preps[context], arch, objective, args.batch_size, args.warmup, args.batches)
                     m["vocab_size"] = vocab_size
                     rec = record(m, arch, objective, args.batch_size, replicas)
-                    rec["loop"] = "keras fit" if objective == "softmax" else "custom tf.function"
+                    rec["loop"] = "keras fit" if objective == "softmax" else "model.sampled.fit_sampled"
                     if objective == "sampled":
-                        rec["num_sampled"] = m["out_classes"] - 1
+                        rec["num_sampled"] = m["num_sampled"]
                     results.append(rec)
                     emit(rec)
                     keras.backend.clear_session()
@@ -330,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_gflops": round(peak / 1e9, 2),
             "fraction_of_peak": round(achieved / peak, 4),
             "fraction_of_tf_matmul_peak": round(achieved / tf_best, 4),
+            # From the fastest timed batch: less sensitive to other work on a shared machine.
+            "fraction_of_peak_best_batch": round(rec["gflop_per_batch"] * 1e9 / rec["seconds_per_batch_min"] / peak, 4),
         })
     if len(strategies) > 1:
         by = {(r["arch"], r["context"], r["objective"], r["replicas"]): r for r in results}

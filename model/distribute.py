@@ -30,7 +30,6 @@ from model.errors import StoryError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 TIMEOUT_ENV = "STORY_REPL_COLLECTIVE_TIMEOUT"
-DEFAULT_TIMEOUT = 300.0
 
 
 def tf_config() -> dict[str, Any] | None:
@@ -76,7 +75,7 @@ def collective_timeout() -> float | None:
     (``STORY_REPL_COLLECTIVE_TIMEOUT``; 0 means no limit)."""
     raw = os.environ.get(TIMEOUT_ENV)
     if not raw:
-        return DEFAULT_TIMEOUT
+        return None
     try:
         value = float(raw)
     except ValueError:

@@ -237,6 +237,8 @@ class Session:
     def handle(self, line: str) -> bool:
         """Handle one input line. False means quit."""
         if len(line) > MAX_LINE:
+            if cmds.is_command(line):
+                raise StoryError(f"the command has {len(line)} characters, more than {MAX_LINE}; shorten it")
             self.out(render.notice(f"the line has {len(line)} characters; reading only the last {MAX_LINE}"))
             line = line[-MAX_LINE:]
         line = _clean(line)

@@ -363,6 +363,13 @@ def test_very_long_lines(repl, text):
     assert_intact(repl, before)
 
 
+def test_very_long_command_lines(repl):
+    before = repl.session.predictor
+    err = error_line(repl.run(":load " + "m" * 100_000))
+    assert "the command has 100006 characters, more than 20000; shorten it" in err
+    assert_intact(repl, before)
+
+
 @pytest.mark.parametrize(
     "text",
     [
