@@ -212,14 +212,19 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
 
 
 def _is_replaceable(target: Path) -> bool:
-    """True if ``target`` is absent, empty, or holds nothing but bundle files (a bundle, even a broken one)."""
+    """True if ``target`` is absent, empty, or holds nothing but bundle files (a bundle, even a broken one).
+
+    Raises OSError where ``target`` cannot be looked at (a name too long, a file on the way)."""
     try:
         names = os.listdir(target)
     except FileNotFoundError:
         return True
-    except OSError:
-        return False
     return set(names) <= set(FILES)
+
+
+def _shown(path: Path, limit: int = 200) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit - 60]}…{text[-59:]}"
 
 
 def _save_error(target: Path, e: OSError) -> StoryError:
@@ -230,7 +235,23 @@ def _save_error(target: Path, e: OSError) -> StoryError:
         hint = "choose a directory you can write to"
     else:
         hint = "choose another directory"
-    return StoryError(f"cannot save to {target}: {reason}; {hint} (any previous model there is untouched)")
+    return StoryError(f"cannot save to {_shown(target)}: {reason}; {hint} (any previous model there is untouched)")
+
+
+def check_target(target: str | os.PathLike) -> Path:
+    """The absolute path a bundle may be saved to; a one-line error if it may not (checked before training)."""
+    target = Path(os.path.expanduser(str(target))).absolute()
+    try:
+        if target.exists() and not target.is_dir():
+            raise StoryError(f"cannot save to {_shown(target)}: it is a file, not a directory; choose a new directory")
+        replaceable = _is_replaceable(target)
+    except (OSError, ValueError) as e:
+        raise _save_error(target, e if isinstance(e, OSError) else OSError(errno.EINVAL, str(e))) from None
+    if not replaceable:
+        raise StoryError(
+            f"cannot save to {_shown(target)}: it is a directory that is not a story-repl model; choose a new or empty directory"
+        )
+    return target
 
 
 def save_bundle(
@@ -247,13 +268,7 @@ def save_bundle(
 
     ``target`` must be new, empty, or a bundle: any other directory is refused, never replaced.
     """
-    target = Path(os.path.expanduser(str(target))).absolute()
-    if target.exists() and not target.is_dir():
-        raise StoryError(f"cannot save to {target}: it is a file, not a directory; choose a new directory")
-    if not _is_replaceable(target):
-        raise StoryError(
-            f"cannot save to {target}: it is a directory that is not a story-repl model; choose a new or empty directory"
-        )
+    target = check_target(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         recover(target)
@@ -362,12 +377,17 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     Nothing in the bundle is executed: JSON files, and arrays read with ``allow_pickle=False``.
     """
     path = Path(os.path.expanduser(str(path))).absolute()
-    if not path.exists():
-        recover(path)  # a save killed half-way through the rename fallback
-    if not path.exists():
-        raise StoryError(f"no model at {path}; give a directory saved with :save or story-repl train --out")
-    if not path.is_dir():
-        raise StoryError(f"{path} is not a model directory; give a directory saved with :save or story-repl train --out")
+    try:
+        if not path.exists():
+            recover(path)  # a save killed half-way through the rename fallback
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+        reason = getattr(e, "strerror", None) or str(e)
+        raise StoryError(f"cannot open a model at {_shown(path)}: {reason}; give a directory saved with :save or story-repl train --out") from None
+    if not exists:
+        raise StoryError(f"no model at {_shown(path)}; give a directory saved with :save or story-repl train --out")
+    if not is_dir:
+        raise StoryError(f"{_shown(path)} is not a model directory; give a directory saved with :save or story-repl train --out")
     info = _read_json(path / "config.json", "model")
     files = info.get("files") if isinstance(info.get("files"), dict) else {}
     vocab_file = path / "vocab.json"

@@ -148,6 +148,8 @@ class Predictor:
 
     def top_k(self, ids: Sequence[int], k: int, prefix: str = "") -> list[tuple[str, float]]:
         """The ``k`` most likely next words (optionally only those starting with ``prefix``)."""
+        if k <= 0:
+            return []
         probs, order = self.ranking(ids)
         tokens = self.vocab.tokens
         if not prefix:

@@ -28,9 +28,10 @@ def home() -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    from model.corpus import check_regular
+
     h = hashlib.sha256()
-    if Path(path).is_dir():
-        raise StoryError(f"{path} is a directory; give a text file")
+    check_regular(Path(path))
     try:
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -51,9 +52,15 @@ def cache_path(corpus_path: Path, config: Config, sha: str | None = None) -> Pat
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside ``path`` (held across processes until the block ends)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_file = path.with_name(path.name + ".lock")
-    fh = open(lock_file, "a+")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_file, "a+")
+    except OSError as e:
+        raise StoryError(
+            f"cannot write to the model cache {path.parent}: {e.strerror or e}; "
+            f"set STORY_REPL_HOME to a directory you can write to"
+        ) from None
     try:
         try:
             import fcntl
@@ -91,9 +98,15 @@ def train_and_cache(
     on_read: Callable[[int, int], None] | None = None,
 ):
     """Train (unless a valid cache exists and not ``force``) and save. Returns (bundle, result or None)."""
-    from model.corpus import read_corpus
+    from model.bundle import check_target
+    from model.corpus import Corpus, read_corpus
 
-    corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
+    if isinstance(corpus_spec, Corpus):
+        corpus = corpus_spec
+    else:
+        corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
+    if out is not None:
+        check_target(out)  # refuse a bad --out before spending time on training
     target = cache_path(corpus.path, config, corpus.sha256)
     from model.distribute import is_chief
 

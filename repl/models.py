@@ -68,10 +68,13 @@ def train_with_view(
         hit = store.cached(path, config)
         if hit is not None:
             return hit, None
+    from model.corpus import read_corpus
+
+    corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
     with sigint_sets(stop, console):
         with TrainingView(console, title) as view:
             bundle, result = store.train_and_cache(
-                corpus_spec,
+                corpus,
                 config,
                 on_progress=view,
                 stop=stop,
