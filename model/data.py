@@ -88,8 +88,8 @@ def truncate_randomly(x, seed: int, rate: float = 0.5):
 
     b = tf.shape(x)[0]
     c = tf.shape(x)[1]
-    keep = tf.random.uniform((b, 1), 1, c + 1, dtype=tf.int32)
-    keep = tf.where(tf.random.uniform((b, 1)) < rate, keep, c)
+    keep = tf.random.uniform((b, 1), 1, c + 1, dtype=tf.int32, seed=seed)
+    keep = tf.where(tf.random.uniform((b, 1), seed=seed + 1) < rate, keep, c)
     pos = tf.range(c)[None, :]
     return tf.where(pos >= c - keep, x, tf.zeros_like(x))
 

