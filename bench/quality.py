@@ -6,11 +6,16 @@ of the text by paragraph, under a wall-clock training budget; then it scores the
 with the model and with an interpolated modified Kneser-Ney model estimated from the same
 training part (``repl.evaluate``: same vocabulary, same unknown-word rule, same positions).
 
-Output: one JSON object per corpus on stdout, then one summary line::
+Output: JSON lines on stdout: the machine (``figure: machine``), one record per corpus, then
+a summary::
 
-    {"bench": "quality", "corpus": "tinyshakespeare", "model_ppl": ..., "baseline_ppl": ...,
-     "ratio": ..., "target": 0.85, "pass": true, "train_seconds": ..., "recipe": {...}, ...}
-    {"bench": "quality", "summary": true, "pass": true, "ratios": {"tinyshakespeare": ...}}
+    {"bench": "quality", "figure": "machine", "cpu_model": ..., "load_average_1_5_15": ..., ...}
+    {"bench": "quality", "figure": "corpus", "corpus": "tinyshakespeare", "model_ppl": ...,
+     "baseline_ppl": ..., "ratio": ..., "target": 0.85, "pass": true, "train_seconds": ...,
+     "recipe": {...}, ...}
+    {"bench": "quality", "figure": "summary", "pass": true, "ratios": {"tinyshakespeare": ...}}
+
+The exit status is 0 when every corpus with a target meets it.
 
 Progress goes to stderr. Recipe fields can be overridden for experiments, e.g.
 ``--set units=256 --set context=8 --set lr=0.003``.
@@ -21,7 +26,6 @@ Progress goes to stderr. Recipe fields can be overridden for experiments, e.g.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -31,8 +35,9 @@ from dataclasses import fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, ROOT / "bench"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The numpy scorer runs many small matrix products: one BLAS thread avoids the spinning of
@@ -132,6 +137,7 @@ def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
     ratio = metrics["ratio"]
     return {
         "bench": "quality",
+        "figure": "corpus",
         "corpus": name,
         "model_ppl": round(metrics["perplexity"], 3),
         "baseline_ppl": round(metrics["baseline"]["perplexity"], 3),
@@ -169,15 +175,21 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--budget-seconds expects a positive number")
     extra = overrides(args.set)
     names = args.corpus or list(DEFAULT_CORPORA)
+    from _common import emit, machine_info
+
+    from model.tfload import import_tensorflow
+
+    import_tensorflow()
+    emit(machine_info("quality", blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default")))
     ratios: dict[str, float] = {}
     ok = True
     for name in names:
         row = run_one(name, args, extra)
-        print(json.dumps(row, ensure_ascii=False), flush=True)
+        emit(row)
         ratios[row["corpus"]] = row["ratio"]
         if row["pass"] is False:
             ok = False
-    print(json.dumps({"bench": "quality", "summary": True, "pass": ok, "ratios": ratios}), flush=True)
+    emit({"bench": "quality", "figure": "summary", "pass": ok, "ratios": ratios, "overrides": extra})
     return 0 if ok else 1
 
 

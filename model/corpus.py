@@ -49,20 +49,38 @@ class Corpus:
         return [t for t in (tokenize("\n".join(b), keep_case=self.keep_case) for b in out) if t]
 
 
+def shown(path: str | os.PathLike, limit: int = 200) -> str:
+    """A path as written in an error message: whole, or its start and end if it is very long."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit - 60]}…{text[-59:]}"
+
+
 def resolve_path(spec: str | os.PathLike) -> Path:
     """Find a corpus file: as given (with ``~`` expanded), else a shipped corpus by name."""
     raw = str(spec).strip()
     if not raw:
         raise StoryError("no corpus path given")
     path = Path(os.path.expanduser(raw))
-    if path.exists():
-        return path.resolve()
+    try:
+        if path.exists():
+            return path.resolve()
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+        reason = getattr(e, "strerror", None) or str(e)
+        raise StoryError(f"cannot use {shown(raw)} as a corpus path: {reason}; give the path of a text file") from None
     import corpora
 
     shipped = corpora.bundled(path.name if len(path.parts) <= 2 and path.parts[:1] == ("corpora",) else raw)
     if shipped is not None:
         return shipped
-    raise StoryError(f"corpus not found: {raw} (shipped corpora: {', '.join(corpora.names())})")
+    raise StoryError(f"corpus not found: {shown(raw)} (shipped corpora: {', '.join(corpora.names())})")
+
+
+def check_regular(path: Path) -> None:
+    """Refuse a directory, device, pipe or socket: a corpus is read twice (checksum, then text)."""
+    if path.is_dir():
+        raise StoryError(f"{path} is a directory; give a text file")
+    if not path.is_file():
+        raise StoryError(f"{path} is not a regular file (a device, pipe or socket); give a text file")
 
 
 def read_corpus(
@@ -73,8 +91,7 @@ def read_corpus(
 ) -> Corpus:
     """Read, decode and tokenize a corpus file; every failure is one clear StoryError."""
     path = resolve_path(spec)
-    if path.is_dir():
-        raise StoryError(f"{path} is a directory; give a text file")
+    check_regular(path)
     if not os.access(path, os.R_OK):
         raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable")
     try:

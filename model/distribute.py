@@ -1,21 +1,25 @@
 """tf.distribute strategies: default, mirrored (several GPUs of one host), multi-worker (TF_CONFIG).
 
-``--batch-size`` is the global batch: Keras splits every global batch over the replicas,
-each replica averages its share, and the gradients are summed over the replicas, so a step
+``--batch-size`` is the global batch: each step splits it over the replicas, each replica
+computes the loss of its share, and the gradients are summed over the replicas, so a step
 is one step on the whole global batch. The learning rate is the one configured for that
-global batch; it is not scaled with the replica count. A global batch that does not divide
-evenly is rounded up to a multiple of the replica count (see :func:`global_batch`).
+global batch; it is not scaled with the replica count. With several replicas the global
+batch is rounded up to a multiple of the replica count (see :func:`global_batch`); training
+on the whole text per step becomes a global batch of every window, rounded up likewise.
 
 Every worker of a multi-worker cluster builds the same input pipeline (the same windows in
-the same order, from the seed and the epoch alone) and takes its share of every global batch
-(``AutoShardPolicy.DATA``); the training stream is endless and every worker runs the same
+the same order, from the seed and the epoch alone) and keeps its share of every global batch
+(``AutoShardPolicy.DATA``). The training stream is endless and every worker runs the same
 number of steps, so none waits for a step the others never run. Decisions taken between
 epochs (keep these weights? stop now?) use only figures every worker has identically:
-Keras's globally reduced logs, and local figures agreed on with :func:`agree_min`.
+losses and accuracies summed over all workers, and local figures agreed on with
+:func:`agreement`.
 
-Only the chief (worker 0, or the ``chief`` task) writes: bundles, the cache and TensorBoard
-logs. A worker that dies makes the others fail within the collective timeout
-(``STORY_REPL_COLLECTIVE_TIMEOUT`` seconds, default 300) instead of waiting forever.
+Only the chief (the ``chief`` task, or worker 0 when there is none) writes: bundles, the
+cache and TensorBoard logs. A worker that dies makes the others fail within seconds (the
+cluster's heartbeats) with a one-line error; a worker that stops answering without dying
+makes them fail after ``STORY_REPL_WORKER_TIMEOUT`` seconds (default 600), which also
+bounds how long a worker waits at start-up for the others to join.
 """
 from __future__ import annotations
 
@@ -23,13 +27,17 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
+import time
 from typing import Any, Callable, Iterator, Sequence
 
 from model.errors import StoryError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-TIMEOUT_ENV = "STORY_REPL_COLLECTIVE_TIMEOUT"
+TIMEOUT_ENV = "STORY_REPL_WORKER_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
 
 
 def tf_config() -> dict[str, Any] | None:
@@ -70,19 +78,117 @@ def num_workers() -> int:
     return max(1, sum(len(cluster.get(job) or ()) for job in ("chief", "worker")))
 
 
-def collective_timeout() -> float | None:
-    """Seconds one all-reduce may wait for the other workers before training fails
-    (``STORY_REPL_COLLECTIVE_TIMEOUT``; 0 means no limit)."""
+def worker_timeout() -> float:
+    """Seconds a worker waits for the others (``STORY_REPL_WORKER_TIMEOUT``, default 600):
+    for all of them to join at start-up, then for each training step."""
     raw = os.environ.get(TIMEOUT_ENV)
     if not raw:
-        return None
+        return DEFAULT_TIMEOUT
     try:
         value = float(raw)
     except ValueError:
         raise StoryError(f"{TIMEOUT_ENV} expects a number of seconds, got {raw!r}") from None
-    if value < 0 or value != value:
-        raise StoryError(f"{TIMEOUT_ENV} expects a number of seconds >= 0, got {raw!r}")
-    return value or None
+    if not value > 0 or value == math.inf:
+        raise StoryError(f"{TIMEOUT_ENV} expects a positive number of seconds, got {raw!r}")
+    return value
+
+
+_WATCHDOG = r"""
+import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+fd = sys.stdin.fileno()
+deadline = time.monotonic() + seconds
+while True:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        os.write(2, ("\nstory-repl: error: " + message + "\n").encode("utf-8", "replace"))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        sys.exit(0)
+    ready, _, _ = select.select([fd], [], [], min(left, 5.0))
+    if ready:
+        if not os.read(fd, 4096):
+            sys.exit(0)
+        deadline = time.monotonic() + seconds
+"""
+
+
+class Watchdog:
+    """Ends this process (SIGKILL, after a one-line error on stderr) when it is not kicked
+    for ``seconds``.
+
+    A worker waiting in TensorFlow for its peers can block there holding Python's
+    interpreter lock, where no Python thread or signal handler runs, so the watchdog is a
+    small separate process; it goes away by itself when the block ends or this process exits."""
+
+    def __init__(self, seconds: float, message: str) -> None:
+        self.seconds = float(seconds)
+        self.message = message
+        self._proc: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> "Watchdog":
+        import subprocess
+
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), repr(self.seconds), self.message],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        self._last = time.monotonic()
+        return self
+
+    def kick(self) -> None:
+        now = time.monotonic()
+        if self._proc is not None and now - self._last >= 1.0:
+            self._last = now
+            try:
+                self._proc.stdin.write(b".")
+                self._proc.stdin.flush()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - never let the watchdog outlive its block
+            proc.kill()
+            proc.wait()
+
+
+_LOST = (r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)")
+
+
+def cluster_failure(error: BaseException) -> str:
+    """A one-line account of a TensorFlow error caused by another worker failing."""
+    import re
+
+    text = str(getattr(error, "message", "") or error)
+    tasks = sorted({f"{job} {index}" for job, index in re.findall(_LOST, text)})
+    low = text.lower()
+    if "heartbeat" in low:
+        why = "it stopped sending heartbeats"
+    elif "socket closed" in low or "connection reset" in low or "connect" in low:
+        why = "its connection closed"
+    elif "deadline" in low or "timed out" in low or "timeout" in low:
+        why = "it did not answer in time"
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(" ")]
+        useful = [ln for ln in lines if not ln.startswith(("Graph execution error", "Detected at node", "[["))]
+        why = (useful or lines or [type(error).__name__])[0][:160]
+    who = f" ({', '.join(tasks)})" if tasks else ""
+    return f"lost another worker of the cluster{who}: {why}; training stopped"
 
 
 @contextlib.contextmanager
@@ -120,9 +226,14 @@ def _multi_worker():
         task = cfg.get("task")
         if not isinstance(cluster, dict) or not isinstance(task, dict):
             raise StoryError("TF_CONFIG needs a 'cluster' (job name -> list of host:port) and a 'task' (type, index)")
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout())
+    timeout = worker_timeout()
+    waiting = (
+        f"not every worker of the cluster ({num_workers()} in TF_CONFIG) joined within {timeout:g} s; "
+        f"start them all and check their host:port addresses (or set {TIMEOUT_ENV})"
+    )
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        with Watchdog(timeout, waiting):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as e:
         if "startup" in str(e):
             raise StoryError(
@@ -132,17 +243,30 @@ def _multi_worker():
         raise
     except ValueError as e:
         raise StoryError(f"TF_CONFIG: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    # TensorFlow's cluster set-up takes SIGTERM for itself (for preemption handling, unused
+    # here), so `kill` would no longer stop the worker: give SIGTERM its usual meaning back.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return strategy
+
+
+# One strategy of each kind per process: several of a kind would reuse the same collective
+# keys, and a multi-worker strategy can only be set up once.
+_made: dict[str, Any] = {}
 
 
 def make_strategy(name: str = "auto"):
     """(strategy, replica count) for ``name``; ``auto`` mirrors over GPUs when there are several.
 
     Call it before any other TensorFlow use in the process: a multi-worker strategy has to
-    configure TensorFlow's collective ops before TensorFlow initialises."""
+    configure TensorFlow's collective ops before TensorFlow initialises. The strategy of a
+    kind is made once per process and reused."""
     if name not in STRATEGIES:
         raise StoryError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     if name == "multiworker":
-        strat = _multi_worker()
+        if name not in _made:
+            _made[name] = _multi_worker()
+        strat = _made[name]
         return strat, int(strat.num_replicas_in_sync)
 
     from model.tfload import import_tensorflow
@@ -154,7 +278,9 @@ def make_strategy(name: str = "auto"):
     if name == "default":
         strat = tf.distribute.get_strategy()
     else:
-        strat = tf.distribute.MirroredStrategy()
+        if name not in _made:
+            _made[name] = tf.distribute.MirroredStrategy()
+        strat = _made[name]
     return strat, int(strat.num_replicas_in_sync)
 
 
@@ -306,29 +432,49 @@ def fit_multi_worker(model, strategy, train_data, steps: int, epochs: int, callb
     def eval_step(batch):
         return strategy.reduce(sum_op, strategy.run(replica_eval, args=(batch,)), axis=None)
 
-    iterator = iter(strategy.experimental_distribute_dataset(train_data))
-    dist_val = strategy.experimental_distribute_dataset(val_data) if val_data is not None else None
+    def mean(totals) -> float:
+        return float(totals[0] / max(totals[2], 1.0))
+
+    def accuracy(totals) -> float:
+        return float(totals[1] / max(totals[2], 1.0))
+
+    timeout = worker_timeout()
+    stalled = f"no training step finished for {timeout:g} s: another worker of the cluster stopped answering"
+    lost = (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+    )
     model.stop_training = False
-    cb.on_train_begin()
     done = 0
-    for epoch in range(epochs):
-        cb.on_epoch_begin(epoch)
-        totals = np.zeros(3)
-        for b in range(steps):
-            cb.on_train_batch_begin(b)
-            totals += train_step(iterator).numpy()
-            logs: dict[str, Any] = {"loss": totals[0] / max(totals[2], 1.0), "accuracy": totals[1] / max(totals[2], 1.0)}
-            cb.on_train_batch_end(b, logs)
-        logs = {"loss": totals[0] / max(totals[2], 1.0), "accuracy": totals[1] / max(totals[2], 1.0)}
-        if dist_val is not None:
-            val = np.zeros(3)
-            for batch in dist_val:
-                val += eval_step(batch).numpy()
-            logs["val_loss"] = val[0] / max(val[2], 1.0)
-            logs["val_accuracy"] = val[1] / max(val[2], 1.0)
-        cb.on_epoch_end(epoch, logs)
-        done = epoch + 1
-        if model.stop_training:
-            break
+    with Watchdog(timeout, stalled) as watchdog:
+        try:
+            iterator = iter(strategy.experimental_distribute_dataset(train_data))
+            dist_val = strategy.experimental_distribute_dataset(val_data) if val_data is not None else None
+            cb.on_train_begin()
+            for epoch in range(epochs):
+                cb.on_epoch_begin(epoch)
+                totals = np.zeros(3)
+                for b in range(steps):
+                    cb.on_train_batch_begin(b)
+                    totals += train_step(iterator).numpy()
+                    watchdog.kick()
+                    cb.on_train_batch_end(b, {"loss": mean(totals), "accuracy": accuracy(totals)})
+                logs: dict[str, Any] = {"loss": mean(totals), "accuracy": accuracy(totals)}
+                if dist_val is not None:
+                    val = np.zeros(3)
+                    for batch in dist_val:
+                        val += eval_step(batch).numpy()
+                        watchdog.kick()
+                    logs["val_loss"] = mean(val)
+                    logs["val_accuracy"] = accuracy(val)
+                cb.on_epoch_end(epoch, logs)
+                watchdog.kick()
+                done = epoch + 1
+                if model.stop_training:
+                    break
+        except lost as e:
+            raise StoryError(cluster_failure(e)) from None
     cb.on_train_end()
     return done

@@ -58,8 +58,10 @@ def prob_style(p: float) -> str:
 
 
 def _need_model(session) -> tuple[Any, Any]:
-    bundle = getattr(session, "bundle", None)
+    """(bundle, predictor) of the session, taken from one predictor so a model swapped in by
+    background training cannot pair one model's vocabulary with another's weights."""
     pred = getattr(session, "predictor", None)
+    bundle = getattr(pred, "bundle", None) if pred is not None else None
     if bundle is None or pred is None:
         raise StoryError("no model is loaded yet; wait for training or :load a model")
     return bundle, pred
@@ -253,12 +255,13 @@ def vocab_view(bundle) -> Group:
     lines.append(f"vocabulary: {words:,} words", style="bold")
     lines.append(" + <unk>" if unk is not None else " (no <unk>: every word of the training text is kept)")
     lines.append("\n")
-    where = f"the {total:,} tokens of the training text"
+    lines.append(f"training text: {total:,} tokens")
     if isinstance(corpus_tokens, int) and corpus_tokens != total:
-        where += f" ({corpus_tokens:,} in the corpus; the rest is held out for validation)"
-    lines.append(f"coverage: {coverage:.2%} of {where}")
+        lines.append(f" (of {corpus_tokens:,} in the corpus; the rest is held out for validation)")
+    lines.append("\n")
+    lines.append(f"coverage: {coverage:.2%} of the training tokens")
     if unk is not None:
-        lines.append(f"; {unk_count:,} tokens (rarer words) are <unk>")
+        lines.append(f"; the other {unk_count:,} (rarer words) are <unk>")
     table = Table(title=f"top {TOP_WORDS} words", title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right", style="dim")
     table.add_column("word", style="bold cyan")

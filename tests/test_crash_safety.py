@@ -369,3 +369,21 @@ def test_ctrl_c_stops_generation_and_the_repl_goes_on(big_bundle, _private_home)
     finally:
         t.close()
     assert "Traceback" not in t.text
+
+
+def test_an_unwritable_model_cache_is_one_line(pair, tmp_path, monkeypatch, capsys):
+    from repl.cli import main
+
+    blocker = tmp_path / "not a dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("STORY_REPL_HOME", str(blocker / "home"))
+    assert main(["train", str(CAT), *TINY, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    line = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(line) == 1 and "cannot write to the model cache" in line[0]
+    assert "set STORY_REPL_HOME to a directory you can write to" in line[0] and "Traceback" not in err
+    a, _ = pair
+    r = Repl(a, config=tiny_config(units=16, embedding_dim=4, epochs=2))
+    out = r.run(":train")
+    assert "cannot write to the model cache" in error_line(out)
+    assert r.session.predictor.bundle is a

@@ -231,11 +231,12 @@ class FakeSession:
         self.shown.extend(renderables)
 
     def text(self) -> str:
+        """The rendered output with runs of spaces and line breaks made single spaces."""
         buf = io.StringIO()
         con = Console(file=buf, width=100, color_system=None, highlight=False)
         for r in self.shown:
             con.print(r)
-        return buf.getvalue()
+        return " ".join(buf.getvalue().split())
 
 
 def test_repl_eval_defaults_to_the_validation_part_else_the_training_text(models):
@@ -279,7 +280,7 @@ def test_repl_vocab_overview_and_one_word(models):
     analysis.run_command(s, "vocab", None)
     out = s.text()
     assert f"vocabulary: {len(s.bundle.vocab)} words" in out
-    assert "coverage: 100.00% of the 204 tokens" in out
+    assert "training text: 204 tokens coverage: 100.00% of the training tokens" in out
     assert "top 20 words" in out and " the " in out
 
     s = FakeSession(models["plain"])

@@ -52,7 +52,7 @@ def random_bundle(path, corpus_path=CAT, seed=0, **cfg) -> Path:
 
 def rendered(renderables) -> str:
     buf = io.StringIO()
-    con = Console(file=buf, width=200, color_system=None, highlight=False)
+    con = Console(file=buf, width=5000, color_system=None, highlight=False)  # no wrapping of long lines
     for r in renderables:
         con.print(r)
     return buf.getvalue()
@@ -122,6 +122,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     out["short"].write_text("the mice\n")
     out["latin1"] = d / "latin.txt"
     out["latin1"].write_bytes("le café de la forêt, un café noir et un café crème.\n".encode("latin-1") * 3)
+    out["device"] = Path("/dev/zero")  # endless: must be refused, not read
     out["unreadable"] = d / "secret.txt"
     out["unreadable"].write_text(CAT.read_text(encoding="utf-8"))
     return out
@@ -152,6 +153,7 @@ def deny_read(monkeypatch):
 CORPUS_CASES = [
     ("missing", "corpus not found"),
     ("directory", "is a directory; give a text file"),
+    ("device", "is not a regular file (a device, pipe or socket); give a text file"),
     ("unreadable", "permission denied; check its permissions"),
     ("binary", "looks like a binary file"),
     ("empty", "is empty; give a text with some words"),
@@ -298,10 +300,15 @@ COMMAND_CASES = [
     (":corpus ~/no such story.txt", "no such story.txt (shipped corpora: "),
     (':corpus "unbalanced', "unbalanced quotes in path"),
     (":save", ":save needs an argument"),
+    (":load " + "m" * 5000, "File name too long; give a directory saved with :save"),
+    (":corpus " + "m" * 5000, "File name too long; give the path of a text file"),
+    (":train " + "m" * 5000, "File name too long; give the path of a text file"),
+    (":save " + "m" * 5000, "File name too long; choose another directory"),
+    (":save /etc/hostname/model", "Not a directory; choose another directory"),
 ]
 
 
-@pytest.mark.parametrize("line, message", COMMAND_CASES, ids=[c for c, _ in COMMAND_CASES])
+@pytest.mark.parametrize("line, message", COMMAND_CASES, ids=[c if len(c) < 40 else c[:20] + "-long" for c, _ in COMMAND_CASES])
 def test_bad_commands_keep_the_model(repl, line, message):
     s = repl.session
     before = (s.predictor, s.k, s.greedy, s.temperature, s.length, s.seed, s.config)
