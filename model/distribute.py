@@ -359,8 +359,9 @@ def full_batch_dataset(x, target, replicas: int):
     """An endless stream of full batches for training on the whole text per step.
 
     One replica gets every window in every step. Several replicas get a global batch of the
-    window count rounded up to a multiple of the replica count: every window plus fewer than
-    ``replicas`` taken from the front of the next pass, so every replica gets an equal share."""
+    window count rounded up to a multiple of the replica count, cut from the windows repeated
+    end to end: every window once plus fewer than ``replicas`` of them a second time (a
+    different few each step), so every replica gets an equal share."""
     import tensorflow as tf
 
     n = len(x)

@@ -61,7 +61,7 @@ def train_with_view(
             reading["t"] = True
         console.print(f"[dim]reading corpus {done / total:5.1%}[/dim]", end="\r")
 
-    if not force and out is None:
+    if not force and out is None and strategy != "multiworker":  # every worker of a cluster trains
         from model.corpus import resolve_path
 
         path = resolve_path(corpus_spec)
