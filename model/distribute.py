@@ -23,7 +23,6 @@ bounds how long a worker waits at start-up for the others to join.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from model.errors import StoryError
 
@@ -191,32 +190,11 @@ def cluster_failure(error: BaseException) -> str:
     return f"lost another worker of the cluster{who}: {why}; training stopped"
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the block (TensorFlow's C++ start-up lines)."""
-    if os.environ.get("STORY_REPL_DEBUG") == "1":
-        yield
-        return
-    saved = None
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    except OSError:
-        saved = None
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _multi_worker():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _quiet_stderr():  # importing only: the cluster set-up must come before any TensorFlow op
+    from model.tfload import quiet_stderr
+
+    with quiet_stderr():  # importing only: the cluster set-up must come before any TensorFlow op
         import tensorflow as tf
         import keras  # noqa: F401
 
