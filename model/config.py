@@ -106,7 +106,7 @@ def resolve(c: Config, n_tokens: int) -> Config:
     if c.lr is not None:
         lr = c.lr
     else:
-        lr = {"adam": 0.02 if small else 0.002, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
+        lr = {"adam": 0.03 if small else 0.002, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
     epochs = c.epochs if c.epochs is not None else (500 if small else 20)
     max_vocab = c.max_vocab
     min_count = c.min_count
