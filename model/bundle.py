@@ -406,7 +406,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         config = Config.from_dict(raw_config)
     except (StoryError, TypeError, ValueError) as e:
         raise StoryError(f"{path / 'config.json'} has an invalid configuration: {e}") from None
-    if config.context is None or config.embedding_dim is None:
+    if config.context is None or config.embedding_dim is None or config.units is None:
         raise StoryError(f"{path / 'config.json'} is incomplete (no context or embedding size); retrain the model")
     weights_file = path / "weights.npz"
     try:

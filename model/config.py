@@ -26,7 +26,7 @@ SMALL_CORPUS_TOKENS = 5_000
 class Config:
     arch: str = "lstm"  # encoder over the context window: lstm | stacked | bilstm
     context: int | None = None  # words of context; 3 for small stories (the seed's window)
-    units: int = 512  # LSTM units per direction and layer (the seed's 512)
+    units: int | None = None  # LSTM units per direction and layer; 512 for small stories (the seed's)
     embedding_dim: int | None = None  # learned embedding size (the seed fed raw ids instead)
     dropout: float | None = None  # dropout on embedding and encoder output
     optimizer: str = "adam"  # adam reaches the seed's ceiling fastest; rmsprop is the seed's
@@ -35,10 +35,10 @@ class Config:
     epochs: int | None = None  # upper bound; training also stops at the accuracy ceiling
     seed: int = 42  # seeds vocabulary ties (none), weights, shuffling and sampling
     max_vocab: int | None = None  # keep the N most frequent words, the rest become <unk>
-    min_count: int = 1  # words seen fewer times become <unk>
+    min_count: int | None = None  # words seen fewer times become <unk>; 1 for small stories, 3 for books
     keep_case: bool = False  # do not lower-case scripts that have case
     valid_fraction: float = 0.0  # hold out the last fraction of paragraphs for validation
-    objective: str = "softmax"  # softmax | sampled (sampled softmax for large vocabularies)
+    objective: str | None = None  # softmax | sampled; None: softmax for small stories, sampled for books
     num_sampled: int = 512  # negative samples per batch for the sampled objective
 
     def __post_init__(self) -> None:
@@ -76,7 +76,7 @@ def validate(c: Config) -> None:
         raise StoryError(f"unknown arch {c.arch!r}; choose one of {', '.join(ARCHS)}")
     if c.optimizer not in OPTIMIZERS:
         raise StoryError(f"unknown optimizer {c.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if c.objective not in OBJECTIVES:
+    if c.objective is not None and c.objective not in OBJECTIVES:
         raise StoryError(f"unknown objective {c.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     _positive_int("context", c.context)
     _positive_int("units", c.units)
@@ -99,22 +99,33 @@ def validate(c: Config) -> None:
 def resolve(c: Config, n_tokens: int) -> Config:
     """Fill every ``None`` field from the corpus size (number of tokens)."""
     small = n_tokens <= SMALL_CORPUS_TOKENS
-    context = c.context if c.context is not None else (3 if small else 16)
+    # Books: left-to-right encoders train every prefix of each sliding window, so one epoch
+    # already predicts each word `context` times; validation loss bottoms out after 2-4
+    # epochs, so capacity is spent on a wide, heavily regularised LSTM over a short window,
+    # with sampled softmax to cut the output layer's cost (bench/quality.py).
+    context = c.context if c.context is not None else (3 if small else 8)
+    units = c.units if c.units is not None else (512 if small else 384)
     embedding_dim = c.embedding_dim if c.embedding_dim is not None else (64 if small else 256)
-    dropout = c.dropout if c.dropout is not None else (0.0 if small else 0.3)
-    batch = c.batch_size if c.batch_size is not None else (0 if small else 128)
+    dropout = c.dropout if c.dropout is not None else (0.0 if small else 0.6)
+    batch = c.batch_size if c.batch_size is not None else (0 if small else 256)
     if c.lr is not None:
         lr = c.lr
     else:
-        lr = {"adam": 0.03 if small else 0.002, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
+        lr = {"adam": 0.03 if small else 0.004, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
     epochs = c.epochs if c.epochs is not None else (500 if small else 20)
+    objective = c.objective if c.objective is not None else ("softmax" if small else "sampled")
     max_vocab = c.max_vocab
-    min_count = c.min_count
-    if not small and c.max_vocab is None and c.min_count == 1:
-        min_count = 2  # singletons of a book become <unk>: they cannot be learned anyway
+    if c.min_count is not None:
+        min_count = c.min_count
+    elif small or c.max_vocab is not None:
+        min_count = 1
+    else:
+        min_count = 3  # words seen once or twice in a book become <unk>: too rare to learn
     return replace(
         c,
         context=context,
+        units=units,
+        objective=objective,
         embedding_dim=embedding_dim,
         dropout=dropout,
         batch_size=batch or None,

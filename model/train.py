@@ -382,9 +382,7 @@ def train(
     state["t0"] = time.perf_counter()
     done_epochs = 0
     try:
-        if cfg.objective == "sampled":
-            if replicas > 1:
-                raise StoryError("--objective sampled trains on one device; use --strategy default")
+        if cfg.objective == "sampled" and replicas == 1:  # several devices train the full softmax
             from model.sampled import fit_sampled
 
             done_epochs = fit_sampled(model, cfg, train_data, steps, epochs, callbacks, val_data)

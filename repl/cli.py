@@ -253,14 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("STORY_REPL_DEBUG") == "1"
     if debug:
         os.environ["STORY_REPL_DEBUG"] = "1"
+    # numpy's work here (REPL, predict, generate, eval) is small matrix products where BLAS
+    # threads only wait on each other; TensorFlow does not use OpenBLAS.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
             args = build_parser().parse_args(argv)
             handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval}[args.command]
             return handler(args)
         args = repl_parser().parse_args(argv)
-        # The REPL's numpy work is batch-1 matrix-vector products: BLAS threads only add latency.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from repl.session import run_session
 
         return run_session(args)

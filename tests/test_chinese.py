@@ -17,7 +17,8 @@ from test_repl_pty import Term
 
 XIYOUJI = ROOT / "corpora" / "xiyouji_ch01-10.txt"
 # A small, quick configuration: enough to learn the book's most frequent names.
-FLAGS = ["--context", "3", "--units", "128", "--embedding-dim", "64", "--batch-size", "128", "--epochs", "2"]
+FLAGS = ["--context", "3", "--units", "128", "--embedding-dim", "64", "--batch-size", "128", "--epochs", "2",
+         "--min-count", "1", "--dropout", "0.3", "--lr", "0.002", "--objective", "softmax"]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ def test_sampled_objective_learns(tmp_path):
     path = tmp_path / "fables.txt"
     path.write_text(text, encoding="utf-8")
     corpus = read_corpus(path)
-    cfg = tiny_config(objective="sampled", num_sampled=64, units=32, embedding_dim=16, context=4, batch_size=64, epochs=3)
+    cfg = tiny_config(objective="sampled", num_sampled=64, min_count=1, units=32, embedding_dim=16, context=4, batch_size=64, epochs=3)
     result = train(corpus, cfg)
     assert len(result.vocab) > 500  # large enough that 64 samples are a real saving
     loss = result.history["loss"]
