@@ -10,7 +10,8 @@ in TensorFlow 2 / Keras 3 with a compiled (tf.function) train step:
   whose weights and bias are drawn from N(0, 1) like the tutorial's ``tf.random_normal``;
 - loss: softmax cross-entropy; optimizer: RMSProp, lr 0.001, with TF1's update rule by default
   (mean-square accumulator started at 1.0, epsilon 1e-10 inside the square root);
-- the train step is one tf.function, XLA-compiled by default (--no-jit for a plain graph);
+- the train step is one plain-graph tf.function, run once per step as the tutorial's
+  ``session.run`` was (--jit compiles it with XLA, which the tutorial did not);
 - one 3-word window per step; ``offset += n_input + 1`` after each step, and
   ``if offset > len(training_data) - end_offset: offset = random.randint(0, n_input + 1)``;
 - accuracy of each step is measured on the step's own forward pass (before its update) and
@@ -221,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="runs of ours (the median is reported)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reference run")
     p.add_argument(
-        "--no-jit",
+        "--jit",
         dest="jit",
-        action="store_false",
-        help="run the reference train step as a plain tf.function (default: XLA-compiled, faster here)",
+        action="store_true",
+        help="XLA-compile the reference train step (default: a plain graph, as the tutorial ran it)",
     )
     p.add_argument(
         "--optimizer",
