@@ -160,7 +160,6 @@ class Session:
                 self.status = f"reading corpus {done / max(total, 1):.0%}"
 
             corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
-            del corpus
             if "tensorflow" not in sys.modules:
                 self.status = "loading TensorFlow…"
             import model.train  # noqa: F401  (imports TensorFlow)
@@ -168,7 +167,7 @@ class Session:
             self.status = "training"
             self.out(render.notice(f"{what} on {Path(path).name}: training in the background (Ctrl-C on an empty line or :stop ends it)", "cyan"))
             bundle, result = store.train_and_cache(
-                path, config, on_progress=self._on_progress, stop=self.stop_event, force=force, encoding=self.encoding, on_read=on_read
+                corpus, config, on_progress=self._on_progress, stop=self.stop_event, force=force
             )
             self.set_bundle(bundle)
             self.corpus_spec, self.config = path, config
