@@ -178,6 +178,21 @@ def check_bundle_dir(path: Path, old, context: str):
     return "new"
 
 
+def sigkill_after(proc: subprocess.Popen, wait_ready, delay: float) -> None:
+    """Once ``wait_ready()`` returns, wait ``delay`` seconds and SIGKILL ``proc``; never leave it running."""
+    try:
+        wait_ready()
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def test_sigkill_during_training_never_breaks_the_bundle(pair, tmp_path):
     old, _ = pair
     out = tmp_path / "model"
@@ -190,18 +205,14 @@ def test_sigkill_during_training_never_breaks_the_bundle(pair, tmp_path):
             [str(BIN), "train", str(CAT), *TINY, "--epochs", "40", "--out", str(out), "--force", "--json"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        try:
+
+        def training_starts():
             deadline = time.time() + 120
             line = ""
             while time.time() < deadline and "windows, ceiling" not in line and proc.poll() is None:
                 line = proc.stderr.readline()  # training is about to start
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stderr.close()
+
+        sigkill_after(proc, training_starts, delay)
         context = f"attempt {attempt}, killed {delay:.2f}s into training (exit {proc.returncode})"
         seen.append(check_bundle_dir(out, old, context))
         target = cache_path(CAT, tiny_config(units=16, embedding_dim=4, epochs=40))
@@ -242,16 +253,11 @@ def test_sigkill_during_saves_leaves_old_or_new(pair, tmp_path, mode):
             [sys.executable, "-c", SAVE_LOOP, str(a.path), str(b.path), str(target), mode],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        try:
+
+        def saving():
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()
-            proc.stderr.close()
+
+        sigkill_after(proc, saving, delay)
         bundle = load_bundle(target)  # puts back a bundle moved aside, if the kill came mid-swap
         assert set(os.listdir(target)) == {"weights.npz", "vocab.json", "config.json", "metrics.json"}
         which = "A" if same_weights(bundle, a) else "B"
