@@ -13,6 +13,7 @@ import numpy as np
 
 from model.bundle import Bundle
 from model.config import Config
+from model.decoding import Decoding, choose_next, generate_ids
 from model.tokenize import is_cjk, tokenize
 from model.vocab import Vocab
 
@@ -172,35 +173,46 @@ class Predictor:
         return {"context": ctx, "unknown": unknown, "predictions": [{"word": w, "prob": p} for w, p in preds]}
 
     # ---- generation ------------------------------------------------------------------------
-    def next_id(self, ids: Sequence[int], greedy: bool, temperature: float, rng: np.random.Generator) -> int:
-        probs, order = self.ranking(ids)
-        if greedy or temperature <= 0:
-            return int(order[0])
-        p = probs.astype(np.float64)
-        p[self._ban] = 0.0
-        if temperature != 1.0:
-            logp = np.log(np.maximum(p, 1e-300)) / temperature
-            logp[self._ban] = -np.inf
-            p = np.exp(logp - logp.max())
-        p /= p.sum()
-        return int(rng.choice(len(p), p=p))
+    def next_id(
+        self,
+        ids: Sequence[int],
+        greedy: bool = True,
+        temperature: float = 1.0,
+        rng: np.random.Generator | None = None,
+        decoding: Decoding | None = None,
+    ) -> int:
+        """The next id after the history ``ids`` (see model/decoding.py for the settings)."""
+        dec = decoding if decoding is not None else Decoding.legacy(greedy, temperature)
+        return choose_next(self.distribution, self._ban, list(ids), dec, rng)
 
     def generate_ids(
-        self, ids: Sequence[int], n: int, greedy: bool = True, temperature: float = 1.0, seed: int | None = None
+        self,
+        ids: Sequence[int],
+        n: int,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        decoding: Decoding | None = None,
     ) -> Iterable[int]:
-        """Yield ``n`` generated ids after ``ids`` (a generator, so a caller can stop it early)."""
-        rng = np.random.default_rng(seed)
-        hist = list(ids)[-self.context :]
-        for _ in range(n):
-            nxt = self.next_id(hist, greedy, temperature, rng)
-            yield nxt
-            hist = (hist + [nxt])[-self.context :]
+        """Yield ``n`` generated ids after ``ids`` (a generator, so a caller can stop it early).
+
+        ``decoding`` gives every setting; without it, ``greedy``/``temperature`` choose the
+        mode and the default repetition controls apply.
+        """
+        dec = decoding if decoding is not None else Decoding.legacy(greedy, temperature)
+        return generate_ids(self.distribution, self._ban, list(ids), n, dec, np.random.default_rng(seed))
 
     def generate(
-        self, tokens: Sequence[str], n: int, greedy: bool = True, temperature: float = 1.0, seed: int | None = None
+        self,
+        tokens: Sequence[str],
+        n: int,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        decoding: Decoding | None = None,
     ) -> list[str]:
         ids, _ = self.encode(tokens)
-        return self.vocab.decode(self.generate_ids(ids, n, greedy, temperature, seed))
+        return self.vocab.decode(self.generate_ids(ids, n, greedy, temperature, seed, decoding=decoding))
 
     # ---- completion helpers -----------------------------------------------------------------
     def split_prefix(self, text: str) -> tuple[list[str], str]:

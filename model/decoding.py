@@ -1,0 +1,446 @@
+"""Decoding: how the next word is chosen from a model's next-word distribution.
+
+Everything here works over one callback, ``next_distribution(history_ids) -> (V,)
+probabilities``, plus a boolean ``banned`` mask of ids that are never generated (``<unk>``).
+Nothing depends on which model gives the distribution (one LSTM, a mixture of models, an
+n-gram model), so any predictor can use it.
+
+Settings (:class:`Decoding`), applied in this order at every step, as llama.cpp's sampler
+chain does:
+
+1. **Repeat penalty** ``θ`` over the last ``repeat_last_n`` ids of the history (the prompt
+   included; ``-1`` = the whole history, ``0`` = off). llama.cpp divides a positive logit by
+   ``θ`` and multiplies a negative one by ``θ``. That rule depends on the arbitrary offset of
+   the logits; here it is applied to log-probabilities, which are never positive, so it
+   reduces to ``log p ← θ · log p``, i.e. ``p ← p**θ`` for every id present in the window
+   (once per id, however often it occurs), then the distribution is renormalised. It is
+   the llama.cpp rule for logits shifted so that the largest is at most 0, and it no longer
+   depends on an offset. A confident word is barely touched (``0.95**1.1 = 0.945``) while an
+   unlikely one loses more, so a repeated top word can only lose its place to a word that
+   was not repeated when ``θ > log p_other / log p_top``; for a top word at ``p >= 0.9``
+   that needs ``θ > 21.8``.
+2. **No-repeat n-gram** ``N``: an id that would complete an N-gram already present in the
+   history (prompt included) is banned, as in Hugging Face's ``no_repeat_ngram_size``. If
+   that would ban every id, the ban is lifted for that step.
+3. **Truncation** (sampling only): ``top_k`` keeps the K most likely ids, ``top_p`` the
+   smallest set of most likely ids holding P of the probability (nucleus), ``min_p`` the ids
+   at least ``min_p`` times as likely as the most likely one. Each works on what the one
+   before kept, renormalised; they combine.
+4. **Temperature** ``T`` (sampling only): ``p ← p**(1/T)``, renormalised, then one id is
+   drawn with the given ``numpy.random.Generator``.
+
+Greedy decoding takes the most likely id after steps 1-2 (the lowest id on a tie). Beam
+search keeps the ``beam`` best partial continuations by the sum of their log-probabilities
+after steps 1-2 (each beam with its own history), and returns the best one after ``n`` ids.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from model.errors import StoryError
+
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_NO_REPEAT_NGRAM",
+    "DEFAULT_REPEAT_LAST_N",
+    "DEFAULT_REPEAT_PENALTY",
+    "Decoding",
+    "DecodingError",
+    "NextDistribution",
+    "adjusted_logp",
+    "beam_search",
+    "choose_next",
+    "generate_ids",
+    "ngram_banned",
+    "parse_settings",
+]
+
+NextDistribution = Callable[[Sequence[int]], np.ndarray]
+
+#: Defaults chosen with bench/generation.py on the book models (see the README section on
+#: decoding). A penalty this mild never overturns a word the model gives 90% or more, and
+#: 4-grams occur twice in ordinary prose (a ban on repeated 3-grams would forbid ", and the"
+#: twice in a page).
+DEFAULT_REPEAT_PENALTY = 1.1
+DEFAULT_REPEAT_LAST_N = 64
+DEFAULT_NO_REPEAT_NGRAM = 4
+
+MAX_TEMPERATURE = 100.0
+MAX_PENALTY = 100.0
+MAX_BEAM = 64
+MAX_NGRAM = 1000
+
+
+class DecodingError(StoryError):
+    """A decoding setting out of range; ``field`` names it, ``detail`` says what is wrong."""
+
+    def __init__(self, field: str, detail: str, prefix: str = "--"):
+        self.field = field
+        self.detail = detail
+        super().__init__(f"{prefix}{_FLAG[field]} {detail}")
+
+
+# The command-line spelling of each setting (the REPL's :decode keys are the same).
+_FLAG = {
+    "temperature": "temperature",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "min_p": "min-p",
+    "repeat_penalty": "repeat-penalty",
+    "repeat_last_n": "repeat-last-n",
+    "no_repeat_ngram": "no-repeat-ngram",
+    "beam": "beam",
+    "greedy": "greedy",
+}
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings; every value is checked when the object is made (DecodingError)."""
+
+    greedy: bool = True
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    min_p: float = 0.0  # 0 = off
+    repeat_penalty: float = DEFAULT_REPEAT_PENALTY  # 1 = off
+    repeat_last_n: int = DEFAULT_REPEAT_LAST_N  # 0 = off, -1 = whole history
+    no_repeat_ngram: int = DEFAULT_NO_REPEAT_NGRAM  # 0 = off
+    beam: int = 1  # 1 = no beam search
+
+    def __post_init__(self) -> None:
+        t = self.temperature
+        if not _finite(t) or not 0 < t <= MAX_TEMPERATURE:
+            raise DecodingError("temperature", f"expects a number above 0 (at most {MAX_TEMPERATURE:g}), got {t}")
+        if not _is_int(self.top_k) or self.top_k < 0:
+            raise DecodingError("top_k", f"expects a whole number >= 0 (0 = off), got {self.top_k}")
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
+            raise DecodingError("top_p", f"expects a number in (0, 1], got {self.top_p}")
+        if not _finite(self.min_p) or not 0 <= self.min_p <= 1:
+            raise DecodingError("min_p", f"expects a number in [0, 1], got {self.min_p}")
+        r = self.repeat_penalty
+        if not _finite(r) or not 1 <= r <= MAX_PENALTY:
+            raise DecodingError("repeat_penalty", f"expects a number from 1 (off) to {MAX_PENALTY:g}, got {r}")
+        if not _is_int(self.repeat_last_n) or self.repeat_last_n < -1:
+            raise DecodingError("repeat_last_n", f"expects a whole number >= 0, or -1 for the whole history, got {self.repeat_last_n}")
+        if not _is_int(self.no_repeat_ngram) or not (self.no_repeat_ngram == 0 or 1 <= self.no_repeat_ngram <= MAX_NGRAM):
+            raise DecodingError("no_repeat_ngram", f"expects a whole number from 1 to {MAX_NGRAM}, or 0 for off, got {self.no_repeat_ngram}")
+        if not _is_int(self.beam) or not 1 <= self.beam <= MAX_BEAM:
+            raise DecodingError("beam", f"expects a whole number from 1 (off) to {MAX_BEAM}, got {self.beam}")
+        if self.beam > 1 and not self.greedy:
+            raise DecodingError("beam", "searches for the most likely continuation and cannot be combined with sampling")
+
+    # ---- derived ----------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """``"beam"``, ``"greedy"`` or ``"sample"``."""
+        if self.beam > 1:
+            return "beam"
+        return "greedy" if self.greedy else "sample"
+
+    @classmethod
+    def legacy(cls, greedy: bool = True, temperature: float = 1.0) -> "Decoding":
+        """The settings the old ``greedy``/``temperature`` keywords meant, with default repetition controls."""
+        if greedy or not temperature or temperature <= 0:
+            return cls(greedy=True)
+        return cls(greedy=False, temperature=float(temperature))
+
+    def with_(self, **changes: object) -> "Decoding":
+        """A copy with some settings changed (checked like a new one)."""
+        return replace(self, **changes)
+
+    def short(self) -> str:
+        """The settings in a few characters, for the toolbar: ``sample T=0.8 p=0.9 rep=1.1``."""
+        if self.mode == "beam":
+            parts = [f"beam={self.beam}"]
+        elif self.greedy:
+            parts = ["greedy"]
+        else:
+            parts = ["sample", f"T={self.temperature:g}"]
+            if self.top_k:
+                parts.append(f"k={self.top_k}")
+            if self.top_p < 1:
+                parts.append(f"p={self.top_p:g}")
+            if self.min_p > 0:
+                parts.append(f"minp={self.min_p:g}")
+        if self.repeat_penalty != 1 and self.repeat_last_n != 0:
+            rep = f"rep={self.repeat_penalty:g}"
+            if self.repeat_last_n != DEFAULT_REPEAT_LAST_N:
+                rep += f"/{'all' if self.repeat_last_n < 0 else self.repeat_last_n}"
+            parts.append(rep)
+        if self.no_repeat_ngram:
+            parts.append(f"nr={self.no_repeat_ngram}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, object]:
+        """Every setting plus ``mode``, for ``--json`` output."""
+        d: dict[str, object] = {"mode": self.mode}
+        d.update(asdict(self))
+        del d["greedy"]
+        return d
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+#: REPL ``:decode`` keys and their fields (flag spellings, underscores and short forms).
+_KEYS = {
+    "t": "temperature", "temp": "temperature", "temperature": "temperature",
+    "k": "top_k", "top-k": "top_k", "topk": "top_k", "top_k": "top_k",
+    "p": "top_p", "top-p": "top_p", "topp": "top_p", "top_p": "top_p",
+    "minp": "min_p", "min-p": "min_p", "min_p": "min_p",
+    "rep": "repeat_penalty", "repeat-penalty": "repeat_penalty", "repeat_penalty": "repeat_penalty",
+    "last-n": "repeat_last_n", "repeat-last-n": "repeat_last_n", "repeat_last_n": "repeat_last_n", "lastn": "repeat_last_n",
+    "nr": "no_repeat_ngram", "no-repeat-ngram": "no_repeat_ngram", "no_repeat_ngram": "no_repeat_ngram", "ngram": "no_repeat_ngram",
+    "beam": "beam",
+}
+_INT_FIELDS = {"top_k", "repeat_last_n", "no_repeat_ngram", "beam"}
+
+
+def parse_settings(text: str, base: Decoding) -> Decoding:
+    """``key=value ...`` (e.g. ``T=0.8 p=0.9 rep=1.1``, ``greedy``, ``sample``, ``defaults``) applied to ``base``.
+
+    Raises a one-line StoryError naming the bad key or value (``top-p expects a number in
+    (0, 1], got 1.5``).
+    """
+    changes: dict[str, object] = {}
+    for item in text.split():
+        word = item.lower()
+        if word in ("greedy", "sample"):
+            changes["greedy"] = word == "greedy"
+            if word == "sample":
+                changes.setdefault("beam", 1)
+            continue
+        if word in ("defaults", "default", "reset"):
+            changes = {f: getattr(Decoding(), f) for f in _FLAG if f != "greedy"}
+            continue
+        if word in ("off", "norep"):
+            changes.update(repeat_penalty=1.0, no_repeat_ngram=0)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise StoryError(f"expected key=value (e.g. T=0.8 p=0.9 rep=1.1 nr=4), got {item!r}")
+        fld = _KEYS.get(key.lower())
+        if fld is None:
+            raise StoryError(f"unknown decoding setting {key!r}; use T, k, p, minp, rep, last-n, nr, beam, greedy or sample")
+        try:
+            num: object = int(value) if fld in _INT_FIELDS else float(value)
+        except ValueError:
+            kind = "a whole number" if fld in _INT_FIELDS else "a number"
+            raise StoryError(f"{_FLAG[fld]} expects {kind}, got {value!r}") from None
+        changes[fld] = num
+        if fld in ("temperature", "top_k", "top_p", "min_p") and "greedy" not in changes:
+            changes["greedy"] = False
+            changes.setdefault("beam", 1)
+        if fld == "beam" and num != 1:
+            changes["greedy"] = True
+    try:
+        return replace(base, **changes)
+    except DecodingError as e:
+        raise StoryError(f"{_FLAG[e.field]} {e.detail}") from None
+
+
+# ---- one step --------------------------------------------------------------------------
+def ngram_banned(history: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """Ids that would complete an ``n``-gram already present in ``history`` (sorted, unique)."""
+    h = np.asarray(history, dtype=np.int64)
+    if n <= 0 or len(h) < n:
+        return np.zeros(0, np.int64)
+    if n == 1:
+        return np.unique(h)
+    suffix = h[len(h) - n + 1 :]
+    # windows of n-1 ids that have a following id: starts 0 .. len(h) - n
+    wins = np.lib.stride_tricks.sliding_window_view(h[:-1], n - 1)
+    hit = np.flatnonzero((wins == suffix).all(axis=1))
+    return np.unique(h[hit + n - 1])
+
+
+def _penalised(history: Sequence[int], decoding: Decoding) -> np.ndarray:
+    if decoding.repeat_penalty == 1 or decoding.repeat_last_n == 0 or not len(history):
+        return np.zeros(0, np.int64)
+    tail = history if decoding.repeat_last_n < 0 else history[-decoding.repeat_last_n :]
+    return np.unique(np.asarray(tail, dtype=np.int64))
+
+
+def adjusted_logp(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding) -> np.ndarray:
+    """Log-probabilities (float64, -inf for excluded ids, normalised) after steps 1-2.
+
+    ``probs`` is not modified.
+    """
+    with np.errstate(divide="ignore"):
+        logp = np.log(np.asarray(probs, dtype=np.float64))
+    if banned is not None and banned.any():
+        logp[banned] = -np.inf
+    pen = _penalised(history, decoding)
+    if len(pen):
+        pen = pen[(pen >= 0) & (pen < len(logp))]
+        logp[pen] *= decoding.repeat_penalty  # -inf stays -inf
+    if decoding.no_repeat_ngram:
+        ban = ngram_banned(history, decoding.no_repeat_ngram)
+        ban = ban[(ban >= 0) & (ban < len(logp))]
+        if len(ban):
+            kept = logp.copy()
+            logp[ban] = -np.inf
+            if not np.isfinite(logp).any():
+                logp = kept  # every id banned: lift the n-gram ban for this step
+    top = logp.max()
+    if not np.isfinite(top):
+        raise StoryError("the model gives no probability to any word it may generate")
+    logp -= top + math.log(np.exp(logp - top).sum())
+    return logp
+
+
+def _truncate(logp: np.ndarray, decoding: Decoding) -> np.ndarray:
+    """Steps 3 (top-k, top-p, min-p) on normalised log-probabilities; returns a new array."""
+    k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
+    if not k and p >= 1 and m <= 0:
+        return logp
+    out = logp.copy()
+    allowed = int(np.isfinite(logp).sum())
+    order = np.argsort(-logp, kind="stable")[:allowed]  # most likely first, excluded ids dropped
+    if k and k < len(order):
+        order = order[:k]
+    if p < 1 and len(order) > 1:
+        q = np.exp(logp[order])
+        cum = np.cumsum(q / q.sum())
+        keep = int(np.searchsorted(cum, p - 1e-12)) + 1  # smallest prefix holding p
+        order = order[: max(1, min(keep, len(order)))]
+    if m > 0:
+        floor = logp[order[0]] + math.log(m)
+        order = order[logp[order] >= floor]
+    mask = np.ones(len(out), bool)
+    mask[order] = False
+    out[mask] = -np.inf
+    return out
+
+
+def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:
+    logp = _truncate(logp, decoding)
+    if decoding.temperature != 1.0:
+        logp = logp / decoding.temperature
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    return int(rng.choice(len(w), p=w))
+
+
+def choose_next(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    history: Sequence[int],
+    decoding: Decoding,
+    rng: np.random.Generator | None = None,
+) -> int:
+    """The next id after ``history``: greedy (and beam, one step) or sampled with ``rng``."""
+    logp = adjusted_logp(next_distribution(history), history, banned, decoding)
+    if decoding.greedy:
+        return int(np.argmax(logp))
+    if rng is None:
+        raise ValueError("sampling needs a random generator")
+    return _sample(logp, decoding, rng)
+
+
+# ---- whole continuations -----------------------------------------------------------------
+def generate_ids(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    start_ids: Sequence[int],
+    n: int,
+    decoding: Decoding,
+    rng: np.random.Generator | None = None,
+) -> Iterator[int]:
+    """Yield ``n`` ids after ``start_ids``, one at a time (so a caller can stop early).
+
+    With ``beam > 1`` the ids are those of :func:`beam_search`, yielded as soon as every beam
+    agrees on them.
+    """
+    if decoding.beam > 1:
+        yield from _beam(next_distribution, banned, start_ids, n, decoding)
+        return
+    if not decoding.greedy and rng is None:
+        rng = np.random.default_rng()
+    hist = [int(i) for i in start_ids]
+    for _ in range(int(n)):
+        nxt = choose_next(next_distribution, banned, hist, decoding, rng)
+        yield nxt
+        hist.append(nxt)
+
+
+def beam_search(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    start_ids: Sequence[int],
+    n: int,
+    decoding: Decoding,
+) -> list[int]:
+    """The most likely ``n`` ids after ``start_ids`` found by a beam of ``decoding.beam``.
+
+    Scores are sums of the log-probabilities after the repetition controls, each beam with
+    its own history. ``beam=1`` is greedy decoding.
+    """
+    return list(_beam(next_distribution, banned, start_ids, n, decoding))
+
+
+def _beam(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    start_ids: Sequence[int],
+    n: int,
+    decoding: Decoding,
+) -> Iterator[int]:
+    width = max(1, decoding.beam)
+    start = [int(i) for i in start_ids]
+    beams: list[tuple[float, list[int]]] = [(0.0, [])]
+    done = 0  # ids already yielded (common to every beam)
+    for _ in range(int(n)):
+        cand_scores: list[np.ndarray] = []
+        cand_ids: list[np.ndarray] = []
+        cand_parent: list[np.ndarray] = []
+        for b, (score, gen) in enumerate(beams):
+            hist = start + gen
+            logp = adjusted_logp(next_distribution(hist), hist, banned, decoding)
+            finite = int(np.isfinite(logp).sum())
+            take = min(width, finite)
+            if take < len(logp):
+                top = np.argpartition(-logp, take - 1)[:take]
+            else:
+                top = np.arange(len(logp))
+            top = top[np.isfinite(logp[top])]
+            cand_scores.append(score + logp[top])
+            cand_ids.append(top)
+            cand_parent.append(np.full(len(top), b))
+        scores = np.concatenate(cand_scores)
+        ids = np.concatenate(cand_ids)
+        parents = np.concatenate(cand_parent)
+        # best first; ties go to the earlier beam, then the lower id (deterministic)
+        order = np.lexsort((ids, parents, -scores))[:width]
+        beams = [(float(scores[j]), beams[int(parents[j])][1] + [int(ids[j])]) for j in order]
+        common = _common_prefix([g for _, g in beams])
+        while done < common:
+            yield beams[0][1][done]
+            done += 1
+    best = beams[0][1]
+    while done < len(best):
+        yield best[done]
+        done += 1
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        x = first[i]
+        if any(s[i] != x for s in seqs[1:]):
+            return i
+    return n
+
+
+DEFAULT = Decoding()
