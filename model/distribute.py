@@ -359,26 +359,23 @@ def shard_by_data(dataset):
     return dataset.with_options(opts)
 
 
-def fit_multi_worker(model, strategy, train_data, steps: int, epochs: int, callbacks: list, val_data=None) -> int:
-    """Train ``model`` under a multi-worker strategy, driving ``callbacks`` as ``fit`` would.
-    Returns the number of epochs run.
+def _mean(totals) -> float:
+    """Mean loss from reduced (loss sum, right, count) totals."""
+    return float(totals[0] / max(totals[2], 1.0))
 
-    Keras 3's ``fit`` does not run under a multi-worker strategy (keras-team/keras#20585), so
-    this is the same training step written out: every replica sums its examples' losses,
-    divides by the number of examples in the whole global batch, and the optimizer sums the
-    gradients over all replicas; the result is one step on the mean loss of the global batch,
-    uneven last batches included. Logged loss and accuracy are sums reduced over all workers,
-    so every worker sees the same figures. ``model.stop_training`` is read between epochs;
-    callbacks must set it alike on every worker."""
+
+def _accuracy(totals) -> float:
+    return float(totals[1] / max(totals[2], 1.0))
+
+
+def _distributed_steps(model, strategy):
+    """(train_step, eval_step): tf.functions returning (loss sum, right, count) summed over
+    every replica of the cluster; the train step applies one optimizer update on the mean
+    loss of the global batch."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     optimizer = model.optimizer
-    if not optimizer.built:
-        with strategy.scope():
-            optimizer.build(model.trainable_variables)
-    cb = keras.callbacks.CallbackList(callbacks, model=model)
     sum_op = tf.distribute.ReduceOp.SUM
 
     def sums(y, logits):
@@ -411,11 +408,31 @@ def fit_multi_worker(model, strategy, train_data, steps: int, epochs: int, callb
     def eval_step(batch):
         return strategy.reduce(sum_op, strategy.run(replica_eval, args=(batch,)), axis=None)
 
-    def mean(totals) -> float:
-        return float(totals[0] / max(totals[2], 1.0))
+    return train_step, eval_step
 
-    def accuracy(totals) -> float:
-        return float(totals[1] / max(totals[2], 1.0))
+
+def fit_multi_worker(model, strategy, train_data, steps: int, epochs: int, callbacks: list, val_data=None) -> int:
+    """Train ``model`` under a multi-worker strategy, driving ``callbacks`` as ``fit`` would.
+    Returns the number of epochs run.
+
+    Keras 3's ``fit`` does not run under a multi-worker strategy (keras-team/keras#20585), so
+    this is the same training step written out: every replica sums its examples' losses,
+    divides by the number of examples in the whole global batch, and the optimizer sums the
+    gradients over all replicas; the result is one step on the mean loss of the global batch,
+    uneven last batches included. Logged loss and accuracy are sums reduced over all workers,
+    so every worker sees the same figures. ``model.stop_training`` is read between epochs;
+    callbacks must set it alike on every worker."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    optimizer = model.optimizer
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+    cb = keras.callbacks.CallbackList(callbacks, model=model)
+    train_step, eval_step = _distributed_steps(model, strategy)
+    mean, accuracy = _mean, _accuracy
 
     timeout = worker_timeout()
     stalled = f"no training step finished for {timeout:g} s: another worker of the cluster stopped answering"

@@ -168,8 +168,25 @@ class KneserNey:
         self._levels = []
         self._index = [dict()]
 
-        # Rank the k-grams, k = 1..order.  ranks[k][i] is the rank of the
-        # k-gram starting at position i among the sorted unique k-grams.
+        uniq_keys, ranks, first_pos, raw_counts = self._rank_grams(arr, V)
+        for k in range(1, n + 1):
+            self._levels.append(self._level(k, uniq_keys, ranks, first_pos, raw_counts, V))
+
+        # Unigram-level distribution (order 1 interpolated with uniform).
+        lvl = self._levels[0]
+        base = np.full(V, lvl.gamma[0] / V, dtype=np.float64)
+        base[lvl.words] += lvl.weight
+        self._base = base
+        self._fitted = True
+        return self
+
+    def _rank_grams(self, arr: np.ndarray, V: int):
+        """Rank the k-grams of ``arr``, k = 1..order: (unique keys, ranks per position,
+        first positions, raw counts), each a list indexed by k (index 0: the empty gram).
+        ``ranks[k][i]`` is the rank of the k-gram starting at position i among the sorted
+        unique k-grams; a k-gram's key is ``rank(its (k-1)-gram prefix) * V + last id``."""
+        n = self.order
+        N = int(arr.size)
         prev_rank = np.zeros(N, dtype=np.int64)  # rank of the empty 0-gram
         uniq_keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         ranks: list[np.ndarray] = [prev_rank]
@@ -193,52 +210,47 @@ class KneserNey:
             if k < n:
                 self._index.append(dict(zip(uk.tolist(), range(len(uk)))))
             prev_rank = inv
+        return uniq_keys, ranks, first_pos, raw_counts
 
-        for k in range(1, n + 1):
-            uk = uniq_keys[k]
-            n_ctx = len(uniq_keys[k - 1])  # number of possible contexts (unique (k-1)-grams)
-            if k == n:
-                counts = raw_counts[k]
-            else:
-                # continuation counts: distinct left extensions (+1 for the
-                # k-gram at position 0, preceded by the virtual <s>)
-                counts = np.zeros(len(uk), dtype=np.int64)
-                if len(uk):
-                    fp = first_pos[k + 1]  # first occurrence of each (k+1)-gram
-                    if len(fp):
-                        counts += np.bincount(ranks[k][fp + 1], minlength=len(uk))
-                    counts[ranks[k][0]] += 1
-            c1, c2, c3, c4 = (int(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
-            cc = (c1, c2, c3, c4)
-            D = estimate_discounts(*cc)
-            words = (uk % V).astype(np.int64)
-            # keys are rank(context) * V + word, sorted: contexts are slices
-            start = np.searchsorted(uk, np.arange(n_ctx + 1, dtype=np.int64) * V).astype(np.int64)
-            csum = np.concatenate(([0], np.cumsum(counts)))
-            denom = (csum[start[1:]] - csum[start[:-1]]).astype(np.float64)
+    @staticmethod
+    def _per_context(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Sums of ``values`` over each context's slice ``start[r]:start[r+1]``."""
+        s = np.concatenate(([0], np.cumsum(values)))
+        return (s[start[1:]] - s[start[:-1]]).astype(np.float64)
 
-            def per_ctx(mask: np.ndarray) -> np.ndarray:
-                s = np.concatenate(([0], np.cumsum(mask)))
-                return (s[start[1:]] - s[start[:-1]]).astype(np.float64)
-
-            n1 = per_ctx(counts == 1)
-            n2 = per_ctx(counts == 2)
-            n3 = per_ctx(counts >= 3)
-            seen = denom > 0
-            safe = np.where(seen, denom, 1.0)
-            gamma = np.where(seen, (D[0] * n1 + D[1] * n2 + D[2] * n3) / safe, 1.0)
-            disc = np.where(counts == 1, D[0], np.where(counts == 2, D[1], D[2]))
-            reps = np.diff(start)
-            weight = np.maximum(counts - disc, 0.0) / np.repeat(safe, reps)
-            self._levels.append(_Level(start, words, weight, gamma, counts, D, cc))
-
-        # Unigram-level distribution (order 1 interpolated with uniform).
-        lvl = self._levels[0]
-        base = np.full(V, lvl.gamma[0] / V, dtype=np.float64)
-        base[lvl.words] += lvl.weight
-        self._base = base
-        self._fitted = True
-        return self
+    def _level(self, k: int, uniq_keys, ranks, first_pos, raw_counts, V: int) -> _Level:
+        """Order ``k``: counts (raw at the top order, continuation below), discounts,
+        back-off weights and discounted probabilities of every seen k-gram."""
+        uk = uniq_keys[k]
+        n_ctx = len(uniq_keys[k - 1])  # number of possible contexts (unique (k-1)-grams)
+        if k == self.order:
+            counts = raw_counts[k]
+        else:
+            # continuation counts: distinct left extensions (+1 for the
+            # k-gram at position 0, preceded by the virtual <s>)
+            counts = np.zeros(len(uk), dtype=np.int64)
+            if len(uk):
+                fp = first_pos[k + 1]  # first occurrence of each (k+1)-gram
+                if len(fp):
+                    counts += np.bincount(ranks[k][fp + 1], minlength=len(uk))
+                counts[ranks[k][0]] += 1
+        c1, c2, c3, c4 = (int(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
+        cc = (c1, c2, c3, c4)
+        D = estimate_discounts(*cc)
+        words = (uk % V).astype(np.int64)
+        # keys are rank(context) * V + word, sorted: contexts are slices
+        start = np.searchsorted(uk, np.arange(n_ctx + 1, dtype=np.int64) * V).astype(np.int64)
+        denom = self._per_context(counts, start)
+        n1 = self._per_context(counts == 1, start)
+        n2 = self._per_context(counts == 2, start)
+        n3 = self._per_context(counts >= 3, start)
+        seen = denom > 0
+        safe = np.where(seen, denom, 1.0)
+        gamma = np.where(seen, (D[0] * n1 + D[1] * n2 + D[2] * n3) / safe, 1.0)
+        disc = np.where(counts == 1, D[0], np.where(counts == 2, D[1], D[2]))
+        reps = np.diff(start)
+        weight = np.maximum(counts - disc, 0.0) / np.repeat(safe, reps)
+        return _Level(start, words, weight, gamma, counts, D, cc)
 
     # ------------------------------------------------------------- queries
     @property

@@ -96,6 +96,7 @@ def train_and_cache(
     logdir: str | None = None,
     strategy: str = "auto",
     on_read: Callable[[int, int], None] | None = None,
+    time_limit: float | None = None,
 ):
     """Train (unless a valid cache exists and not ``force``) and save. Returns (bundle, result or None)."""
     from model.bundle import check_target
@@ -121,7 +122,7 @@ def train_and_cache(
                 pass
         from model.train import train
 
-        result = train(corpus, config, on_progress=on_progress, stop=stop, logdir=logdir, strategy=strategy)
+        result = train(corpus, config, on_progress=on_progress, stop=stop, logdir=logdir, strategy=strategy, time_limit=time_limit)
         if chief:
             save_result(result, target)
             if out is not None:
