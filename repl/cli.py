@@ -6,21 +6,32 @@ Errors are one line on stderr with a non-zero exit status; ``--debug`` shows tra
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Sequence
 
-from model.config import ARCHS, OBJECTIVES, OPTIMIZERS, Config
+from model.config import ARCHS, OBJECTIVES, OPTIMIZERS
 from model.errors import StoryError
+from repl.models import check_positive, config_from, err_console, obtain_bundle, print_json
 
 SUBCOMMANDS = ("train", "predict", "generate", "eval")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit status 2
-        raise StoryError(f"{self.prog}: {message}")
+        # main() prints "story-repl: error: ..."; a subcommand names itself once after that.
+        sub = self.prog.removeprefix("story-repl").strip()
+        raise StoryError(f"{sub}: {message}" if sub else message)
+
+
+def _duration(text: str) -> float:
+    from repl.commands import parse_duration
+
+    try:
+        return parse_duration(text)
+    except StoryError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--time-limit expects ")) from None
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -43,15 +54,6 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default="utf-8", help="corpus text encoding (default utf-8)")
 
 
-def config_from(args: argparse.Namespace, base: Config | None = None) -> Config:
-    names = (
-        "arch context units embedding_dim optimizer lr batch_size epochs dropout seed max_vocab min_count "
-        "keep_case valid_fraction objective"
-    ).split()
-    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return (base or Config()).replace(**given)
-
-
 def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
@@ -70,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--logdir", metavar="DIR", help="write TensorBoard scalars here")
     t.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multiworker"))
     t.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
+    t.add_argument(
+        "--time-limit", type=_duration, metavar="D", help="stop after D of training (90, 90s, 10m, 1h); the best weights are kept"
+    )
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--no-chart", action="store_true", help="do not draw the loss/accuracy chart")
     add_config_args(t)
@@ -108,33 +113,6 @@ def repl_parser() -> argparse.ArgumentParser:
     return p
 
 
-def err_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def obtain_bundle(args: argparse.Namespace):
-    """The bundle a predict/generate/eval command asks for (training it if needed)."""
-    from model.bundle import load_bundle
-    from repl.models import DEFAULT_CORPUS, train_with_view
-
-    if args.model:
-        return load_bundle(args.model)
-    bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
-    return bundle
-
-
-def check_positive(value: int, flag: str) -> None:
-    if value < 1:
-        raise StoryError(f"{flag} expects a positive integer, got {value}")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from model.bundle import load_bundle, save_result
     from repl.models import DEFAULT_CORPUS, report_training, sigint_sets, train_with_view
@@ -152,7 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise StoryError(f"{corpus.path} has changed since {args.resume} was trained on it; train a new model instead")
         stop = threading.Event()
         with sigint_sets(stop, console), TrainingView(console, f"resuming {cfg.arch}") as view:
-            result = train(corpus, cfg, on_progress=view, stop=stop, resume=old, logdir=args.logdir, strategy=args.strategy)
+            result = train(
+                corpus, cfg, on_progress=view, stop=stop, resume=old, logdir=args.logdir, strategy=args.strategy, time_limit=args.time_limit
+            )
         from model.distribute import is_chief
 
         bundle = None
@@ -170,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             logdir=args.logdir,
             strategy=args.strategy,
             show_chart=not args.no_chart,
+            time_limit=args.time_limit,
         )
         if result is None:
             console.print(f"[dim]using the cached model at {bundle.path} (--force retrains)[/dim]")

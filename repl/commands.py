@@ -11,7 +11,7 @@ import math
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.config import ARCHS
 from model.errors import StoryError
@@ -21,12 +21,16 @@ from model.errors import StoryError
 class Spec:
     usage: str
     help: str
-    args: str  # "none" | "int" | "float?" | "path" | "path?" | "word" | "word?" | "text" | "text?"
+    args: str  # "none" | "int" | "float?" | "path" | "path?" | "word" | "word?" | "text" | "text?" | "train"
 
 
 COMMANDS: dict[str, Spec] = {
     "help": Spec(":help", "list every command", "none"),
-    "train": Spec(":train [PATH]", "retrain on PATH, or on the current corpus (Ctrl-C or :stop ends it early)", "path?"),
+    "train": Spec(
+        ":train [PATH] [--time-limit D]",
+        "retrain on PATH, or on the current corpus, for at most D (90s, 10m, 1h) if given (Ctrl-C or :stop ends it early)",
+        "train",
+    ),
     "corpus": Spec(":corpus PATH", "switch corpus: load its cached model or train one", "path"),
     "stop": Spec(":stop", "stop training after the current batch, keeping the best weights", "none"),
     "topk": Spec(":topk N", "show the N most likely next words", "int"),
@@ -53,6 +57,7 @@ ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}
 class Command:
     name: str
     arg: object = None
+    options: dict = field(default_factory=dict)  # --name value options, e.g. :train's time_limit
 
 
 def parse_int(text: str, what: str) -> int:
@@ -74,6 +79,22 @@ def parse_int(text: str, what: str) -> int:
     except (ValueError, OverflowError):
         pass
     raise StoryError(f"{what} expects a whole number, got {text.strip()!r}")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str, what: str = "--time-limit") -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1.5h`` (a bare number is seconds)."""
+    s = str(text).strip().lower()
+    m = _DURATION.fullmatch(s)
+    if not m:
+        raise StoryError(f"{what} expects a duration such as 90, 90s, 10m or 1h, got {str(text).strip()!r}")
+    seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s")[0]]
+    if not (0 < seconds < 10**9):
+        raise StoryError(f"{what} expects a duration above zero, got {str(text).strip()!r}")
+    return seconds
 
 
 def parse_float(text: str, what: str) -> float:
@@ -127,7 +148,7 @@ def parse(line: str) -> Command:
     spec = COMMANDS[name]
     rest = rest.strip()
     kind = spec.args
-    optional = kind.endswith("?")
+    optional = kind.endswith("?") or kind == "train"
     kind = kind.rstrip("?")
     if kind == "none":
         if rest:
@@ -145,7 +166,22 @@ def parse(line: str) -> Command:
         return Command(name, parse_float(rest, f":{name}"))
     if kind == "path":
         return Command(name, parse_path(rest))
+    if kind == "train":
+        path, time_limit = parse_train(rest)
+        return Command(name, path, {"time_limit": time_limit} if time_limit is not None else {})
     return Command(name, rest)
+
+
+def parse_train(text: str) -> tuple[str | None, float | None]:
+    """``[PATH] [--time-limit D]`` of ``:train`` (the option may come first or last)."""
+    m = re.search(r"(?:^|\s)--time-limit(?:\s+|=)(\S+)\s*$", text) or re.match(r"^--time-limit(?:\s+|=)(\S+)(?:\s+|$)", text)
+    limit = None
+    if m:
+        limit = parse_duration(m.group(1), ":train --time-limit")
+        text = (text[: m.start()] + text[m.end() :]).strip()
+    elif re.search(r"(?:^|\s)--time-limit\s*$", text):
+        raise StoryError(":train --time-limit needs a duration such as 90s, 10m or 1h")
+    return (parse_path(text) if text.strip() else None), limit
 
 
 def help_rows() -> list[tuple[str, str]]:

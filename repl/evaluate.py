@@ -339,7 +339,7 @@ def report(result: dict[str, Any], title: str = ""):
 # ---- CLI ------------------------------------------------------------------------------
 def run_eval(args: argparse.Namespace) -> int:
     """``story-repl eval``: see the module docstring."""
-    from repl.cli import obtain_bundle, print_json
+    from repl.models import obtain_bundle, print_json
 
     order = _check_order(getattr(args, "order", DEFAULT_ORDER))
     encoding = getattr(args, "encoding", None) or "utf-8"

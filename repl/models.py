@@ -1,10 +1,14 @@
-"""Finding, training and loading models for the CLI and the REPL (wiring, no UI policy)."""
+"""Wiring shared by the CLI, the REPL and ``eval``: the configuration from arguments, finding,
+training and loading models, JSON output. No argument parsing and no UI policy here."""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import sys
 import signal
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 from rich.console import Console
 
@@ -48,6 +52,7 @@ def train_with_view(
     strategy: str = "auto",
     stop: threading.Event | None = None,
     show_chart: bool = True,
+    time_limit: float | None = None,
 ):
     """Load the cached model for (corpus, config), or train one with a progress bar. (bundle, result)."""
     from model import store
@@ -84,6 +89,7 @@ def train_with_view(
                 logdir=logdir,
                 strategy=strategy,
                 on_read=on_read,
+                time_limit=time_limit,
             )
     if result is not None:
         report_training(console, result, bundle, show_chart)
@@ -99,3 +105,38 @@ def report_training(console: Console, result, bundle: Bundle | None, show_chart:
     )
     if show_chart and len(result.history.get("loss", [])) > 1:
         console.print(history_charts(result.history))
+
+
+def config_from(args: argparse.Namespace, base: Config | None = None) -> Config:
+    names = (
+        "arch context units embedding_dim optimizer lr batch_size epochs dropout seed max_vocab min_count "
+        "keep_case valid_fraction objective"
+    ).split()
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return (base or Config()).replace(**given)
+
+
+def check_positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise StoryError(f"{flag} expects a positive integer, got {value}")
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def obtain_bundle(args: argparse.Namespace):
+    """The bundle a predict/generate/eval command asks for (training it if needed)."""
+    from model.bundle import load_bundle
+
+    if args.model:
+        return load_bundle(args.model)
+    bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
+    return bundle

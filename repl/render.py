@@ -119,7 +119,7 @@ def info_panel(rows: Sequence[tuple[str, str]], title: str = "model") -> Panel:
 def help_table(commands: Sequence[tuple[str, str]]) -> Table:
     table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
     table.add_column("command", style="bold cyan", no_wrap=True)
-    table.add_column("what it does")
+    table.add_column("what it does", overflow="fold")
     for usage, text in commands:
         table.add_row(usage, text)
     return table

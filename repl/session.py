@@ -112,7 +112,7 @@ class Session:
     def training(self) -> bool:
         return self.train_thread is not None and self.train_thread.is_alive()
 
-    def start_model(self, corpus_spec: str, config: Config, force: bool, what: str) -> None:
+    def start_model(self, corpus_spec: str, config: Config, force: bool, what: str, time_limit: float | None = None) -> None:
         """Load the cached model for (corpus, config), or train it in the background."""
         from model import store
         from model.corpus import resolve_path
@@ -133,7 +133,7 @@ class Session:
         self.progress = None
         self.status = "starting"
         self.train_thread = threading.Thread(
-            target=self._train_worker, args=(str(path), config, force, what), name="story-repl-train", daemon=True
+            target=self._train_worker, args=(str(path), config, force, what, time_limit), name="story-repl-train", daemon=True
         )
         self.train_thread.start()
 
@@ -149,7 +149,7 @@ class Session:
         elif p.kind == "start":
             self.out(render.notice(f"training: {p.message}", "dim"))
 
-    def _train_worker(self, path: str, config: Config, force: bool, what: str) -> None:
+    def _train_worker(self, path: str, config: Config, force: bool, what: str, time_limit: float | None = None) -> None:
         from model import store
 
         try:
@@ -165,9 +165,10 @@ class Session:
             import model.train  # noqa: F401  (imports TensorFlow)
 
             self.status = "training"
-            self.out(render.notice(f"{what} on {Path(path).name}: training in the background (Ctrl-C on an empty line or :stop ends it)", "cyan"))
+            budget = f" for at most {time_limit:g}s" if time_limit else ""
+            self.out(render.notice(f"{what} on {Path(path).name}: training in the background{budget} (Ctrl-C on an empty line or :stop ends it)", "cyan"))
             bundle, result = store.train_and_cache(
-                corpus, config, on_progress=self._on_progress, stop=self.stop_event, force=force
+                corpus, config, on_progress=self._on_progress, stop=self.stop_event, force=force, time_limit=time_limit
             )
             self.set_bundle(bundle)
             self.corpus_spec, self.config = path, config
@@ -285,92 +286,122 @@ class Session:
 
     # ---- commands ---------------------------------------------------------------------
     def command(self, c: cmds.Command) -> bool:
-        name, arg = c.name, c.arg
-        if name == "quit":
-            return False
-        if name == "help":
-            self.out(render.help_table(cmds.help_rows()))
-            self.out(render.notice("Type words to see the next word; Tab or arrows pick a completion. Ctrl-C clears the line, Ctrl-D quits.", "dim"))
-        elif name == "topk":
-            if arg < 1:
-                raise StoryError(f":topk expects a positive integer, got {arg}")
-            vocab = len(self.predictor.vocab) if self.predictor else arg
-            if arg > vocab:
-                self.out(render.notice(f":topk {arg} is more than the vocabulary; using {vocab}"))
-                arg = vocab
-            self.k = int(arg)
-            self.out(render.notice(f"showing the top {self.k} words", "green"))
-        elif name == "greedy":
-            self.greedy = True
-            self.out(render.notice("greedy decoding", "green"))
-        elif name == "sample":
-            t = self.temperature if arg is None else float(arg)
-            if not (0 < t <= 100):
-                raise StoryError(f":sample expects a temperature above 0 (at most 100), got {arg}")
-            self.greedy, self.temperature = False, t
-            self.out(render.notice(f"sampled decoding at temperature {t:g}", "green"))
-        elif name == "mode":
-            self.greedy = not self.greedy
-            self.out(render.notice("greedy decoding" if self.greedy else f"sampled decoding at temperature {self.temperature:g}", "green"))
-        elif name == "len":
-            if not (1 <= arg <= MAX_LEN):
-                raise StoryError(f":len expects a whole number from 1 to {MAX_LEN}, got {arg}")
-            self.length = int(arg)
-            self.out(render.notice(f"generating {self.length} words", "green"))
-        elif name == "seed":
-            if not (0 <= arg < 2**63):
-                raise StoryError(f":seed expects a whole number from 0 to 2^63-1, got {arg}")
-            self.seed = int(arg)
-            self.rng = np.random.default_rng(self.seed)
-            self.config = self.config.replace(seed=self.seed)
-            self.out(render.notice(f"seed {self.seed} (sampling now; the next training too)", "green"))
-        elif name == "stop":
-            if not self.training:
-                raise StoryError("no training is under way")
-            self.stop_event.set()
-            self.out(render.notice("stopping after this batch; the best weights so far are kept"))
-        elif name == "train":
-            spec = arg if arg is not None else self.corpus_spec
-            self.start_model(spec, self.config, force=True, what="retraining")
-        elif name == "corpus":
-            self.start_model(arg, self.config, force=False, what="switching corpus")
-        elif name == "arch":
-            if arg not in ARCHS:
-                raise StoryError(f":arch expects one of {', '.join(ARCHS)}, got {arg!r}")
-            self.start_model(self.corpus_spec, self.config.replace(arch=arg), force=False, what=f"arch {arg}")
-        elif name == "context":
-            if not (1 <= arg <= 512):
-                raise StoryError(f":context expects a whole number from 1 to 512, got {arg}")
-            self.start_model(self.corpus_spec, self.config.replace(context=int(arg)), force=False, what=f"context {arg}")
-        elif name == "save":
-            if self.bundle is None:
-                raise StoryError("no model to save yet")
-            dest = copy_bundle(self.bundle, arg)
-            self.out(render.notice(f"saved to {dest}", "green"))
-        elif name == "load":
-            if self.training:
-                raise StoryError("training is under way; :stop it before loading another model")
-            bundle = load_bundle(arg)
-            old = self.bundle
-            self.set_bundle(bundle)
-            self.config = bundle.config
-            if bundle.corpus_path:
-                self.corpus_spec = bundle.corpus_path
-            msg = f"loaded {bundle.config.label()} model from {bundle.path} (corpus {bundle.corpus_name})"
-            if old is not None and old.corpus_sha256 and bundle.corpus_sha256 != old.corpus_sha256:
-                msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
-            self.out(render.notice(msg, "green"))
-        elif name == "info":
-            self.show_info()
-        elif name == "history":
-            self.out(render.history_charts(self.last_history))
-        elif name in ("eval", "score", "vocab"):
-            from repl.analysis import run_command
+        """Run a parsed command: ``:name`` dispatches to ``do_name``. False means quit."""
+        handler = getattr(self, f"do_{c.name}", None)
+        if handler is None:  # pragma: no cover - every command in the table has a method
+            raise StoryError(f":{c.name} is not available")
+        return handler(c.arg, **c.options) is not False
 
-            run_command(self, name, arg)
-        else:  # pragma: no cover - every parsed command is handled above
-            raise StoryError(f":{name} is not available")
-        return True
+    # One method per row of repl.commands.COMMANDS; each gets the parsed argument.
+    def do_quit(self, arg) -> bool:
+        return False
+
+    def do_help(self, arg) -> None:
+        self.out(render.help_table(cmds.help_rows()))
+        self.out(render.notice("Type words to see the next word; Tab or arrows pick a completion. Ctrl-C clears the line, Ctrl-D quits.", "dim"))
+
+    def do_topk(self, arg) -> None:
+        if arg < 1:
+            raise StoryError(f":topk expects a positive integer, got {arg}")
+        vocab = len(self.predictor.vocab) if self.predictor else arg
+        if arg > vocab:
+            self.out(render.notice(f":topk {arg} is more than the vocabulary; using {vocab}"))
+            arg = vocab
+        self.k = int(arg)
+        self.out(render.notice(f"showing the top {self.k} words", "green"))
+
+    def do_greedy(self, arg) -> None:
+        self.greedy = True
+        self.out(render.notice("greedy decoding", "green"))
+
+    def do_sample(self, arg) -> None:
+        t = self.temperature if arg is None else float(arg)
+        if not (0 < t <= 100):
+            raise StoryError(f":sample expects a temperature above 0 (at most 100), got {arg}")
+        self.greedy, self.temperature = False, t
+        self.out(render.notice(f"sampled decoding at temperature {t:g}", "green"))
+
+    def do_mode(self, arg) -> None:
+        self.greedy = not self.greedy
+        self.out(render.notice("greedy decoding" if self.greedy else f"sampled decoding at temperature {self.temperature:g}", "green"))
+
+    def do_len(self, arg) -> None:
+        if not (1 <= arg <= MAX_LEN):
+            raise StoryError(f":len expects a whole number from 1 to {MAX_LEN}, got {arg}")
+        self.length = int(arg)
+        self.out(render.notice(f"generating {self.length} words", "green"))
+
+    def do_seed(self, arg) -> None:
+        if not (0 <= arg < 2**63):
+            raise StoryError(f":seed expects a whole number from 0 to 2^63-1, got {arg}")
+        self.seed = int(arg)
+        self.rng = np.random.default_rng(self.seed)
+        self.config = self.config.replace(seed=self.seed)
+        self.out(render.notice(f"seed {self.seed} (sampling now; the next training too)", "green"))
+
+    def do_stop(self, arg) -> None:
+        if not self.training:
+            raise StoryError("no training is under way")
+        self.stop_event.set()
+        self.out(render.notice("stopping after this batch; the best weights so far are kept"))
+
+    def do_train(self, arg, time_limit: float | None = None) -> None:
+        spec = arg if arg is not None else self.corpus_spec
+        self.start_model(spec, self.config, force=True, what="retraining", time_limit=time_limit)
+
+    def do_corpus(self, arg) -> None:
+        self.start_model(arg, self.config, force=False, what="switching corpus")
+
+    def do_arch(self, arg) -> None:
+        if arg not in ARCHS:
+            raise StoryError(f":arch expects one of {', '.join(ARCHS)}, got {arg!r}")
+        self.start_model(self.corpus_spec, self.config.replace(arch=arg), force=False, what=f"arch {arg}")
+
+    def do_context(self, arg) -> None:
+        if not (1 <= arg <= 512):
+            raise StoryError(f":context expects a whole number from 1 to 512, got {arg}")
+        self.start_model(self.corpus_spec, self.config.replace(context=int(arg)), force=False, what=f"context {arg}")
+
+    def do_save(self, arg) -> None:
+        if self.bundle is None:
+            raise StoryError("no model to save yet")
+        dest = copy_bundle(self.bundle, arg)
+        self.out(render.notice(f"saved to {dest}", "green"))
+
+    def do_load(self, arg) -> None:
+        if self.training:
+            raise StoryError("training is under way; :stop it before loading another model")
+        bundle = load_bundle(arg)
+        old = self.bundle
+        self.set_bundle(bundle)
+        self.config = bundle.config
+        if bundle.corpus_path:
+            self.corpus_spec = bundle.corpus_path
+        msg = f"loaded {bundle.config.label()} model from {bundle.path} (corpus {bundle.corpus_name})"
+        if old is not None and old.corpus_sha256 and bundle.corpus_sha256 != old.corpus_sha256:
+            msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
+        self.out(render.notice(msg, "green"))
+
+    def do_info(self, arg) -> None:
+        self.show_info()
+
+    def do_history(self, arg) -> None:
+        self.out(render.history_charts(self.last_history))
+
+    def do_eval(self, arg) -> None:
+        from repl.analysis import run_command
+
+        run_command(self, "eval", arg)
+
+    def do_score(self, arg) -> None:
+        from repl.analysis import run_command
+
+        run_command(self, "score", arg)
+
+    def do_vocab(self, arg) -> None:
+        from repl.analysis import run_command
+
+        run_command(self, "vocab", arg)
 
     def show_info(self) -> None:
         b = self.bundle
@@ -479,8 +510,7 @@ class Session:
 
 def run_session(args) -> int:
     from model import store
-    from repl.cli import config_from
-    from repl.models import DEFAULT_CORPUS, train_with_view
+    from repl.models import DEFAULT_CORPUS, config_from, train_with_view
 
     if not sys.stdin.isatty():
         raise StoryError("the REPL needs a terminal; use story-repl predict/generate for scripts")
