@@ -114,7 +114,8 @@ def _pat() -> _Patterns:
 # detokenize attaches the apostrophe to them rather than to the word before.
 _LEADING_ELISIONS = frozenset(
     "tis twas twere twill twould twixt tween em gainst fore scape neath "
-    "mongst midst til cause s t".split()
+    "mongst midst til cause s t larum larums longs longeth zounds sdeath sblood scaped scapes "
+    "bout mong pothecary havior leven cerns".split()
 )
 
 
@@ -154,6 +155,35 @@ _S = 8  # anything else: symbols, emoji, dashes, ...
 
 _WORDISH = (_D, _W)
 
+# Evidence for the role of an ambiguous quote, from the words around it: speech verbs and
+# pronouns follow a closing quote ("...," said the fox; "...," he said) and introduce an
+# opening one (replied, "..."); a quotation usually opens with one of _SPEECH_OPEN, and
+# after a full stop any other word resumes the narrative ("... free." The lion agreed).
+_SPEECH_VERBS = frozenset(
+    "said says say cried cries replied replies answered answers asked asks quoth exclaimed "
+    "continued added returned remarked shouted whispered snapped growled bleated roared "
+    "thought".split()
+)
+_PRONOUNS = frozenset("he she they".split())
+_SPEECH_OPEN = frozenset(
+    "i you we my our your oh ah o what why how yes no well alas pray come good look nay ay "
+    "hark farewell".split()
+)
+_SENTENCE_PUNCT = frozenset(",;:.!?")
+# Verbs (other than _SPEECH_VERBS) that put a quotation right after them: cry 'fine'.
+_QUOTING_VERBS = frozenset("cry called call word words is was shout sing sings sang write wrote".split())
+# Short words that end in an elided letter before an apostrophe: o' the, i' the, th' one.
+_TRAILING_ELISIONS = frozenset("o i th ha wi a ta ne gi".split())
+# Weights of the evidence, in the units of the quote-pairing search (see _pair_quotes).
+_STRONG = 3.0  # a quote at the start of the text, or before the end or closing punctuation
+_FIRM = 2.0  # " after ! ? (closes) or : ; (opens); next to a quote of the same kind
+_HINT = 1.0  # a word typical after a closing or at an opening quote
+_LEAN = 0.2  # " after . (closes a little more often) or , (opens more often); ' after punctuation
+_BREAK = 2.5  # cost of a quote that does not alternate (a closer with nothing open)
+_START_OPEN = 0.5  # cost of assuming the text starts inside a quotation
+_CLOSE_INSIDE = _START_OPEN - 0.1  # an apostrophe that closes an open quotation (say 'fine')
+_KEEP_OPEN = 0.5  # cost of an apostrophe inside a quotation that could have closed it
+
 
 def _kind(tok: str, pat: _Patterns) -> int:
     c = tok[0]
@@ -186,8 +216,185 @@ def _must_space(tok: str) -> bool:
             or "\u1161" <= c <= "\u1175" or "\u11a8" <= c <= "\u11c2")
 
 
+def _evidence(tokens: list[str], kinds: list[int], i: int) -> tuple[float, float]:
+    """(opening, closing) evidence for the ambiguous quote ``tokens[i]`` from its neighbours."""
+    tok = tokens[i]
+    e_open = e_close = 0.0
+    prev = tokens[i - 1] if i > 0 else ""
+    pk = kinds[i - 1] if i > 0 else -1
+    nk = kinds[i + 1] if i + 1 < len(tokens) else -1
+    if pk == -1 or pk == _O:
+        e_open += _STRONG  # a closing quote needs something before it to close
+    if nk == -1 or nk == _X:
+        e_close += _STRONG  # an opening quote needs something after it to open
+    elif tokens[i + 1] in ("-", "\u2014", "\u2013"):
+        e_close += _FIRM  # friends,'--this
+    elif tokens[i + 1] == tok:
+        e_close += _FIRM  # "..." "...": one closes, the next opens
+    if prev == tok:
+        e_open += _FIRM
+    elif tok == "'" and prev in _SENTENCE_PUNCT:
+        e_close += _LEAN  # single quotes: closing after punctuation is the commoner reading
+    elif prev in ("!", "?"):
+        e_close += _FIRM
+    elif prev in (":", ";"):
+        e_open += _FIRM
+    elif prev == ".":
+        e_close += _LEAN
+    elif prev == ",":
+        e_open += _LEAN
+    if prev in (",", ":") and i > 1 and tokens[i - 2].lower() in _SPEECH_VERBS:
+        e_open += _HINT  # replied, "he told me
+    if nk in _WORDISH:
+        nxt = tokens[i + 1].lower()
+        if nxt in _SPEECH_OPEN:
+            e_open += _HINT
+        elif nxt in _SPEECH_VERBS or (nxt in _PRONOUNS and prev in (",", "!", "?")):
+            e_close += _HINT
+        elif prev in (".", "!", "?") and nxt not in _PRONOUNS:
+            e_close += _HINT
+    return e_open, e_close
+
+
+# A quote's possible readings for _pair_quotes: (state before, state after, opens, score),
+# where state 1 means "inside a quotation".
+_Reading = tuple[int, int, bool, float]
+
+
+def _ambiguous(e_open: float, e_close: float) -> list[_Reading]:
+    return [(0, 1, True, e_open), (1, 0, False, e_close),
+            (0, 0, False, e_close - _BREAK), (1, 1, True, e_open - _BREAK)]
+
+
+def _closer_or_apostrophe() -> list[_Reading]:
+    # after a word, before no word: closes what is open, else a possessive (dogs'.)
+    return [(1, 0, False, _CLOSE_INSIDE), (0, 0, False, 0.0), (1, 1, False, -_KEEP_OPEN)]
+
+
+def _between_words(prev: str) -> list[_Reading]:
+    # word ' word: a possessive or elision (tullus' face, o' the), an opening quote after a
+    # word (say 'fine), or a closing one before a word (his 'shall' against)
+    if prev in _TRAILING_ELISIONS:
+        keep = _STRONG
+    elif prev in _SPEECH_VERBS or prev in _QUOTING_VERBS:
+        keep = -_HINT  # says 'god send me
+    elif prev.endswith(("s", "x", "z", "ce")):
+        keep = _FIRM  # tullus' face, clarence' death
+    else:
+        keep = _LEAN / 2
+    return [(0, 0, False, keep), (0, 1, True, 0.0), (1, 0, False, _CLOSE_INSIDE), (1, 1, False, keep - _KEEP_OPEN)]
+
+
+def _pair_quotes(items: list[list[_Reading]]) -> list[bool]:
+    """Which quotes open (True) and which close, pairing them across the text.
+
+    A Viterbi search over "inside a quotation or not" picks the readings with the most
+    evidence in total; a quote that does not alternate (a closer with nothing open) costs
+    ``_BREAK`` and starting inside a quotation ``_START_OPEN``. Ties go to the first reading
+    listed and to the state outside a quotation.
+    """
+    neg = float("-inf")
+    score = [0.0, -_START_OPEN]
+    back: list[list[tuple[int, bool]]] = []
+    for readings in items:
+        new = [neg, neg]
+        choice: list[tuple[int, bool]] = [(0, False), (0, False)]
+        for before, after, opens, s in readings:
+            total = score[before] + s
+            if total > new[after]:
+                new[after] = total
+                choice[after] = (before, opens)
+        back.append(choice)
+        score = new
+    state = 0 if score[0] >= score[1] else 1
+    out = [False] * len(items)
+    for j in range(len(items) - 1, -1, -1):
+        state, out[j] = back[j][state]
+    return out
+
+
+def _quote_kinds(tokens: list[str], kinds: list[int]) -> list[int]:
+    """``kinds`` with every quote, apostrophe and ``_`` resolved to opening (_O) or closing (_X).
+
+    * ``"``: paired across the text by :func:`_pair_quotes`.
+    * ``'``: an elision before 'tis, 'em, ... glues to the next word; after a word it glues to
+      that word (o' the, dogs') unless it opens a quotation (say 'fine'); after punctuation,
+      at the start or after a symbol it opens or closes. All are paired by
+      :func:`_pair_quotes`.
+    * ``’``: glues to the word or closing punctuation before it (way,’ said; dogs’), to the
+      next word as an elision (’tis) or after a symbol when no ‘ is open; ``‘`` opens.
+    * ``_`` (emphasis, as in ``_much_``): opens before a word, closes after one, alternately.
+    """
+    out = list(kinds)
+    n = len(tokens)
+    groups: dict[str, tuple[list[int], list[list[_Reading]]]] = {'"': ([], []), "'": ([], [])}
+    curly_open = False
+    underscore_open = False
+    for i, tok in enumerate(tokens):
+        k = kinds[i]
+        pk = kinds[i - 1] if i > 0 else -1
+        nk = kinds[i + 1] if i + 1 < n else -1
+        if tok == "_":
+            if underscore_open and pk in _WORDISH:
+                out[i], underscore_open = _X, False
+            elif not underscore_open and nk in _WORDISH:
+                out[i], underscore_open = _O, True
+            continue
+        if k == _O and tok == "\u2018":
+            curly_open = True
+            continue
+        if k not in (_Q, _A):
+            continue
+        elision = nk == _W and tokens[i + 1].lower() in _LEADING_ELISIONS
+        if k == _Q:
+            idx, items = groups['"']
+            idx.append(i)
+            items.append(_ambiguous(*_evidence(tokens, kinds, i)))
+        elif tok[0] == "'":
+            if elision:
+                out[i] = _O  # "o'er 'tis", not "o'er' tis"
+                continue
+            idx, items = groups["'"]
+            idx.append(i)
+            if pk in _WORDISH:
+                items.append(_between_words(tokens[i - 1].lower()) if nk in _WORDISH else _closer_or_apostrophe())
+            else:
+                items.append(_ambiguous(*_evidence(tokens, kinds, i)))
+        else:  # ’
+            if pk in _WORDISH or pk == _X or (pk in (_Q, _A) and out[i - 1] == _X):
+                out[i] = _O if elision else _X
+                if out[i] == _X and nk not in _WORDISH:
+                    curly_open = False
+            elif elision or pk == -1:
+                out[i] = _O
+            else:
+                out[i] = _X if curly_open else _O
+                curly_open = False
+    for idx, items in groups.values():
+        for i, opens in zip(idx, _pair_quotes(items)):
+            out[i] = _O if opens else _X
+    return out
+
+
+def _glued_repeat(tok: str) -> bool:
+    """True for a one-character symbol written doubled without spaces (--, **, ──)."""
+    if len(tok) != 1:
+        return False
+    if tok.isascii():
+        return True
+    cat = unicodedata.category(tok)
+    return cat[0] == "P" or "\u2500" <= tok <= "\u257f"
+
+
 def detokenize(tokens: list[str]) -> str:
-    """Join ``tokens`` into readable text (inverse of :func:`tokenize`)."""
+    """Join ``tokens`` into readable text (inverse of :func:`tokenize`).
+
+    Single spaces between words; no space before closing or after opening punctuation; none
+    between CJK characters and full-width punctuation; a dash (``—``, or ``--`` written as
+    two hyphens) and the hyphen of a compound glue to the words on both sides. Quotes pair up across
+    the text (see :func:`_quote_kinds`), so ``he said, "I am here," and left`` and
+    ``way,’ said`` come back as written, and elisions (’tis, o’er) stay as they are.
+    """
     pat = _pat()
     cache: dict[str, tuple[int, bool]] = {}
     info: list[tuple[int, bool]] = []
@@ -199,37 +406,31 @@ def detokenize(tokens: list[str]) -> str:
         if v is None:
             v = cache[tok] = (_kind(tok, pat), _must_space(tok))
         info.append(v)
+    kinds = _quote_kinds([t if t else " " for t in tokens], [k for k, _ in info])
 
     out: list[str] = []
     n = len(tokens)
     prev = -1  # effective kind of the previous token (-1: none)
-    dq_open = False
+    glue_next = False  # the previous token asks for no space after it
     for i, tok in enumerate(tokens):
         if not tok:
             continue
-        kind, must_space = info[i]
-        # Resolve ambiguous quotes into opening/closing punctuation.
-        if kind == _Q:
-            kind = _X if dq_open else _O
-            dq_open = not dq_open
-        elif kind == _A:
-            # after a word: elision / possessive / closing quote;
-            # otherwise an opening quote ('tis, 'hello').
-            kind = _X if prev in _WORDISH else _O
-            if (kind == _X and i + 1 < n and info[i + 1][0] == _W
-                    and tokens[i + 1].lower() in _LEADING_ELISIONS):
-                kind = _O  # "o'er 'tis", not "o'er' tis"
-        elif (tok == "-" and prev in _WORDISH and i + 1 < n
-              and info[i + 1][0] in _WORDISH and not info[i + 1][1]):
-            # hyphenated compound: well-known
+        kind = kinds[i]
+        must_space = info[i][1]
+        dash_run = tok == "\u2014" or (tok == "-" and ((i > 0 and tokens[i - 1] == "-") or (i + 1 < n and tokens[i + 1] == "-")))
+        if tok == "-" and not dash_run and prev in _WORDISH:
+            # a hyphen: well-known, or a word broken at the end of a line (pack-)
             out.append(tok)
-            prev = _O
+            compound = i + 1 < n and info[i + 1][0] in _WORDISH and not info[i + 1][1]
+            prev = _O if compound else _X
             continue
 
         if prev == -1:
             space = False
         elif must_space:
             space = True
+        elif glue_next or dash_run:
+            space = False
         elif kind in (_X, _F) or prev in (_O, _F):
             space = False
         elif prev == _C:
@@ -237,12 +438,13 @@ def detokenize(tokens: list[str]) -> str:
         elif kind == _C:
             space = prev == _W
         elif (kind == _S and prev == _S and tok == tokens[i - 1]
-              and len(tok) == 1 and tok.isascii()):
-            space = False  # "--", "**"
+              and _glued_repeat(tok)):
+            space = False  # "**", "──"
         else:
             space = True
         if space:
             out.append(" ")
         out.append(tok)
         prev = kind
+        glue_next = dash_run
     return "".join(out)
