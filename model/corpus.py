@@ -1,52 +1,145 @@
-"""Reading a corpus: path resolution, decoding with clear errors, tokens and checksum.
+"""Reading a corpus: path resolution, decoding with clear errors, token ids and checksum.
 
 A corpus path is resolved from the working directory first, then among the corpora shipped
-with story-repl (so ``belling_the_cat`` works from anywhere). Large files are read in chunks
-so a progress callback can report how far reading has got.
+with story-repl (so ``belling_the_cat`` works from anywhere). The file is streamed to token
+ids by :mod:`model.ids` in chunks (with a progress callback), and a large file's ids are
+kept memory-mapped from the id cache, so memory stays bounded by the id array: no list of
+token strings and no copy of the text is built. ``Corpus.tokens``, ``Corpus.paragraphs()``
+and ``Corpus.text`` still give the old views, decoded on demand, for small texts and callers
+that want strings.
 """
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, overload
+
+import numpy as np
 
 from model.errors import StoryError
-from model.tokenize import tokenize
 
 CHUNK = 1 << 22  # 4 MiB per read when streaming a large file
 
 
+class TokenView(Sequence):
+    """The corpus's tokens as a read-only sequence of strings, decoded from the ids on demand:
+    ``len()`` is free, slices are lists, iteration decodes block by block."""
+
+    def __init__(self, ids: np.ndarray, words: list[str]) -> None:
+        self._ids = ids
+        self._words = words
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i):
+        words = self._words
+        if isinstance(i, slice):
+            return [words[j] for j in np.asarray(self._ids[i]).tolist()]
+        return words[int(self._ids[i])]
+
+    def __iter__(self) -> Iterator[str]:
+        from model.ids import iter_blocks
+
+        words = self._words
+        for block in iter_blocks(self._ids, block=1 << 16):
+            for j in block.tolist():
+                yield words[j]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TokenView):
+            other = list(other)
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        head = self[:8]
+        return f"TokenView({head!r}{'…' if len(self) > 8 else ''}, {len(self):,} tokens)"
+
+
 @dataclass
 class Corpus:
-    path: Path
-    text: str
-    sha256: str
-    keep_case: bool = False
-    tokens: list[str] = field(init=False, repr=False)
+    """A text as ids over its full vocabulary: ``words[ids[i]]`` is its i-th token.
 
-    def __post_init__(self) -> None:
-        self.tokens = tokenize(self.text, keep_case=self.keep_case)
+    ``words`` are the distinct tokens by count (descending), ties by first appearance;
+    ``counts`` their counts, ``first`` the rank of each word's first appearance, and
+    ``paragraph_starts`` the token offsets where blank-line separated paragraphs start."""
+
+    path: Path
+    sha256: str
+    ids: np.ndarray  # int32 (an np.memmap for cached large texts)
+    words: list[str]
+    counts: np.ndarray  # int64
+    first: np.ndarray  # int64
+    paragraph_starts: np.ndarray  # int64
+    keep_case: bool = False
+    encoding: str = "utf-8"
+    _tokens: TokenView | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+    @property
+    def tokens(self) -> TokenView:
+        """Every token as a string (decoded lazily from the ids)."""
+        if self._tokens is None:
+            self._tokens = TokenView(self.ids, self.words)
+        return self._tokens
+
+    @property
+    def text(self) -> str:
+        """The decoded text (read from the file again: meant for small texts)."""
+        try:
+            raw = self.path.read_bytes()
+        except OSError as e:
+            raise StoryError(f"cannot read {self.path}: {e.strerror or e}; check that the file is there and readable") from None
+        text = codecs.decode(raw, self.encoding)
+        return text[1:] if text.startswith("\ufeff") else text
+
     def paragraphs(self) -> list[list[str]]:
-        """Token lists of the blank-line separated paragraphs, in order."""
-        out = []
-        block: list[str] = []
-        for line in self.text.splitlines():
-            if line.strip():
-                block.append(line)
-            elif block:
-                out.append(block)
-                block = []
-        if block:
-            out.append(block)
-        return [t for t in (tokenize("\n".join(b), keep_case=self.keep_case) for b in out) if t]
+        """Token lists of the blank-line separated paragraphs (those with tokens), in order."""
+        bounds = np.append(self.paragraph_starts, self.n_tokens).tolist()
+        return [self.tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def paragraph_sizes(self) -> np.ndarray:
+        return np.diff(np.append(self.paragraph_starts, self.n_tokens))
+
+    def split_point(self, valid_fraction: float) -> int:
+        """Token offset where the held-out part starts: the last ``valid_fraction`` of the
+        text by whole paragraphs where there are several (by tokens otherwise), exactly as
+        :func:`model.data.split_paragraphs` cuts the token list."""
+        n = self.n_tokens
+        if valid_fraction <= 0:
+            return n
+        sizes = self.paragraph_sizes()
+        if len(sizes) >= 2:
+            target = valid_fraction * n
+            # held-out tokens when the last k paragraphs are held out, k = 1 .. len - 1
+            held = np.cumsum(sizes[::-1])[: len(sizes) - 1]
+            reached = np.flatnonzero(held >= target)
+            k = int(reached[0]) + 1 if len(reached) else len(sizes) - 1
+            return int(self.paragraph_starts[len(sizes) - k])
+        return max(1, int(round(n * (1 - valid_fraction))))
+
+    def split(self, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(training ids, held-out ids): views of ``ids`` cut at :meth:`split_point`."""
+        cut = self.split_point(valid_fraction)
+        return self.ids[:cut], self.ids[cut:]
 
 
 def shown(path: str | os.PathLike, limit: int = 200) -> str:
@@ -89,50 +182,25 @@ def read_corpus(
     keep_case: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Corpus:
-    """Read, decode and tokenize a corpus file; every failure is one clear StoryError."""
+    """Read, decode and tokenize a corpus file to ids; every failure is one clear StoryError.
+
+    ``progress(done_bytes, total_bytes)`` is called while a file larger than one chunk is
+    tokenized (not when its ids come from the cache)."""
+    from model.ids import stream_ids
+
     path = resolve_path(spec)
     check_regular(path)
     if not os.access(path, os.R_OK):
         raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable")
-    try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    except LookupError:
-        raise StoryError(f"unknown encoding {encoding!r}; try utf-8, latin-1, gb18030 or big5") from None
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    parts: list[str] = []
-    done = 0
-    try:
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(CHUNK)
-                final = not chunk
-                if chunk:
-                    if b"\x00" in chunk and encoding.lower().replace("-", "") in ("utf8", "latin1", "ascii", "gb18030", "big5"):
-                        raise StoryError(f"{path} looks like a binary file (it contains NUL bytes); give a text file")
-                    digest.update(chunk)
-                try:
-                    parts.append(decoder.decode(chunk, final=final))
-                except UnicodeDecodeError as e:
-                    offset = done + e.start
-                    bad = chunk[e.start : e.start + 1].hex() if chunk else "end of file"
-                    raise StoryError(
-                        f"{path} is not valid {encoding}: byte 0x{bad} at offset {offset} ({e.reason}); "
-                        f"pass --encoding (e.g. latin-1, gb18030, big5)"
-                    ) from None
-                done += len(chunk)
-                if progress is not None and size > CHUNK:
-                    progress(done, size)
-                if final:
-                    break
-    except OSError as e:
-        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
-    text = "".join(parts)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        raise StoryError(f"{path} is empty; give a text with some words")
-    corpus = Corpus(path=path, text=text, sha256=digest.hexdigest(), keep_case=keep_case)
-    if not corpus.tokens:
-        raise StoryError(f"{path} has no words to learn from")
-    return corpus
+    s = stream_ids(path, encoding=encoding, keep_case=keep_case, progress=progress, chunk=CHUNK)
+    return Corpus(
+        path=path,
+        sha256=s.sha256,
+        ids=s.ids,
+        words=s.words,
+        counts=s.counts,
+        first=s.first,
+        paragraph_starts=s.paragraph_starts,
+        keep_case=keep_case,
+        encoding=encoding,
+    )

@@ -60,6 +60,63 @@ class Vocab:
         entries.sort(key=lambda e: (-e[1], e[2]))
         return cls([e[0] for e in entries], [e[1] for e in entries], dropped=len(dropped))
 
+    @classmethod
+    def from_counts(
+        cls,
+        words: Sequence[str],
+        counts: Sequence[int] | np.ndarray,
+        first: Sequence[int] | np.ndarray | None = None,
+        max_size: int | None = None,
+        min_count: int = 1,
+    ) -> "Vocab":
+        """What :meth:`build` gives for a text whose distinct tokens are ``words``, seen
+        ``counts`` times, without the token list.
+
+        ``first`` orders the words by first appearance (a position or a rank; by default the
+        order of ``words``). Words counted 0 times are not part of the text and are left out."""
+        counts = np.asarray(counts, dtype=np.int64)
+        first = np.arange(len(counts), dtype=np.int64) if first is None else np.asarray(first, dtype=np.int64)
+        if not (len(words) == len(counts) == len(first)):
+            raise ValueError("words, counts and first must have the same length")
+        order = np.lexsort((first, -counts))  # count descending, then first appearance
+        order = order[counts[order] > 0]
+        c, f = counts[order], first[order]
+        keep = c >= max(1, int(min_count))
+        unk_at = [i for i, w in enumerate(words) if w == UNK]
+        if unk_at:
+            keep &= order != unk_at[0]
+        kept = order[keep]
+        limit = None if max_size is None else max(1, int(max_size))
+        if limit is not None and len(kept) > limit:
+            cut = np.flatnonzero(keep)[limit - 1]  # leave one slot for <unk>
+            keep[cut:] = False
+            kept = order[keep]
+        n_dropped = int(len(order) - len(kept))
+        tokens = [words[i] for i in kept.tolist()]
+        kept_counts = counts[kept]
+        if not n_dropped:
+            return cls(tokens, kept_counts.tolist())
+        unk_count = int(c[~keep].sum())
+        unk_first = int(f[~keep].min())
+        kf = first[kept]
+        at = int(np.count_nonzero((kept_counts > unk_count) | ((kept_counts == unk_count) & (kf < unk_first))))
+        tokens.insert(at, UNK)
+        out_counts = kept_counts.tolist()
+        out_counts.insert(at, unk_count)
+        return cls(tokens, out_counts, dropped=n_dropped)
+
+    def id_table(self, words: Sequence[str]) -> np.ndarray:
+        """(len(words),) int32: the id of each word in this vocabulary; a word it lacks gets
+        ``<unk>``'s id, or -1 when there is no ``<unk>`` (as :meth:`split_known` skips it).
+
+        ``table[corpus_ids]`` maps a corpus's full-vocabulary ids to model ids."""
+        unk = self.unk_id
+        missing = -1 if unk is None else unk
+        get = self.index.get
+        return np.fromiter(
+            (missing if w == UNK else get(w, missing) for w in words), dtype=np.int32, count=len(words)
+        )
+
     # ---- lookups --------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.tokens)

@@ -1,0 +1,585 @@
+"""Streaming a corpus file to token ids in bounded memory, with an on-disk id cache.
+
+Reading a large text never builds a list of every token, nor a copy of the text:
+
+* The file is read in chunks, decoded incrementally and cut into pieces of a few MB at
+  whitespace, so no token and no blank line straddles two pieces.
+* Each piece is scanned by :func:`scan_piece`, in a pool of worker processes for large files
+  (no pool below :data:`POOL_MIN_BYTES`, so the shipped stories read instantly). It returns
+  the piece's distinct tokens in order of first appearance, the piece's ids into that list
+  and the token offsets where blank-line separated paragraphs start.
+* The main process merges pieces in text order into one dictionary (so a provisional id is
+  the rank of a token's first appearance), adds up counts and appends the provisional ids to
+  a raw int32 file. A second pass rewrites that file in place with the final ids: tokens
+  ranked by count, ties by first appearance, exactly the order of
+  :meth:`model.vocab.Vocab.build` over the whole text.
+
+The scanner is the tokenizer of :mod:`model.tokenize` with a fast path: a whitespace
+separated run of printable ASCII is split by a small pattern, and every other run (any
+character outside printable ASCII) goes through :func:`model.tokenize.tokenize` itself.
+Tokens never span whitespace, so the result is token for token the same as tokenizing the
+whole text at once; the tests check this on every shipped corpus and on random text.
+
+Results for files of at least :data:`CACHE_MIN_BYTES` are cached under
+``model.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
+written to a temporary directory, synced and renamed into place, so a half-written cache is
+never used: ``ids.int32`` (raw, memory-mapped when used), ``words.txt`` (one distinct token a
+line, in id order), ``counts.int64``, ``first.int64`` (rank of first appearance),
+``paragraphs.int64`` (token offsets of paragraph starts) and ``meta.json``.
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from model.errors import StoryError
+from model.tokenize import tokenize
+
+#: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
+TOKENIZER_VERSION = 1
+#: Layout of a cache directory.
+FORMAT_VERSION = 1
+#: Files at least this large are tokenized by a pool of worker processes.
+POOL_MIN_BYTES = 16 << 20
+#: Files at least this large keep their ids in the on-disk cache (smaller ones stay in memory).
+CACHE_MIN_BYTES = 1 << 20
+#: Worker processes at most (the pool uses every usable core up to this).
+MAX_WORKERS = 8
+#: Block size (ids) of the passes that rewrite or read the id file.
+BLOCK = 1 << 22
+
+# Line boundaries as str.splitlines() sees them; a paragraph ends at a line of whitespace only.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_POSSESSIVE = "+" if sys.version_info >= (3, 11) else ""
+# A word of ASCII letters and digits with apostrophe contractions, or one printable ASCII mark:
+# the tokenizer's pattern restricted to printable ASCII (where drop, NFC and lower are trivial).
+_ASCII_TOKEN = f"[A-Za-z0-9]+{_POSSESSIVE}(?:'[A-Za-z0-9]+{_POSSESSIVE})*{_POSSESSIVE}|[!-~]"
+# Whitespace from a line break on is matched too, so blank lines (paragraph breaks) are seen.
+_CLEAN = re.compile(f"{_ASCII_TOKEN}|[{_LINE_BREAKS}]\\s*{_POSSESSIVE}")
+# Characters that are neither whitespace nor printable ASCII (letters of other scripts, curly
+# quotes, control and format characters, ...): a run holding one needs the full tokenizer.
+_TRIGGER = re.compile("[^\\s!-~]")
+_RUN_HEAD = re.compile(f"[!-~]*{_POSSESSIVE}\\Z")  # with endpos: where the run ending there starts
+_RUN_TAIL = re.compile("\\S*")
+# Where a piece may end: after a non-space character that is followed by whitespace.
+_CUT = re.compile(r"\S(?=\s)")
+
+
+@dataclass
+class Piece:
+    """One scanned piece: distinct tokens (first-appearance order), ids into them, and the
+    token offsets (within the piece) of its blank-line paragraph breaks."""
+
+    words: list[str]
+    ids: np.ndarray  # int32
+    breaks: np.ndarray  # int64
+
+
+def scan_piece(text: str, keep_case: bool = False) -> Piece:
+    """Tokenize ``text`` exactly as :func:`model.tokenize.tokenize` does, as ids.
+
+    ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
+    token offsets where a line of whitespace only (a paragraph break) stands in the text."""
+    matches = _raw_matches(text)
+    local: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+    raw = np.fromiter(map(local.__getitem__, matches), np.int32, len(matches))
+    del matches
+    words: dict[str, int] = {}
+    lens = np.zeros(len(local), np.int64)
+    para = np.zeros(len(local), bool)
+    flat: list[int] = []
+    for k, key in enumerate(local):
+        if key[0] in _LINE_BREAKS:  # whitespace; a blank line in it is a paragraph break
+            para[k] = _line_breaks(key) >= 2
+            continue
+        if key.isascii() and key.isprintable():
+            toks: list[str] | tuple[str, ...] = (key if keep_case else key.lower(),)
+        else:
+            toks = tokenize(key, keep_case=keep_case)
+        lens[k] = len(toks)
+        for t in toks:
+            flat.append(words.setdefault(t, len(words)))
+    table = np.asarray(flat, np.int32)
+    starts = np.zeros(len(local), np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    n_of = lens[raw]
+    if not para.any() and (lens == 1).all():
+        return Piece(list(words), table[raw], np.zeros(0, np.int64))
+    ends = np.cumsum(n_of)
+    breaks = ends[para[raw]]  # a break adds no token: its offset is the count so far
+    if len(lens) == 0 or lens.max() <= 1:
+        single = table[np.minimum(starts, max(len(table) - 1, 0))] if len(table) else table
+        return Piece(list(words), single[raw[n_of == 1]], breaks)
+    total = int(ends[-1])
+    index = np.repeat(starts[raw] - (ends - n_of), n_of) + np.arange(total, dtype=np.int64)
+    return Piece(list(words), table[index], breaks)
+
+
+def _line_breaks(space: str) -> int:
+    """How many line boundaries (as str.splitlines counts them) a run of whitespace holds."""
+    return sum(1 for part in space.splitlines(True) if part[-1] in _LINE_BREAKS)
+
+
+def _raw_matches(text: str) -> list[str]:
+    """ASCII tokens, paragraph breaks, and whole runs that need the full tokenizer, in order."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        hit = _TRIGGER.search(text, pos)
+        if hit is None:
+            break
+        s = hit.start()
+        back = 256
+        while True:  # the start of the whitespace-delimited run holding the hit
+            lo = max(pos, s - back)
+            start = _RUN_HEAD.search(text, lo, s).start()
+            if start > lo or lo == pos or text[lo - 1].isspace():
+                break
+            back *= 16
+        end = _RUN_TAIL.match(text, s).end()
+        out += _CLEAN.findall(text, pos, start)
+        out.append(text[start:end])
+        pos = end
+    out += _CLEAN.findall(text, pos)
+    return out
+
+
+def _scan_worker(text: str, keep_case: bool) -> tuple[list[str], bytes, bytes]:
+    piece = scan_piece(text, keep_case)
+    return piece.words, piece.ids.tobytes(), piece.breaks.tobytes()
+
+
+# ---- the result ---------------------------------------------------------------------------
+
+
+@dataclass
+class Streamed:
+    """A corpus as ids: ``words[ids[i]]`` is the i-th token of the text."""
+
+    ids: np.ndarray  # int32, np.memmap when cached
+    words: list[str]  # distinct tokens, by count (descending), ties by first appearance
+    counts: np.ndarray  # int64, count of each word
+    first: np.ndarray  # int64, rank of each word's first appearance
+    paragraph_starts: np.ndarray  # int64, sorted token offsets; 0 first when there are tokens
+    sha256: str
+    cache_dir: Path | None = None
+
+
+def codec_name(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise StoryError(f"unknown encoding {encoding!r}; try utf-8, latin-1, gb18030 or big5") from None
+
+
+def cache_key(sha256: str, encoding: str, keep_case: bool) -> str:
+    settings = f"{sha256}|{codec_name(encoding)}|keep_case={bool(keep_case)}|tokenizer={TOKENIZER_VERSION}"
+    return hashlib.sha256(settings.encode()).hexdigest()[:32]
+
+
+def cache_root() -> Path:
+    from model.store import home
+
+    return home() / "ids"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file, read in blocks; read errors are one-line StoryErrors."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                block = fh.read(1 << 22)
+                if not block:
+                    break
+                h.update(block)
+    except PermissionError:
+        raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable") from None
+    except OSError as e:
+        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
+    return h.hexdigest()
+
+
+def stream_ids(
+    path: Path,
+    encoding: str = "utf-8",
+    keep_case: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 1 << 22,
+    use_cache: bool | None = None,
+    workers: int | None = None,
+) -> Streamed:
+    """The ids of ``path``: from the cache when present, else streamed (and cached when large).
+
+    ``progress(done_bytes, total_bytes)`` is called after each chunk while tokenizing a file
+    larger than one chunk. ``workers`` (default: the usable cores, for files of at least
+    :data:`POOL_MIN_BYTES`) sets the process pool; 1 scans in this process."""
+    codec_name(encoding)  # an unknown encoding fails before anything is read
+    size = path.stat().st_size
+    sha = file_digest(path)
+    cache = use_cache if use_cache is not None else size >= CACHE_MIN_BYTES
+    if cache:
+        key = cache_key(sha, encoding, keep_case)
+        hit = load_cached(cache_root() / key, sha)
+        if hit is not None:
+            return hit
+    if workers is None:
+        workers = usable_cpus() if size >= POOL_MIN_BYTES else 1
+    if not cache:
+        return _build(path, encoding, keep_case, progress, chunk, workers, sha, None)
+    root = cache_root()
+    final = root / key
+    try:
+        if final.exists():  # a broken or foreign directory under our key: rebuild it
+            shutil.rmtree(final)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    except OSError as e:
+        raise StoryError(
+            f"cannot write to the id cache {root}: {e.strerror or e}; set STORY_REPL_HOME to a directory you can write to"
+        ) from None
+    try:
+        _build(path, encoding, keep_case, progress, chunk, workers, sha, tmp)
+        _write_meta(tmp, sha, encoding, keep_case, size)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished the same cache first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(root)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoryError(
+            f"cannot write to the id cache {root}: {e.strerror or e}; free some disk space or set STORY_REPL_HOME elsewhere"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    hit = load_cached(final, sha)
+    if hit is None:  # pragma: no cover - the directory just written is unreadable
+        raise StoryError(f"the id cache {final} could not be read back; remove it and try again")
+    _remove_stale(root)
+    return hit
+
+
+def usable_cpus() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, n))
+
+
+# ---- reading and scanning -----------------------------------------------------------------
+
+
+def _pieces(path: Path, encoding: str, chunk: int) -> Iterator[tuple[str, int]]:
+    """(text piece, bytes read so far) in order; every piece ends just before whitespace.
+
+    Decoding errors and NUL bytes are one-line StoryErrors naming the offset."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    nul_matters = encoding.lower().replace("-", "") in ("utf8", "latin1", "ascii", "gb18030", "big5")
+    pending = ""
+    done = 0
+    first = True
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                data = fh.read(chunk)
+                final = not data
+                if data and nul_matters and b"\x00" in data:
+                    raise StoryError(f"{path} looks like a binary file (it contains NUL bytes); give a text file")
+                try:
+                    text = decoder.decode(data, final=final)
+                except UnicodeDecodeError as e:
+                    offset = done + e.start
+                    bad = data[e.start : e.start + 1].hex() if data else "end of file"
+                    raise StoryError(
+                        f"{path} is not valid {encoding}: byte 0x{bad} at offset {offset} ({e.reason}); "
+                        f"pass --encoding (e.g. latin-1, gb18030, big5)"
+                    ) from None
+                done += len(data)
+                if first and text:
+                    first = False
+                    if text.startswith("\ufeff"):
+                        text = text[1:]
+                pending += text
+                if final:
+                    yield pending, done
+                    return
+                cut = _last_cut(pending)
+                if cut > 0:
+                    yield pending[:cut], done
+                    pending = pending[cut:]
+    except OSError as e:
+        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
+
+
+def _last_cut(text: str) -> int:
+    """The last position p with text[p-1] not whitespace and text[p] whitespace (0: none)."""
+    window = 1 << 16
+    while True:
+        start = max(0, len(text) - window)
+        last = None
+        for last in _CUT.finditer(text, start):
+            pass
+        if last is not None:
+            return last.start() + 1
+        if start == 0:
+            return 0
+        window *= 16
+
+
+class _Merger:
+    """Merges scanned pieces in text order: provisional id = rank of first appearance."""
+
+    def __init__(self, sink) -> None:
+        self.index: dict[str, int] = {}
+        self.counts = np.zeros(1 << 16, np.int64)
+        self.breaks: list[np.ndarray] = []
+        self.n_tokens = 0
+        self.sink = sink
+
+    def add(self, words: list[str], ids: np.ndarray, breaks: np.ndarray) -> None:
+        index = self.index
+        lut = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int64, len(words))
+        if len(index) > len(self.counts):
+            grown = np.zeros(max(len(index), 2 * len(self.counts)), np.int64)
+            grown[: len(self.counts)] = self.counts
+            self.counts = grown
+        if len(words):
+            self.counts[lut] += np.bincount(ids, minlength=len(words))
+        if len(breaks):
+            self.breaks.append(breaks + self.n_tokens)
+        self.sink(lut.astype(np.int32)[ids])
+        self.n_tokens += len(ids)
+
+
+def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, merger: _Merger,
+              progress: Callable[[int, int], None] | None, size: int, chunk: int) -> bool:
+    """Scan every piece (in a pool when ``workers`` > 1) into ``merger``; True if any
+    non-whitespace character was seen."""
+    seen_text = False
+
+    def report(done: int) -> None:
+        if progress is not None and size > chunk:
+            progress(done, size)
+
+    if workers <= 1:
+        for text, done in pieces:
+            seen_text = seen_text or not text.isspace() and bool(text)
+            p = scan_piece(text, keep_case)
+            merger.add(p.words, p.ids, p.breaks)
+            report(done)
+        return seen_text
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    inflight: deque = deque()
+    try:
+
+        def drain_one() -> None:
+            fut, done = inflight.popleft()
+            words, ids, breaks = fut.result()
+            merger.add(words, np.frombuffer(ids, np.int32), np.frombuffer(breaks, np.int64))
+            report(done)
+
+        for text, done in pieces:
+            seen_text = seen_text or not text.isspace() and bool(text)
+            inflight.append((pool.submit(_scan_worker, text, keep_case), done))
+            del text
+            while len(inflight) > 2 * workers:
+                drain_one()
+        while inflight:
+            drain_one()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return seen_text
+
+
+def _build(path: Path, encoding: str, keep_case: bool, progress, chunk: int, workers: int,
+           sha: str, out_dir: Path | None) -> Streamed:
+    size = path.stat().st_size
+    parts: list[np.ndarray] = []
+    fh = open(out_dir / "ids.int32", "wb") if out_dir is not None else None
+    try:
+        merger = _Merger(fh.write if fh is not None else parts.append)
+        seen_text = _scan_all(_pieces(path, encoding, chunk), keep_case, workers, merger, progress, size, chunk)
+        if fh is not None:
+            fh.flush()
+    finally:
+        if fh is not None:
+            fh.close()
+    if not seen_text:
+        raise StoryError(f"{path} is empty; give a text with some words")
+    if merger.n_tokens == 0:
+        raise StoryError(f"{path} has no words to learn from")
+    words_first = list(merger.index)
+    counts_first = merger.counts[: len(words_first)]
+    order = np.argsort(-counts_first, kind="stable")  # rank -> provisional id
+    final_of = np.empty(len(order), np.int32)
+    final_of[order] = np.arange(len(order), dtype=np.int32)
+    words = [words_first[i] for i in order]
+    counts = counts_first[order]
+    first = order.astype(np.int64)
+    breaks = np.concatenate(merger.breaks) if merger.breaks else np.zeros(0, np.int64)
+    starts = np.unique(np.concatenate([[0], breaks]))
+    starts = starts[starts < merger.n_tokens].astype(np.int64)
+    if out_dir is None:
+        ids = final_of[np.concatenate(parts)] if parts else np.zeros(0, np.int32)
+        return Streamed(ids, words, counts, first, starts, sha)
+    _remap_file(out_dir / "ids.int32", final_of)
+    (out_dir / "words.txt").write_text("\n".join(words), encoding="utf-8")
+    for name, arr in (("counts.int64", counts), ("first.int64", first), ("paragraphs.int64", starts)):
+        arr.astype("<i8").tofile(out_dir / name)
+    for name in ("words.txt", "counts.int64", "first.int64", "paragraphs.int64"):
+        _fsync_file(out_dir / name)
+    return Streamed(np.zeros(0, np.int32), words, counts, first, starts, sha, out_dir)
+
+
+def _remap_file(path: Path, table: np.ndarray) -> None:
+    """Rewrite the raw int32 ids at ``path`` in place through ``table``, block by block (read
+    and written with plain I/O, so the pages never count in this process's memory)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        step = BLOCK * 4
+        for off in range(0, size, step):
+            block = np.frombuffer(os.pread(fd, min(step, size - off), off), np.int32)
+            os.pwrite(fd, table[block].tobytes(), off)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_meta(out_dir: Path, sha: str, encoding: str, keep_case: bool, size: int) -> None:
+    n_tokens = os.path.getsize(out_dir / "ids.int32") // 4
+    n_words = os.path.getsize(out_dir / "counts.int64") // 8
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "tokenizer_version": TOKENIZER_VERSION,
+        "sha256": sha,
+        "encoding": codec_name(encoding),
+        "keep_case": bool(keep_case),
+        "bytes": size,
+        "byteorder": sys.byteorder,
+        "n_tokens": n_tokens,
+        "n_words": n_words,
+        "n_paragraphs": os.path.getsize(out_dir / "paragraphs.int64") // 8,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _fsync_file(out_dir / "meta.json")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # pragma: no cover - file systems that cannot sync a directory
+        pass
+
+
+def load_cached(path: Path, sha: str) -> Streamed | None:
+    """The cached ids in ``path``, or None when missing, from another version, or inconsistent."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format_version") != FORMAT_VERSION
+            or meta.get("tokenizer_version") != TOKENIZER_VERSION
+            or meta.get("sha256") != sha
+            or meta.get("byteorder") != sys.byteorder
+        ):
+            return None
+        n_tokens, n_words = int(meta["n_tokens"]), int(meta["n_words"])
+        if os.path.getsize(path / "ids.int32") != 4 * n_tokens or n_tokens == 0:
+            return None
+        words = (path / "words.txt").read_text(encoding="utf-8").split("\n")
+        counts = np.fromfile(path / "counts.int64", "<i8").astype(np.int64)
+        first = np.fromfile(path / "first.int64", "<i8").astype(np.int64)
+        starts = np.fromfile(path / "paragraphs.int64", "<i8").astype(np.int64)
+        if not (len(words) == len(counts) == len(first) == n_words) or int(counts.sum()) != n_tokens:
+            return None
+        ids = np.memmap(path / "ids.int32", dtype=np.int32, mode="r", shape=(n_tokens,))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Streamed(ids, words, counts, first, starts, sha, path)
+
+
+def _remove_stale(root: Path, age: float = 86400.0) -> None:
+    """Remove temporary directories left by processes that died while writing (a day old)."""
+    now = time.time()
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        if p.name.startswith(".tmp-"):
+            try:
+                if now - p.stat().st_mtime > age:
+                    shutil.rmtree(p, ignore_errors=True)
+            except OSError:
+                pass
+
+
+# ---- reading id arrays without mapping their pages ----------------------------------------
+
+
+def iter_blocks(ids: np.ndarray, start: int = 0, stop: int | None = None, block: int = BLOCK) -> Iterator[np.ndarray]:
+    """Blocks of ``ids[start:stop]``. A memory-mapped array is read with plain I/O, so a pass
+    over a huge id file does not make its pages part of this process's memory."""
+    stop = len(ids) if stop is None else stop
+    if stop <= start:
+        return
+    base = _memmap_origin(ids)
+    if base is None:
+        for off in range(start, stop, block):
+            yield np.asarray(ids[off : min(stop, off + block)])
+        return
+    filename, offset = base
+    with open(filename, "rb") as fh:
+        for off in range(start, stop, block):
+            n = min(stop, off + block) - off
+            fh.seek(offset + 4 * off)
+            yield np.fromfile(fh, np.int32, n)
+
+
+def _memmap_origin(ids: np.ndarray) -> tuple[str, int] | None:
+    """(file name, byte offset of ids[0]) for a contiguous int32 view of an np.memmap."""
+    if not isinstance(ids, np.memmap) or ids.dtype != np.int32 or not ids.flags.c_contiguous or ids.size == 0:
+        return None
+    mm, filename = getattr(ids, "_mmap", None), getattr(ids, "filename", None)
+    if mm is None or not filename:
+        return None
+    import mmap
+
+    try:
+        mapped = np.frombuffer(mm, np.uint8).__array_interface__["data"][0]
+    except (TypeError, ValueError):
+        return None
+    here = ids.__array_interface__["data"][0]
+    offset = int(ids.offset)
+    return str(filename), offset - offset % mmap.ALLOCATIONGRANULARITY + (here - mapped)
