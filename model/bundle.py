@@ -6,6 +6,12 @@
     config.json     the configuration, corpus identity (name, sha256), format version and
                     the sha256 of model.keras, weights.npz and vocab.json (written last)
     metrics.json    accuracy, ceiling, per-epoch history, library versions
+    words.json      the full vocabulary: every word of the training text, with counts
+    ngram.npz       the Kneser-Ney component over that vocabulary, as plain arrays
+    mixture.json    the mixture's weights, fitted on held-out text (see model/mixture.py)
+
+The last three are the predictor's other components; a bundle without them (an older one)
+still loads, and they are rebuilt from its training text when it can be read.
 
 Files are written into a temporary sibling directory (``.NAME.tmp-PID-*``), synced, then
 swapped into place by one rename, so a crash (even SIGKILL) leaves either the old bundle or
@@ -37,7 +43,8 @@ from model.errors import StoryError
 from model.vocab import Vocab
 
 FORMAT_VERSION = 1
-FILES = ("model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json")
+EXTRAS = ("words.json", "ngram.npz", "mixture.json")
+FILES = ("model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json") + EXTRAS
 ARCH_KEYS = {
     "lstm": ("lstm",),
     "stacked": ("lstm_1", "lstm_2"),
@@ -65,6 +72,18 @@ class Bundle:
     @property
     def corpus_path(self) -> str:
         return str(self.info.get("corpus", {}).get("path", ""))
+
+    def extra(self, name: str) -> bytes | None:
+        """The bytes of an optional component file (checked against its checksum), or None."""
+        f = self.path / name
+        try:
+            data = f.read_bytes()
+        except OSError:
+            return None
+        expected = (self.info.get("files") or {}).get(name)
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise StoryError(f"{f} does not match the bundle it is in (checksum differs); retrain or re-save the model")
+        return data
 
     def parameter_count(self) -> int:
         return int(sum(w.size for w in self.weights.values()))
@@ -263,6 +282,7 @@ def save_bundle(
     weights: dict[str, np.ndarray],
     corpus: dict[str, Any],
     metrics: dict[str, Any],
+    extras: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a bundle to ``target`` atomically; the previous bundle there survives any failure.
 
@@ -290,6 +310,11 @@ def save_bundle(
         data = vocab.to_json().encode("utf-8")
         _write(tmp / "vocab.json", data)
         files["vocab.json"] = hashlib.sha256(data).hexdigest()
+        for name, data in (extras or {}).items():
+            if name not in EXTRAS:
+                raise ValueError(f"not a bundle file: {name}")
+            _write(tmp / name, data)
+            files[name] = hashlib.sha256(data).hexdigest()
         info = {
             "format_version": FORMAT_VERSION,
             "config": config.to_dict(),
@@ -453,13 +478,19 @@ def save_result(result: Any, target: str | os.PathLike) -> Path:
         weights=export_weights(result.model, result.config),
         corpus={"name": result.corpus_name, "path": result.corpus_path, "sha256": result.corpus_sha256, "tokens": result.n_tokens},
         metrics=result.metrics(),
+        extras=getattr(result, "extras", None) or None,
     )
 
 
-def copy_bundle(bundle: Bundle, target: str | os.PathLike) -> Path:
+def copy_bundle_with(bundle: Bundle, extras: dict[str, bytes]) -> Path:
+    """Rewrite ``bundle`` in place (atomically) with these component files added."""
+    return copy_bundle(bundle, bundle.path, extras=extras, force=True)
+
+
+def copy_bundle(bundle: Bundle, target: str | os.PathLike, extras: dict[str, bytes] | None = None, force: bool = False) -> Path:
     """Save an already loaded bundle elsewhere (atomically), keeping its Keras file."""
     target = Path(os.path.expanduser(str(target))).absolute()
-    if target == bundle.path:
+    if target == bundle.path and not force:
         return target
     src_keras = bundle.path / "model.keras"
 
@@ -476,4 +507,5 @@ def copy_bundle(bundle: Bundle, target: str | os.PathLike) -> Path:
         weights=bundle.weights,
         corpus=dict(bundle.info.get("corpus") or {}),
         metrics=metrics,
+        extras=extras if extras is not None else {name: data for name in EXTRAS if (data := bundle.extra(name)) is not None},
     )

@@ -252,6 +252,62 @@ class KneserNey:
         weight = np.maximum(counts - disc, 0.0) / np.repeat(safe, reps)
         return _Level(start, words, weight, gamma, counts, D, cc)
 
+    # ------------------------------------------------------------ storage
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted model as plain numpy arrays (for ``np.savez``; no pickle needed)."""
+        V = self._check_fitted()
+        out: dict[str, np.ndarray] = {
+            "meta": np.asarray([self.order, V], dtype=np.int64),
+            "base": np.asarray(self._base, dtype=np.float64),
+        }
+        for k, lvl in enumerate(self._levels, start=1):
+            out[f"l{k}_start"] = lvl.start
+            out[f"l{k}_words"] = lvl.words
+            out[f"l{k}_weight"] = lvl.weight
+            out[f"l{k}_gamma"] = lvl.gamma
+            out[f"l{k}_counts"] = lvl.counts
+            out[f"l{k}_stats"] = np.asarray(list(lvl.discounts) + list(lvl.count_of_counts), dtype=np.float64)
+        for j in range(1, self.order):
+            out[f"keys{j}"] = np.fromiter(self._index[j].keys(), dtype=np.int64, count=len(self._index[j]))
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "KneserNey":
+        """Rebuild a model saved with :meth:`to_arrays`; ValueError if the arrays do not fit."""
+        try:
+            order, V = (int(x) for x in np.asarray(arrays["meta"]))
+            kn = cls(order, vocab_size=V)
+            kn._base = np.asarray(arrays["base"], dtype=np.float64)
+            kn._levels = []
+            for k in range(1, order + 1):
+                stats = np.asarray(arrays[f"l{k}_stats"], dtype=np.float64)
+                kn._levels.append(
+                    _Level(
+                        np.asarray(arrays[f"l{k}_start"], dtype=np.int64),
+                        np.asarray(arrays[f"l{k}_words"], dtype=np.int64),
+                        np.asarray(arrays[f"l{k}_weight"], dtype=np.float64),
+                        np.asarray(arrays[f"l{k}_gamma"], dtype=np.float64),
+                        np.asarray(arrays[f"l{k}_counts"], dtype=np.int64),
+                        (float(stats[0]), float(stats[1]), float(stats[2])),
+                        tuple(int(x) for x in stats[3:7]),
+                    )
+                )
+            kn._index = [dict()]
+            for j in range(1, order):
+                keys = np.asarray(arrays[f"keys{j}"], dtype=np.int64)
+                kn._index.append(dict(zip(keys.tolist(), range(len(keys)))))
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"not a saved Kneser-Ney model: {e}") from None
+        if kn._base.shape != (V,):
+            raise ValueError("not a saved Kneser-Ney model: the unigram table does not match the vocabulary size")
+        kn._fitted = True
+        return kn
+
+    def matched_order(self, context: Sequence[int]) -> int:
+        """How many words of ``context`` the model has seen as a context (0 .. order-1)."""
+        self._check_fitted()
+        return len(self._chain(context)[0])
+
     # ------------------------------------------------------------- queries
     @property
     def discounts(self) -> list[tuple[float, float, float]]:

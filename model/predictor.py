@@ -1,8 +1,9 @@
-"""Next-word prediction and generation on numpy, from a bundle's saved weights.
+"""The predictor every completion, table, generation and score goes through.
 
-No TensorFlow here: the REPL starts and completes words without importing it. The forward
-pass reproduces Keras's LSTM exactly (gate order i, f, c, o; sigmoid recurrent activation;
-masked padding steps leave the state unchanged), so probabilities match the Keras model.
+It answers "what comes next after these words?" over the full vocabulary (every word of
+the training text, plus the words the user has written) from a mixture of the bundle's LSTM,
+a Kneser-Ney n-gram and a cache of the user's text (:mod:`model.mixture`). No TensorFlow
+here: the REPL starts and completes words without importing it.
 """
 from __future__ import annotations
 
@@ -14,136 +15,95 @@ import numpy as np
 from model.bundle import Bundle
 from model.config import Config
 from model.decoding import Decoding, choose_next, generate_ids
+from model.mixture import Mixture, load_mixture
+from model.numpy_net import Network, lstm_layer, softmax  # noqa: F401  (the numpy network lives there)
 from model.tokenize import is_cjk, tokenize
 from model.vocab import Vocab
 
 CACHE_SIZE = 4096
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # exact and overflow-free
-
-
-def lstm_layer(
-    xs: np.ndarray, mask: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray, reverse: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T, D) inputs, (B, T) bool mask -> ((B, T, U) outputs, (B, U) final state)."""
-    b, t, _ = xs.shape
-    u = recurrent.shape[0]
-    h = np.zeros((b, u), np.float32)
-    c = np.zeros((b, u), np.float32)
-    outs = np.zeros((b, t, u), np.float32)
-    zx = xs @ kernel + bias  # (B, T, 4U): input projections for every step at once
-    steps = range(t - 1, -1, -1) if reverse else range(t)
-    for s in steps:
-        z = zx[:, s] + h @ recurrent
-        i = _sigmoid(z[:, :u])
-        f = _sigmoid(z[:, u : 2 * u])
-        g = np.tanh(z[:, 2 * u : 3 * u])
-        o = _sigmoid(z[:, 3 * u :])
-        c_new = f * c + i * g
-        h_new = o * np.tanh(c_new)
-        m = mask[:, s : s + 1]
-        if m.all():
-            c, h = c_new, h_new
-        else:
-            c = np.where(m, c_new, c)
-            h = np.where(m, h_new, h)
-        outs[:, s] = h
-    return outs, h
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-class Network:
-    """The bundle's network as numpy arrays: (B, T) input ids (0 = padding) -> (B, V) logits."""
-
-    def __init__(self, config: Config, weights: dict[str, np.ndarray]):
-        self.config = config
-        self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-
-    def _lstm(self, name: str, xs: np.ndarray, mask: np.ndarray, reverse: bool = False):
-        w = self.w
-        return lstm_layer(xs, mask, w[f"{name}/kernel"], w[f"{name}/recurrent"], w[f"{name}/bias"], reverse)
-
-    def logits(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.atleast_2d(np.asarray(ids, dtype=np.int64))
-        mask = ids != 0
-        xs = self.w["embedding"][ids]  # (B, T, E)
-        arch = self.config.arch
-        if arch == "lstm":
-            _, h = self._lstm("lstm", xs, mask)
-        elif arch == "stacked":
-            seq, _ = self._lstm("lstm_1", xs, mask)
-            _, h = self._lstm("lstm_2", seq, mask)
-        else:
-            _, hf = self._lstm("forward", xs, mask)
-            _, hb = self._lstm("backward", xs, mask, reverse=True)
-            h = np.concatenate([hf, hb], axis=-1)
-        return h @ self.w["logits/kernel"] + self.w["logits/bias"]
-
-    def probabilities(self, ids: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(ids))
-
-
 class Predictor:
-    """Top-k next words, scoring and generation over a loaded bundle. Thread-safe for reads."""
+    """Top-k next words, scoring and generation over a loaded bundle. Thread-safe for reads.
 
-    def __init__(self, bundle: Bundle):
+    ``vocab`` is the full vocabulary; ``lstm_vocab`` the network's own (maybe capped) one."""
+
+    def __init__(self, bundle: Bundle, mixture: Mixture | None = None):
         self.bundle = bundle
         self.config: Config = bundle.config
-        self.vocab: Vocab = bundle.vocab
         self.context: int = int(bundle.config.context)
-        self.net = Network(bundle.config, bundle.weights)
         self.keep_case = bool(bundle.config.keep_case)
-        self._cache: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
-        self._ban = np.zeros(len(self.vocab), bool)
-        if self.vocab.unk_id is not None:
-            self._ban[self.vocab.unk_id] = True
+        self.mixture = mixture if mixture is not None else load_mixture(bundle)
+        self.vocab: Vocab = self.mixture.words
+        self.lstm_vocab: Vocab = bundle.vocab
+        self.net = self.mixture.neural.net if self.mixture.neural is not None else Network(bundle.config, bundle.weights)
+        self._cache: OrderedDict[tuple, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+
+    @classmethod
+    def from_mixture(cls, mixture: Mixture, config: Config) -> "Predictor":
+        """A predictor with no trained network yet (the n-gram and the cache answer alone)."""
+        self = cls.__new__(cls)
+        self.bundle = None
+        self.config = config
+        self.context = int(config.context or 3)
+        self.keep_case = bool(config.keep_case)
+        self.mixture = mixture
+        self.vocab = mixture.words
+        self.lstm_vocab = None
+        self.net = None
+        self._cache = OrderedDict()
+        return self
+
+    @property
+    def _ban(self) -> np.ndarray:
+        """Ids never offered or generated (none: the full vocabulary has no <unk>)."""
+        return np.zeros(len(self.vocab), bool)
 
     # ---- contexts ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:
         return tokenize(text, keep_case=self.keep_case)
 
     def encode(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
-        """Known ids of ``tokens`` and the unknown words (skipped, or <unk> if the vocab has it)."""
+        """Ids of the ``tokens`` the predictor knows, and the unknown words (skipped)."""
         return self.vocab.split_known(tokens)
 
-    def window(self, ids: Sequence[int]) -> np.ndarray:
-        """The last ``context`` ids as network input (shifted by one), left-padded with 0."""
-        tail = [int(i) + 1 for i in list(ids)[-self.context :]]
-        return np.asarray([0] * (self.context - len(tail)) + tail, dtype=np.int64)
+    def observe(self, tokens: Sequence[str]) -> None:
+        """Tell the cache what the user wrote (a line entered, a history file)."""
+        self.mixture.observe(tokens)
+
+    def components(self, names: Sequence[str] | None = None) -> list[str]:
+        """The active components; with ``names``, switch to exactly those."""
+        if names is not None:
+            self.mixture.set_active(names)
+            self._cache.clear()
+        return list(self.mixture.active)
 
     # ---- distributions -----------------------------------------------------------------
+    def _key(self, ids: Sequence[int]) -> tuple:
+        return (tuple(int(i) for i in list(ids)[-self.mixture.cache.size :]), self.mixture.version, len(self.vocab))
+
     def distribution(self, ids: Sequence[int]) -> np.ndarray:
-        """P(next word | the last ``context`` ids), float32 (V,), cached by context."""
+        """P(next word | ``ids``, what the user wrote), float64 over the full vocabulary, cached."""
         return self._entry(ids)[0]
 
     def _entry(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        key = tuple(int(i) for i in list(ids)[-self.context :])
+        key = self._key(ids)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        probs = self.net.probabilities(self.window(key)[None, :])[0]
-        entry = (probs, None)
+        entry = (self.mixture.distribution(list(ids)), None)
         self._cache[key] = entry
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return entry
 
     def ranking(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, word ids from most to least likely, <unk> excluded), cached."""
-        key = tuple(int(i) for i in list(ids)[-self.context :])
-        probs, order = self._entry(key)
+        """(probabilities, word ids from most to least likely), cached."""
+        key = self._key(ids)
+        probs, order = self._entry(ids)
         if order is None:
             order = np.argsort(-probs, kind="stable")
-            if self._ban.any():
-                order = order[~self._ban[order]]
             self._cache[key] = (probs, order)
         return probs, order
 
@@ -231,5 +191,5 @@ class Predictor:
         out = []
         for s in range(0, len(windows), batch):
             out.append(self.net.probabilities(windows[s : s + batch] + 1))
-        return np.concatenate(out) if out else np.zeros((0, len(self.vocab)), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, len(self.lstm_vocab)), np.float32)
 

@@ -62,6 +62,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     val_loss: float | None = None
     replicas: int = 1
+    extras: dict[str, bytes] = field(default_factory=dict)  # the mixture's other components (bundle files)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -343,8 +344,17 @@ def train(
         control.reason = "interrupted"
         done_epochs = len(control.history["loss"])
     result = finish(corpus, cfg, vocab, model, plan, control, monitor, done_epochs, replicas)
+    result.extras = mixture_files(corpus, cfg, vocab, model)
     report(Progress("end", epoch=done_epochs, epochs=int(cfg.epochs), accuracy=result.accuracy, elapsed=result.train_seconds, message=result.stop_reason))
     return result
+
+
+def mixture_files(corpus: Corpus, cfg: Config, vocab: Vocab, model) -> dict[str, bytes]:
+    """The n-gram, full vocabulary and mixture weights fitted beside the trained network."""
+    from model.mixture import build_components, extras_of
+    from model.network import export_weights
+
+    return extras_of(build_components(corpus, cfg, vocab, export_weights(model, cfg)))
 
 
 def finish(corpus: Corpus, cfg: Config, vocab: Vocab, model, plan: Plan, control, monitor: Monitor, done_epochs: int, replicas: int) -> TrainResult:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from model.config import ARCHS, OBJECTIVES, OPTIMIZERS
 from model.errors import StoryError
-from repl.models import check_positive, config_from, err_console, obtain_bundle, print_json
+from repl.models import check_positive, config_from, err_console, make_predictor, obtain_bundle, print_json
 
 SUBCOMMANDS = ("train", "predict", "generate", "eval")
 
@@ -56,6 +56,9 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
+    p.add_argument(
+        "--components", metavar="LIST", help="the predictor's parts to use: any of lstm,ngram,cache (default: all)"
+    )
     p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
     add_config_args(p)
 
@@ -179,13 +182,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from model.predictor import Predictor
     from repl.render import notice, topk_table
 
     check_positive(args.k, "-k")
     bundle = obtain_bundle(args)
-    pred = Predictor(bundle)
-    k = min(args.k, len(bundle.vocab))
+    pred = make_predictor(bundle, args)
+    k = min(args.k, len(pred.vocab))
     out = pred.predict_text(args.text, k)
     if args.json:
         print_json(out)
@@ -200,14 +202,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from model.predictor import Predictor
     from model.tokenize import detokenize
 
     check_positive(args.n, "-n")
     if args.temperature <= 0 or args.temperature != args.temperature:
         raise StoryError(f"--temperature expects a positive number, got {args.temperature}")
     bundle = obtain_bundle(args)
-    pred = Predictor(bundle)
+    pred = make_predictor(bundle, args)
     seed_tokens = pred.tokenize(args.text)
     _, unknown = pred.encode(seed_tokens)
     greedy = not args.sample

@@ -48,6 +48,11 @@ COMMANDS: dict[str, Spec] = {
     "eval": Spec(":eval [FILE]", "perplexity, top-1/top-5 accuracy and OOV rate on FILE (default: held-out text), beside a 5-gram", "path?"),
     "score": Spec(":score TEXT", "colour each word of TEXT by the probability the model gave it", "text"),
     "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
+    "components": Spec(
+        ":components [LIST]",
+        "the predictor's parts (lstm, ngram, cache) with their weights; with LIST (e.g. lstm,ngram) use only those",
+        "text?",
+    ),
     "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
 }
 ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}

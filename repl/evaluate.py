@@ -1,49 +1,49 @@
-"""``story-repl eval``: perplexity and next-word accuracy of a model, beside a Kneser-Ney baseline.
+"""``story-repl eval``: perplexity and next-word accuracy of the predictor, beside Kneser-Ney.
 
-``story-repl eval FILE [--model DIR | --corpus PATH] [--order N] [--valid] [--json]`` scores a
-text with the model and with an interpolated modified Kneser-Ney n-gram model (order 5 by
-default) estimated from the model's own training text, on exactly the same positions:
+``story-repl eval FILE [--model DIR | --corpus PATH] [--order N] [--valid] [--components LIST]
+[--json]`` scores a text with the predictor (the mixture of :mod:`model.mixture`: LSTM,
+Kneser-Ney n-gram and cache) and with each of its components alone, on exactly the same
+positions:
 
 * **perplexity** ``exp(-(1/N) sum log P(w_i | context))`` over the ``N`` scored positions;
 * **top-1 / top-5**: the share of scored positions whose word is the most likely / among the
   five most likely next words;
-* **OOV rate**: the share of the text's tokens that the model's vocabulary does not know.
+* **OOV rate**: the share of the text's tokens that the training text never had.
 
 With ``--valid`` the text is the held-out part of the model's corpus (the last
 ``valid_fraction`` of it, by paragraph, exactly as training split it).
 
-Scored positions and unknown words
-----------------------------------
-The text is tokenized like the model's corpus (same case folding). A token is *unknown* when
-the model's vocabulary does not have it (a literal ``<unk>`` typed in the text counts as
-unknown too). The OOV rate is unknown tokens divided by all tokens of the text. Then:
+The vocabulary and the unknown-word rule
+----------------------------------------
+The vocabulary is every word of the model's training text (the corpus minus its held-out
+part), whatever the LSTM's own vocabulary: the LSTM's ``<unk>`` probability is spread over
+the words it lacks by the n-gram's distribution, so every training word is scored as itself.
+The text is tokenized like the corpus (same case folding). Then:
 
-* If the vocabulary has ``<unk>`` (the recipe for books drops rare words into it), every
-  unknown token is encoded as ``<unk>``: as a context word it is read as ``<unk>``, and as
-  the word to predict it is scored with the probability of ``<unk>``. Such positions count
-  in the perplexity and are always top-1 / top-5 misses.
-* If the vocabulary has no ``<unk>`` (small stories keep every word), unknown tokens are
-  dropped before scoring, as the predictor does when it completes a line: they are neither
-  context nor predicted, and count only in the OOV rate.
-* ``<unk>`` is never a prediction: it is removed from the ranking before the top-1 / top-5
-  check, for both models.
-* After encoding, every position ``i >= 1`` is scored from the words before it: the LSTM
-  reads the last ``context`` of them (left-padded at the start of the text), the n-gram
-  model the last ``order - 1`` (lower orders at the start). The first word has no context
-  and is not scored. ``tokens`` in the report is the number of scored positions.
-* The baseline is estimated from the training part of the model's corpus (the file recorded
-  in the model, checked against its sha256), encoded with the model's vocabulary under the
-  same rule, so both models predict the same ids at the same positions.
+* a token the training text never had is **OOV**. OOV tokens are never scored as the word
+  to predict, by any component or the baseline (they count only in the OOV rate), but they
+  stay in the text as context: the n-gram has never seen a context containing them and
+  backs off, the LSTM reads them as ``<unk>`` (or skips them when it has no ``<unk>``), and
+  the cache remembers them, as it would in the REPL;
+* every other position ``i >= 1`` is scored from the words before it. The first word has no
+  context and is not scored. ``tokens`` in the report is the number of scored positions;
+* the cache starts empty and holds the text already passed (the last 1,000 tokens);
+* the **baseline** is interpolated modified Kneser-Ney of ``--order`` (5 by default: the
+  mixture's own n-gram component) over the same full vocabulary, estimated from the training
+  part of the model's corpus.
 
 ``--json`` prints one object::
 
     {"tokens": N, "oov_rate": r, "perplexity": P, "top1": a, "top5": b,
      "baseline": {"kind": "kneser-ney", "order": 5, "perplexity": Pb, "top1": ab, "top5": bb},
+     "components": {"lstm": {"weight": w, "perplexity": p}, "ngram": {...}, "cache": {...}},
      ...}
 
-with further keys: ``text_tokens`` (tokens in the text), ``unknown`` (unknown tokens),
-``nll`` (total negative log-likelihood in nats), ``ratio`` (model perplexity divided by the
-baseline's), ``unknown_rule`` (``"unk"`` or ``"skip"``), ``source`` and ``model``.
+with further keys: ``text_tokens`` (tokens in the text), ``unknown`` (OOV tokens), ``nll``
+(total negative log-likelihood in nats), ``ratio`` (perplexity divided by the baseline's),
+``unknown_rule`` (``"oov-excluded"``), ``active`` (the components in use), ``source`` and
+``model``. A component's ``weight`` is its mean weight over the scored positions (0 when
+turned off); its ``perplexity`` is its own, alone, on the same positions.
 """
 from __future__ import annotations
 
@@ -58,12 +58,11 @@ from model.errors import StoryError
 
 __all__ = [
     "BaselineCache",
-    "encode_tokens",
     "evaluate_text",
     "fit_baseline",
     "report",
     "run_eval",
-    "score_positions",
+    "score_tokens",
     "training_corpus",
     "split_tokens",
     "text_tokens",
@@ -143,32 +142,23 @@ def text_tokens(spec: str, bundle, encoding: str = "utf-8") -> list[str]:
     return read_corpus(spec, encoding=encoding, keep_case=bool(bundle.config.keep_case)).tokens
 
 
-# ---- encoding and scoring ---------------------------------------------------------------
-def encode_tokens(vocab, tokens: Sequence[str]) -> tuple[np.ndarray, int]:
-    """(ids to score, number of unknown tokens) under the module's unknown-word rule."""
-    ids, unknown = vocab.split_known(tokens)
-    return np.asarray(ids, dtype=np.int64), len(unknown)
-
-
-def _vocab_key(vocab) -> int:
-    return hash(tuple(vocab.tokens))
-
-
-def fit_baseline(bundle, order: int = DEFAULT_ORDER, encoding: str = "utf-8", corpus=None):
-    """The Kneser-Ney model of ``order`` estimated from the model's training part (cached)."""
+# ---- scoring ------------------------------------------------------------------------------
+def fit_baseline(bundle, order: int = DEFAULT_ORDER, encoding: str = "utf-8", corpus=None, words=None):
+    """Kneser-Ney of ``order`` over the full training vocabulary ``words`` (cached)."""
     from model.ngram import KneserNey
+    from model.vocab import Vocab
 
     corpus = corpus if corpus is not None else training_corpus(bundle, encoding)
-    key = (str(corpus.path), corpus.sha256, bool(bundle.config.keep_case), float(bundle.config.valid_fraction), int(order), _vocab_key(bundle.vocab))
+    train_tokens, _ = split_tokens(bundle, corpus)
+    words = words if words is not None else Vocab.build(train_tokens)
+    key = (str(corpus.path), corpus.sha256, bool(bundle.config.keep_case), float(bundle.config.valid_fraction), int(order), len(words))
     hit = _BASELINES.get(key)
     if hit is not None:
         _BASELINES.move_to_end(key)
         return hit
-    train_tokens, _ = split_tokens(bundle, corpus)
-    ids, _ = encode_tokens(bundle.vocab, train_tokens)
-    if len(ids) == 0:
-        raise StoryError("the model's training part has no known words; cannot estimate the baseline")
-    kn = KneserNey(int(order), vocab_size=len(bundle.vocab)).fit(ids)
+    if not train_tokens:
+        raise StoryError("the model's training part has no words; cannot estimate the baseline")
+    kn = KneserNey(int(order), vocab_size=len(words)).fit(words.encode(train_tokens))
     return _remember(_BASELINES, key, kn)
 
 
@@ -181,48 +171,47 @@ class BaselineCache:
         _BASELINES.clear()
 
 
-def score_positions(predictor, ids: Sequence[int], batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Score positions ``1..len(ids)-1`` of ``ids`` with the LSTM.
+def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[str, Any]:
+    """Score ``tokens`` from scratch (empty cache) with the predictor's mixture, under the
+    module's rule. Returns ``ids``, ``known``, ``positions`` (scored indexes into the
+    tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
+    (positions x (lstm, ngram, cache)), and with ``ranks`` the 0-based ranks ``rank``
+    (mixture) and ``rank_ngram``."""
+    from model.mixture import COMPONENTS, score_stream, stream_ids
 
-    Returns ``(logp, rank)``: the natural-log probability of each position's id given the
-    preceding ``context`` ids (left-padded), and its 0-based rank among the vocabulary with
-    ``<unk>`` removed from the ranking (ties go to the lower id; an ``<unk>`` target gets
-    rank ``V``, a miss for every k).
-    """
-    ids = np.asarray(ids, dtype=np.int64).ravel()
-    n = len(ids)
-    if n < 2:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
-    ctx = int(predictor.context)
-    V = len(predictor.vocab)
-    unk = predictor.vocab.unk_id
-    padded = np.concatenate([np.full(ctx, -1, dtype=np.int64), ids])
-    wins = np.lib.stride_tricks.sliding_window_view(padded, ctx)[1:n]  # row j scores ids[j + 1]
-    targets = ids[1:]
-    logp = np.empty(n - 1, dtype=np.float64)
-    rank = np.empty(n - 1, dtype=np.int64)
-    cols = np.arange(V)
-    for s in range(0, n - 1, batch):
-        w = np.ascontiguousarray(wins[s : s + batch])
-        y = targets[s : s + batch]
-        z = predictor.net.logits(w + 1).astype(np.float64)  # network input ids are shifted by one
-        m = z.max(axis=1, keepdims=True)
-        lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
-        rows = np.arange(len(y))
-        zy = z[rows, y]
-        logp[s : s + len(y)] = zy - lse
-        if unk is not None:
-            z[:, unk] = -np.inf
-        r = (z > zy[:, None]).sum(axis=1) + ((z == zy[:, None]) & (cols[None, :] < y[:, None])).sum(axis=1)
-        if unk is not None:
-            r[y == unk] = V
-        rank[s : s + len(y)] = r
-    return logp, rank
+    mix = predictor.mixture.fresh()
+    ids, known = stream_ids(mix, list(tokens))
+    res = score_stream(mix, ids, known, ranks=ranks)
+    m = len(res["positions"])
+    w = np.zeros((m, len(COMPONENTS)))
+    p = np.zeros(m)
+    for j in range(m):
+        w[j] = mix.weight_row(int(res["buckets"][j]), True)
+        for k, name in enumerate(COMPONENTS):
+            if w[j, k] > 0 and name in res["probs"]:
+                p[j] += w[j, k] * res["probs"][name][j]
+    res.update(ids=ids, known=known, p=p, w=w, mixture=mix)
+    return res
 
 
-def _summary(logp: np.ndarray, rank: np.ndarray) -> dict[str, Any]:
-    count = int(len(logp))
-    nll = float(-logp.sum())
+def _baseline_other_order(bundle, scored: dict[str, Any], order: int, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, ranks) of the true words under a Kneser-Ney of another order."""
+    from model.mixture import _rank
+
+    mix = scored["mixture"]
+    kn = fit_baseline(bundle, order, encoding, words=type(mix.words)(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size]))
+    ids = scored["ids"]
+    probs, ranks = [], []
+    for i in scored["positions"]:
+        d = kn.distribution(ids[max(0, i - order + 1) : i].tolist())
+        probs.append(d[ids[i]])
+        ranks.append(_rank(d, int(ids[i])))
+    return np.asarray(probs), np.asarray(ranks)
+
+
+def _summary(p: np.ndarray, rank: np.ndarray) -> dict[str, Any]:
+    count = int(len(p))
+    nll = float(-np.log(np.maximum(p, 1e-300)).sum())
     return {
         "tokens": count,
         "perplexity": math.exp(nll / count),
@@ -241,51 +230,57 @@ def evaluate_text(
     baseline=None,
     encoding: str = "utf-8",
 ) -> dict[str, Any]:
-    """Model and baseline metrics on ``tokens`` (see the module docstring for the rule).
+    """Predictor, component and baseline metrics on ``tokens`` (see the module docstring).
 
-    ``predictor`` reuses a loaded :class:`model.predictor.Predictor`; ``baseline`` a fitted
-    :class:`model.ngram.KneserNey` over the bundle's vocabulary (else one is estimated from
-    the model's training text).
-    """
+    ``predictor`` reuses a loaded :class:`model.predictor.Predictor` (its active components
+    are the ones scored; its cache is not used: scoring starts from an empty one)."""
+    from model.mixture import COMPONENTS, ORDER
     from model.predictor import Predictor
 
     order = _check_order(order)
     tokens = list(tokens)
-    vocab = bundle.vocab
-    ids, n_unknown = encode_tokens(vocab, tokens)
-    if len(ids) < 2:
-        raise StoryError(
-            f"the text has {len(ids)} word{'s' if len(ids) != 1 else ''} the model knows; at least two are needed to score one"
-        )
     pred = predictor if predictor is not None else Predictor(bundle)
-    logp, rank = score_positions(pred, ids)
-    out: dict[str, Any] = {
-        "tokens": int(len(logp)),
-        "oov_rate": n_unknown / len(tokens),
-        **{k: v for k, v in _summary(logp, rank).items() if k != "tokens"},
-    }
-    kn = baseline if baseline is not None else fit_baseline(bundle, order, encoding)
-    b = kn.evaluate(ids, start=1, exclude=vocab.unk_id)
-    if b["tokens"] != out["tokens"]:  # pragma: no cover - both score positions 1..n-1
-        raise StoryError("internal error: the model and the baseline scored different positions")
-    out["baseline"] = {
-        "kind": "kneser-ney",
-        "order": int(kn.order),
-        "perplexity": b["perplexity"],
-        "top1": b["top1"],
-        "top5": b["top5"],
-        "nll": b["nll"],
-    }
+    if pred.mixture.ngram is None:
+        raise StoryError("the model has no n-gram component (its training text cannot be read); eval needs that text")
+    scored = score_tokens(pred, tokens)
+    n = len(scored["positions"])
+    n_unknown = int((~scored["known"]).sum())
+    if n < 1:
+        raise StoryError(
+            f"the text has {int(scored['known'].sum())} word{'s' if scored['known'].sum() != 1 else ''} of the training text "
+            "after its first; at least one scored position is needed"
+        )
+    out: dict[str, Any] = {"tokens": n, "oov_rate": n_unknown / len(tokens), **{k: v for k, v in _summary(scored["p"], scored["rank"]).items() if k != "tokens"}}
+    if order == ORDER:
+        bp, br = scored["probs"]["ngram"], scored["rank_ngram"]
+    else:
+        bp, br = _baseline_other_order(bundle, scored, order, encoding)
+    b = _summary(bp, br)
+    out["baseline"] = {"kind": "kneser-ney", "order": order, **{k: v for k, v in b.items() if k != "tokens"}}
     out["ratio"] = out["perplexity"] / b["perplexity"]
+    active = list(pred.mixture.active)
+    out["components"] = {
+        name: {
+            "weight": float(scored["w"][:, k].mean()),
+            "perplexity": float(math.exp(-np.mean(np.log(np.maximum(scored["probs"][name], 1e-300))))),
+            "active": name in active,
+        }
+        for k, name in enumerate(COMPONENTS)
+        if name in scored["probs"]
+    }
+    out["active"] = active
     out["text_tokens"] = len(tokens)
     out["unknown"] = n_unknown
-    out["unknown_rule"] = "unk" if vocab.unk_id is not None else "skip"
+    out["unknown_rule"] = "oov-excluded"
+    weights = pred.mixture.weights
     out["model"] = {
         "path": str(bundle.path),
         "corpus": bundle.corpus_name,
         "arch": bundle.config.arch,
         "context": bundle.config.context,
-        "vocab_size": len(vocab),
+        "vocab_size": pred.mixture.corpus_size,
+        "lstm_vocab_size": len(bundle.vocab),
+        "weights_fitted_on": weights.fitted_on if weights is not None else None,
     }
     return out
 
@@ -298,35 +293,37 @@ def _check_order(order: Any) -> int:
 
 # ---- rendering ------------------------------------------------------------------------
 def report(result: dict[str, Any], title: str = ""):
-    """A rich renderable comparing the model with the baseline."""
+    """A rich renderable: the predictor, each component alone and the baseline, side by side."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     base = result["baseline"]
     model = result.get("model") or {}
-    label = f"LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})"
+    active = result.get("active") or []
     table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("metric", style="bold")
-    table.add_column(label, justify="right")
-    table.add_column(f"Kneser-Ney {base['order']}-gram", justify="right")
-    table.add_column("model vs baseline", justify="right", style="dim")
+    table.add_column("", style="bold")
+    table.add_column("weight", justify="right")
+    table.add_column("perplexity", justify="right")
+    table.add_column("vs baseline", justify="right", style="dim")
+    table.add_column("top-1", justify="right")
+    table.add_column("top-5", justify="right")
     ratio = result["perplexity"] / base["perplexity"]
     better = "green" if ratio < 1 else "red"
-    table.add_row("perplexity", f"[{better}]{result['perplexity']:.2f}[/{better}]", f"{base['perplexity']:.2f}", f"{ratio:.3f}x")
-    for key, name in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy")):
-        diff = (result[key] - base[key]) * 100
-        table.add_row(name, f"{result[key]:.2%}", f"{base[key]:.2%}", f"{diff:+.2f} pts")
+    table.add_row(
+        f"predictor ({'+'.join(active)})", "", f"[{better}]{result['perplexity']:.2f}[/{better}]", f"{ratio:.3f}x",
+        f"{result['top1']:.2%}", f"{result['top5']:.2%}",
+    )
+    labels = {"lstm": f"  LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})", "ngram": "  Kneser-Ney 5-gram", "cache": "  cache"}
+    for name, c in (result.get("components") or {}).items():
+        weight = f"{c['weight']:.3f}" if c.get("active", True) else "off"
+        table.add_row(labels.get(name, name), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", "")
+    table.add_row(f"baseline: Kneser-Ney {base['order']}-gram", "", f"{base['perplexity']:.2f}", "1.000x", f"{base['top1']:.2%}", f"{base['top5']:.2%}")
     n_text = result.get("text_tokens", result["tokens"])
     unknown = result.get("unknown", 0)
-    rule = (
-        "unknown words are scored as <unk>"
-        if result.get("unknown_rule") == "unk"
-        else "unknown words are skipped (the vocabulary has no <unk>)"
-    )
     facts = Text(
-        f"{result['tokens']:,} positions scored of {n_text:,} tokens; "
-        f"{unknown:,} unknown (OOV rate {result['oov_rate']:.2%}); {rule}",
+        f"{result['tokens']:,} positions scored of {n_text:,} tokens; {unknown:,} OOV (not in the training text, "
+        f"rate {result['oov_rate']:.2%}): never scored, kept as context; vocabulary {model.get('vocab_size', '?'):,} words",
         style="dim",
     )
     parts: list[Any] = []
@@ -339,7 +336,7 @@ def report(result: dict[str, Any], title: str = ""):
 # ---- CLI ------------------------------------------------------------------------------
 def run_eval(args: argparse.Namespace) -> int:
     """``story-repl eval``: see the module docstring."""
-    from repl.models import obtain_bundle, print_json
+    from repl.models import make_predictor, obtain_bundle, print_json
 
     order = _check_order(getattr(args, "order", DEFAULT_ORDER))
     encoding = getattr(args, "encoding", None) or "utf-8"
@@ -350,13 +347,14 @@ def run_eval(args: argparse.Namespace) -> int:
     if not valid and not file:
         raise StoryError("eval needs a FILE to score, or --valid for the held-out part of the model's corpus")
     bundle = obtain_bundle(args)
+    predictor = make_predictor(bundle, args)
     if valid:
         tokens = validation_tokens(bundle, encoding)
         source = f"validation part of {bundle.corpus_name} (last {bundle.config.valid_fraction:g} by paragraph)"
     else:
         tokens = text_tokens(file, bundle, encoding)
         source = str(file)
-    result = evaluate_text(bundle, tokens, order=order, encoding=encoding)
+    result = evaluate_text(bundle, tokens, order=order, encoding=encoding, predictor=predictor)
     result["source"] = source
     if getattr(args, "json", False):
         print_json(result)

@@ -140,3 +140,21 @@ def obtain_bundle(args: argparse.Namespace):
         return load_bundle(args.model)
     bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
     return bundle
+
+
+def parse_components(text: str | None) -> list[str] | None:
+    """``lstm,ngram,cache`` (any subset, comma- or space-separated) -> names; None keeps all."""
+    if text is None:
+        return None
+    return [p for p in text.replace(",", " ").split() if p]
+
+
+def make_predictor(bundle, args: argparse.Namespace | None = None):
+    """The predictor over ``bundle``, with the components ``--components`` names switched on."""
+    from model.predictor import Predictor
+
+    pred = Predictor(bundle)
+    names = parse_components(getattr(args, "components", None)) if args is not None else None
+    if names is not None:
+        pred.components(names)
+    return pred

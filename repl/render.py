@@ -130,3 +130,16 @@ def sample_line(context: Sequence[str], predicted: str, true: str) -> Text:
     t = Text(f"{list(context)} - [{predicted}] vs [{true}]")
     t.stylize("green" if predicted == true else "red", len(str(list(context))) + 3)
     return t
+
+
+def components_table(rows: Sequence[tuple[str, str, str, str]], fitted_on: str = "") -> Table:
+    """The predictor's components: state, overall weight and perplexity on the held-out text."""
+    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table.add_column("component", style="bold")
+    table.add_column("state")
+    table.add_column("weight", justify="right")
+    table.add_column("held-out perplexity", justify="right")
+    for name, state, weight, ppl in rows:
+        style = "green" if state == "on" else ("dim" if state in ("off", "not available") else "")
+        table.add_row(name, f"[{style}]{state}[/{style}]" if style else state, weight, ppl)
+    return table

@@ -71,6 +71,8 @@ class Session:
         self.last_history: dict = {}
         self.tty = sys.stdout.isatty()
         self._lock = threading.Lock()
+        self.writing: list[str] = []  # tokens the user wrote with this corpus (the cache's text)
+        self.writing_sha = ""
 
     # ---- output ---------------------------------------------------------------------
     def console(self, file=None) -> Console:
@@ -99,9 +101,62 @@ class Session:
 
     # ---- model ------------------------------------------------------------------------
     def set_bundle(self, bundle: Bundle) -> None:
-        self.predictor = Predictor(bundle)
+        pred = Predictor(bundle)
+        self.set_predictor(pred, bundle.corpus_sha256)
         self.bundle = bundle
         self.last_history = dict(bundle.metrics.get("history") or {})
+
+    def set_predictor(self, pred: Predictor, corpus_sha256: str) -> None:
+        """Use ``pred`` from now on; its cache starts with what the user wrote with this corpus
+        (the writing file of earlier sessions, then this session's lines)."""
+        if self.predictor is not None and pred.components() != self.predictor.components():
+            try:  # keep the parts the user chose with :components
+                pred.components(self.predictor.components())
+            except StoryError:
+                pass
+        self.writing_sha = corpus_sha256
+        if corpus_sha256 != getattr(self, "_writing_loaded_for", None):
+            self.writing = self.read_writing(corpus_sha256, pred)
+            self._writing_loaded_for = corpus_sha256
+        pred.observe(self.writing)
+        self.predictor = pred
+
+    # ---- what the user wrote (the cache) --------------------------------------------------
+    def writing_file(self, corpus_sha256: str) -> Path | None:
+        from model import store
+
+        return store.home() / "writing" / f"{corpus_sha256[:16]}.txt" if corpus_sha256 else None
+
+    def read_writing(self, corpus_sha256: str, pred: Predictor) -> list[str]:
+        """The last tokens written in earlier sessions with this corpus ([] if none)."""
+        from model.mixture import CACHE_TOKENS
+
+        f = self.writing_file(corpus_sha256)
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 64 * CACHE_TOKENS))
+                text = fh.read().decode("utf-8", errors="ignore")
+        except (OSError, TypeError):
+            return []
+        return pred.tokenize(text)[-CACHE_TOKENS:]
+
+    def remember_line(self, line: str, tokens: list[str]) -> None:
+        """The cache learns the line (a new name is offered from now on); it is kept for next time."""
+        pred = self.predictor
+        if pred is None or not tokens:
+            return
+        pred.observe(tokens)
+        self.writing.extend(tokens)
+        f = self.writing_file(getattr(self, "writing_sha", ""))
+        if f is None:
+            return
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "a", encoding="utf-8") as fh:
+                fh.write(line.strip() + "\n")
+        except OSError:
+            pass  # the cache still has it for this session
 
     def corpus_label(self) -> str:
         if self.bundle is not None:
@@ -149,6 +204,16 @@ class Session:
         elif p.kind == "start":
             self.out(render.notice(f"training: {p.message}", "dim"))
 
+    def start_ngram(self, corpus, config: Config) -> None:
+        """Complete from the n-gram and the cache while the LSTM of a new corpus trains."""
+        from model.config import resolve
+        from model.mixture import ngram_mixture
+
+        self.status = "counting n-grams"
+        cfg = resolve(config, len(corpus.tokens))
+        self.set_predictor(Predictor.from_mixture(ngram_mixture(corpus, cfg), cfg), corpus.sha256)
+        self.out(render.notice("completing from the n-gram and what you write; the LSTM joins when it is trained", "cyan"))
+
     def _train_worker(self, path: str, config: Config, force: bool, what: str, time_limit: float | None = None) -> None:
         from model import store
 
@@ -160,6 +225,8 @@ class Session:
                 self.status = f"reading corpus {done / max(total, 1):.0%}"
 
             corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
+            if self.predictor is None:  # nothing to complete with yet: the n-gram first, in seconds
+                self.start_ngram(corpus, config)
             if "tensorflow" not in sys.modules:
                 self.status = "loading TensorFlow…"
             import model.train  # noqa: F401  (imports TensorFlow)
@@ -211,12 +278,21 @@ class Session:
             ("class:toolbar", f"{self.k} "),
             ("class:toolbar.key", " len "),
             ("class:toolbar", f"{self.length} "),
+            ("class:toolbar.key", " parts "),
+            ("class:toolbar", f"{self.parts_label()} "),
         ]
         if self.status:
             parts.append(("class:toolbar.busy", f" {self.status} "))
         else:
             parts.append(("class:toolbar", " idle "))
         return parts
+
+    def parts_label(self) -> str:
+        pred = self.predictor
+        if pred is None:
+            return "-"
+        label = "+".join(pred.components())
+        return label + (" (lstm training)" if pred.mixture.neural is None and self.training else "")
 
     # ---- lines ------------------------------------------------------------------------
     def run_line(self, line: str) -> bool:
@@ -257,7 +333,7 @@ class Session:
         ids, unknown = pred.encode(tokens)
         if unknown:
             shown = ", ".join(_short(w) for w in unknown[:8]) + ("…" if len(unknown) > 8 else "")
-            self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context"))
+            self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context (remembered: offered from now on)"))
         ctx = pred.vocab.decode(ids[-pred.context :])
         preds = pred.top_k(ids, min(self.k, len(pred.vocab)))
         title = f"next word after “{detokenize(ctx)}”" if ctx else "first word"
@@ -275,6 +351,7 @@ class Session:
             mode += f"; stopped after {len(words)} words"
         copied = self.copied_run(words)
         self.out(render.generation(detokenize([_short(t) for t in tokens[-12:]]), detokenize(words), mode, copied))
+        self.remember_line(line, tokens)
 
     def copied_run(self, words: list[str]) -> int | None:
         """Longest run of ``words`` found verbatim in the training text (None if unknown)."""
@@ -382,6 +459,17 @@ class Session:
             msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
         self.out(render.notice(msg, "green"))
 
+    def do_components(self, arg) -> None:
+        pred = self.predictor
+        if pred is None:
+            raise StoryError("no model is loaded yet; wait for training or :load a model")
+        if arg:
+            from repl.models import parse_components
+
+            pred.components(parse_components(str(arg)))
+            self.out(render.notice(f"predicting with {' + '.join(pred.components())}", "green"))
+        self.out(render.components_table(component_rows(pred)))
+
     def do_info(self, arg) -> None:
         self.show_info()
 
@@ -407,13 +495,15 @@ class Session:
         b = self.bundle
         if b is None:
             raise StoryError("no model is loaded yet")
+        pred_words = self.predictor.mixture.corpus_size if self.predictor is not None else len(b.vocab)
         m = b.metrics
         acc = m.get("accuracy")
         ceil = m.get("ceiling")
         cfg = b.config
         rows = [
             ("corpus", f"{b.corpus_name} ({b.info.get('corpus', {}).get('tokens', '?')} tokens, sha256 {b.corpus_sha256[:12]})"),
-            ("vocabulary", f"{len(b.vocab)} words"),
+            ("vocabulary", f"{pred_words} words completable (every training word); the LSTM's own: {len(b.vocab)}"),
+            ("components", components_line(self.predictor)),
             ("model", f"{cfg.arch}, context {cfg.context}, {cfg.units} units, embedding {cfg.embedding_dim}, dropout {cfg.dropout}"),
             ("parameters", f"{b.parameter_count():,}"),
             ("training", f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size or 'whole text'}, {m.get('epochs', '?')} epochs, {m.get('stop_reason', '')}"),
@@ -508,6 +598,51 @@ class Session:
         return 0
 
 
+def components_line(pred: Predictor | None) -> str:
+    """One line: each active component's weight, and the held-out perplexities."""
+    if pred is None:
+        return "-"
+    rows = component_rows(pred)
+    parts = [f"{n} {w or '-'}" if st == "on" else f"{n} {st}" for n, st, w, _ in rows if n != "mixture"]
+    w = pred.mixture.weights
+    line = " · ".join(parts)
+    if w is not None and w.perplexity:
+        ppl = ", ".join(f"{k} {v:.1f}" for k, v in w.perplexity.items())
+        line += f" (weights fitted on the {w.fitted_on}; perplexity there: {ppl})"
+    return line
+
+
+def component_rows(pred: Predictor) -> list[tuple[str, str, str, str]]:
+    """(component, state, weight, held-out perplexity) rows for :components and :info."""
+    from model.mixture import COMPONENTS
+
+    mix = pred.mixture
+    w = mix.weights
+    rows = []
+    for k, name in enumerate(COMPONENTS):
+        if not mix.available(name):
+            state = "training" if name == "lstm" else "not available"
+            rows.append((name, state, "", ""))
+            continue
+        state = "on" if name in mix.active else "off"
+        weight = f"{w.overall[w.names.index(name)]:.3f}" if w is not None and name in w.names else ""
+        ppl = f"{w.perplexity[name]:.1f}" if w is not None and name in w.perplexity else ""
+        rows.append((name, state, weight, ppl))
+    if w is not None and "mixture" in w.perplexity:
+        rows.append(("mixture", "+".join(mix.active), "", f"{w.perplexity['mixture']:.1f}"))
+    return rows
+
+
+INSTANT_BYTES = 64 * 1024  # corpora above this size open the prompt before their LSTM is trained
+
+
+def instant_start(path: Path) -> bool:
+    try:
+        return path.stat().st_size > INSTANT_BYTES
+    except OSError:
+        return False
+
+
 def run_session(args) -> int:
     from model import store
     from repl.models import DEFAULT_CORPUS, config_from, train_with_view
@@ -527,6 +662,9 @@ def run_session(args) -> int:
         path = resolve_path(session.corpus_spec)
         session.corpus_spec = str(path)
         bundle = store.cached(path, config)
+        if bundle is None and instant_start(path):  # a book: the prompt now, the LSTM in the background
+            session.start_model(str(path), config, force=False, what="first model")
+            return session.loop()
         if bundle is None:
             con = Console(highlight=False)
             bundle, result = train_with_view(str(path), config, con, encoding=session.encoding)

@@ -1,0 +1,556 @@
+"""The predictor behind every completion: a mixture of an LSTM, a Kneser-Ney n-gram and a cache.
+
+All components answer one question, "P(next word | the words so far)", over the *full*
+vocabulary: every word of the training text (min count 1), in frequency order, plus the
+words the user has written that the corpus never had (they get ids after the corpus's).
+
+- ``lstm`` (:class:`NeuralComponent`): the bundle's network, on numpy. Its own vocabulary
+  may be capped (rare words folded into ``<unk>``); the probability it gives ``<unk>`` is
+  spread over the words it lacks in proportion to the n-gram's distribution, so every
+  training word gets a probability of its own.
+- ``ngram`` (:class:`NgramComponent`): interpolated modified Kneser-Ney (order 5) over the
+  full training vocabulary, estimated in seconds when the model is trained and saved in the
+  bundle as plain arrays.
+- ``cache`` (:class:`CacheComponent`): a unigram cache of the last ``CACHE_TOKENS`` tokens the
+  user wrote (the session's lines, the history file, the current line; in ``eval`` the text
+  already scored). A name typed once is offered from then on.
+
+The weights are fitted by EM on held-out text (the validation split, or the last tenth of
+the training text when there is none) and depend on the context: one weight vector per
+"matched order" of the n-gram (how many previous words it has seen as a context), so the
+mixture can trust the n-gram where it has seen long contexts and the LSTM elsewhere. With an
+empty cache the cache's weight is shared out among the others.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from model.ngram import KneserNey
+from model.vocab import Vocab
+
+ORDER = 5
+CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
+COMPONENTS = ("lstm", "ngram", "cache")
+EM_STEPS = 60
+BUCKET_PRIOR = 50.0  # positions' worth of pull toward the global weights, per bucket
+MIN_WEIGHT = 0.002  # no component's weight falls below this, so text unlike the held-out part stays scored sanely
+LSTM_CACHE = 4096  # LSTM distributions kept per context
+
+
+class NgramComponent:
+    name = "ngram"
+
+    def __init__(self, kn: KneserNey):
+        self.kn = kn
+        self.size = int(kn.vocab_size)
+
+    def distribution(self, ids: Sequence[int]) -> np.ndarray:
+        """(V,) float64 over the full vocabulary; ids >= V (user words) break the context."""
+        return self.kn.distribution(list(ids)[-(self.kn.order - 1) :] if self.kn.order > 1 else [])
+
+    def bucket(self, ids: Sequence[int]) -> int:
+        return self.kn.matched_order(list(ids)[-(self.kn.order - 1) :] if self.kn.order > 1 else [])
+
+
+class NeuralComponent:
+    name = "lstm"
+
+    def __init__(self, net, lstm_vocab: Vocab, words: Vocab, context: int):
+        self.net = net
+        self.lstm_vocab = lstm_vocab
+        self.context = int(context)
+        self.size = len(words)
+        unk = lstm_vocab.unk_id
+        self.unk = unk
+        # full id -> LSTM id (<unk> for the words it lacks, -1 when it has no <unk>)
+        fallback = -1 if unk is None else unk
+        self.to_lstm = np.asarray([lstm_vocab.index.get(w, fallback) for w in words.tokens], dtype=np.int64)
+        known = self.to_lstm != fallback if unk is not None else self.to_lstm >= 0
+        if unk is not None and words.index.get(lstm_vocab.tokens[unk]) is not None:
+            known[words.index[lstm_vocab.tokens[unk]]] = False  # a literal "<unk>" in the text
+        self.known_full = np.flatnonzero(known)
+        self.known_lstm = self.to_lstm[self.known_full]
+        self.missing = ~known  # full-vocabulary words the LSTM lacks
+        self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+
+    def window(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The last ``context`` LSTM ids of a full-id context (user words read as <unk> or skipped)."""
+        out: list[int] = []
+        for i in reversed(list(ids)):
+            j = int(self.to_lstm[i]) if 0 <= i < self.size else (self.unk if self.unk is not None else -1)
+            if j >= 0:
+                out.append(j)
+                if len(out) == self.context:
+                    break
+        return tuple(reversed(out))
+
+    def lstm_probs(self, ids: Sequence[int]) -> np.ndarray:
+        """(V_lstm,) the network's own distribution after ``ids`` (cached by window)."""
+        key = self.window(ids)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        tail = [i + 1 for i in key]
+        x = np.asarray([[0] * (self.context - len(tail)) + tail], dtype=np.int64)
+        probs = self.net.probabilities(x)[0].astype(np.float64)
+        self._cache[key] = probs
+        if len(self._cache) > LSTM_CACHE:
+            self._cache.popitem(last=False)
+        return probs
+
+    def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
+        """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
+        out = np.zeros(self.size, np.float64)
+        out[self.known_full] = lstm_probs[self.known_lstm]
+        if self.unk is not None and self.missing.any():
+            share = ngram[self.missing] if ngram is not None else np.ones(int(self.missing.sum()))
+            total = share.sum()
+            if total > 0:
+                out[self.missing] = lstm_probs[self.unk] * share / total
+        s = out.sum()
+        return out / s if s > 0 else np.full(self.size, 1.0 / self.size)
+
+    def distribution(self, ids: Sequence[int], ngram: np.ndarray | None = None) -> np.ndarray:
+        return self.spread(self.lstm_probs(ids), ngram)
+
+
+class CacheComponent:
+    """Unigram distribution of the last ``size`` tokens (full ids, user words included)."""
+
+    name = "cache"
+
+    def __init__(self, size: int = CACHE_TOKENS):
+        self.size = int(size)
+
+    def distribution(self, history: Sequence[int], total: int) -> np.ndarray | None:
+        """(total,) or None when the history is empty."""
+        tail = np.asarray(list(history)[-self.size :], dtype=np.int64)
+        tail = tail[(tail >= 0) & (tail < total)]
+        if len(tail) == 0:
+            return None
+        return smooth_cache(np.bincount(tail, minlength=total).astype(np.float64), len(tail))
+
+
+CACHE_FLOOR = 1e-3  # share of the cache's mass spread evenly, so it alone gives every word some probability
+
+
+def smooth_cache(counts: np.ndarray, n: int) -> np.ndarray:
+    return (1.0 - CACHE_FLOOR) * counts / max(1, n) + CACHE_FLOOR / len(counts)
+
+
+@dataclass
+class Weights:
+    """Mixture weights: ``by_bucket[b][k]`` for n-gram matched order b and component k."""
+
+    names: list[str]
+    by_bucket: list[list[float]]
+    overall: list[float]
+    fitted_on: str = ""
+    positions: int = 0
+    perplexity: dict[str, float] = field(default_factory=dict)  # each component's and the mixture's, where fitted
+
+    def to_dict(self) -> dict:
+        return {
+            "names": self.names,
+            "by_bucket": self.by_bucket,
+            "overall": self.overall,
+            "fitted_on": self.fitted_on,
+            "positions": self.positions,
+            "perplexity": self.perplexity,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Weights":
+        return cls(
+            list(d["names"]),
+            [list(map(float, row)) for row in d["by_bucket"]],
+            list(map(float, d["overall"])),
+            str(d.get("fitted_on", "")),
+            int(d.get("positions", 0)),
+            {k: float(v) for k, v in (d.get("perplexity") or {}).items()},
+        )
+
+    def row(self, bucket: int, active: Sequence[str]) -> np.ndarray:
+        """Weights of the ``active`` components (in ``self.names`` order), renormalised."""
+        src = self.by_bucket[bucket] if 0 <= bucket < len(self.by_bucket) else self.overall
+        w = np.asarray([src[i] if n in active else 0.0 for i, n in enumerate(self.names)], np.float64)
+        s = w.sum()
+        if s <= 0:  # every fitted weight is on parts that are off: share equally
+            w = np.asarray([1.0 if n in active else 0.0 for n in self.names], np.float64)
+            s = w.sum()
+        return w / s
+
+
+def em_weights(p: np.ndarray, steps: int = EM_STEPS) -> np.ndarray:
+    """Maximum-likelihood mixture weights for (n, K) per-position component probabilities."""
+    n, k = p.shape
+    w = np.full(k, 1.0 / k)
+    if n == 0:
+        return w
+    p = np.maximum(p, 1e-300)
+    for _ in range(steps):
+        r = p * w
+        r /= r.sum(axis=1, keepdims=True)
+        w = r.mean(axis=0)
+    return w
+
+
+def _floored(w: np.ndarray) -> np.ndarray:
+    w = np.maximum(np.asarray(w, np.float64), MIN_WEIGHT)
+    return w / w.sum()
+
+
+def fit_weights(p: np.ndarray, buckets: np.ndarray, names: Sequence[str], n_buckets: int, fitted_on: str = "") -> Weights:
+    """EM weights overall and per bucket; a bucket with few positions leans on the overall ones."""
+    overall = _floored(em_weights(p))
+    rows = []
+    for b in range(n_buckets):
+        sel = buckets == b
+        m = int(sel.sum())
+        if m == 0:
+            rows.append(overall.tolist())
+            continue
+        wb = em_weights(p[sel])
+        rows.append(_floored((m * wb + BUCKET_PRIOR * overall) / (m + BUCKET_PRIOR)).tolist())
+    w = Weights(list(names), rows, overall.tolist(), fitted_on, int(len(p)))
+    mix = np.asarray([np.dot(p[i], w.row(int(buckets[i]), names)) for i in range(len(p))]) if len(p) else np.zeros(0)
+    if len(p):
+        for j, name in enumerate(names):
+            w.perplexity[name] = float(math.exp(-np.mean(np.log(np.maximum(p[:, j], 1e-300)))))
+        w.perplexity["mixture"] = float(math.exp(-np.mean(np.log(np.maximum(mix, 1e-300)))))
+    return w
+
+
+class Mixture:
+    """Components and weights over one full vocabulary; itself answers ``distribution(ids)``.
+
+    ``words`` grows when the user writes a word the corpus never had (:meth:`observe`); such
+    words only ever get probability from the cache."""
+
+    def __init__(
+        self,
+        words: Vocab,
+        ngram: NgramComponent | None,
+        neural: NeuralComponent | None,
+        weights: Weights | None,
+        cache: CacheComponent | None = None,
+    ):
+        self.words = words
+        self.corpus_size = len(words)  # ids below this are training words
+        self.ngram = ngram
+        self.neural = neural
+        self.cache = cache or CacheComponent()
+        self.weights = weights
+        self.history: list[int] = []
+        self.version = 0  # bumped whenever the history changes (distribution caches key on it)
+        self.active: list[str] = [n for n in COMPONENTS if self.available(n)]
+
+    def fresh(self) -> "Mixture":
+        """The same components and weights with an empty cache and the corpus's vocabulary
+        (for scoring a text from scratch)."""
+        words = Vocab(list(self.words.tokens[: self.corpus_size]), list(self.words.counts[: self.corpus_size]))
+        other = Mixture(words, self.ngram, self.neural, self.weights, CacheComponent(self.cache.size))
+        other.active = list(self.active)
+        return other
+
+    # ---- parts ------------------------------------------------------------------------
+    def available(self, name: str) -> bool:
+        return {"lstm": self.neural is not None, "ngram": self.ngram is not None, "cache": True}.get(name, False)
+
+    def set_active(self, names: Sequence[str]) -> list[str]:
+        from model.errors import StoryError
+
+        names = [n.strip().lower() for n in names if n.strip()]
+        bad = [n for n in names if n not in COMPONENTS]
+        if bad:
+            raise StoryError(f"unknown component {bad[0]!r}; choose from {', '.join(COMPONENTS)}")
+        missing = [n for n in names if not self.available(n)]
+        if missing:
+            raise StoryError(f"the {missing[0]} component is not available for this model")
+        if not names:
+            raise StoryError(f"give at least one component of {', '.join(COMPONENTS)}")
+        self.active = [n for n in COMPONENTS if n in names]
+        self.version += 1
+        return self.active
+
+    def weight_row(self, bucket: int, cache_live: bool) -> np.ndarray:
+        """(3,) weights for lstm, ngram, cache in that order, for this context."""
+        active = [n for n in self.active if n != "cache" or cache_live]
+        if self.weights is None:
+            w = np.asarray([1.0 if n in active else 0.0 for n in COMPONENTS])
+            if "cache" in active and len(active) > 1:
+                w[2] = 0.1 * (len(active) - 1)
+            return w / w.sum()
+        row = self.weights.row(bucket, active)
+        return np.asarray([row[self.weights.names.index(n)] if n in self.weights.names else 0.0 for n in COMPONENTS])
+
+    # ---- the user's text ----------------------------------------------------------------
+    def word_id(self, token: str, add: bool = False) -> int | None:
+        i = self.words.index.get(token)
+        if i is None and add:
+            i = len(self.words.tokens)
+            self.words.tokens.append(token)
+            self.words.counts.append(0)
+            self.words.index[token] = i
+        return i
+
+    def observe(self, tokens: Sequence[str]) -> None:
+        """Remember what the user wrote: the cache sees it, new words join the vocabulary."""
+        ids = [self.word_id(t, add=True) for t in tokens]
+        self.history.extend(int(i) for i in ids if i is not None)
+        if len(self.history) > 4 * self.cache.size:
+            self.history = self.history[-self.cache.size :]
+        self.version += 1
+
+    # ---- distributions ------------------------------------------------------------------
+    def parts(self, ids: Sequence[int], with_history: bool = True) -> dict[str, np.ndarray]:
+        """Each available component's distribution over the current vocabulary."""
+        total = len(self.words)
+        out: dict[str, np.ndarray] = {}
+        ng = self.ngram.distribution(ids) if self.ngram is not None else None
+        if ng is not None:
+            out["ngram"] = _pad(ng, total)
+        if self.neural is not None:
+            out["lstm"] = _pad(self.neural.distribution(ids, ng), total)
+        hist = (self.history + [int(i) for i in ids]) if with_history else [int(i) for i in ids]
+        c = self.cache.distribution(hist, total)
+        if c is not None:
+            out["cache"] = c
+        return out
+
+    def bucket(self, ids: Sequence[int]) -> int:
+        return self.ngram.bucket(ids) if self.ngram is not None else 0
+
+    def distribution(self, ids: Sequence[int]) -> np.ndarray:
+        """P(next | ids) over the current vocabulary, float64."""
+        parts = self.parts(ids)
+        w = self.weight_row(self.bucket(ids), "cache" in parts)
+        total = len(self.words)
+        p = np.zeros(total, np.float64)
+        for k, name in enumerate(COMPONENTS):
+            if w[k] > 0 and name in parts:
+                p += w[k] * parts[name]
+        s = p.sum()
+        return p / s if s > 0 else np.full(total, 1.0 / total)
+
+
+def _pad(p: np.ndarray, total: int) -> np.ndarray:
+    if len(p) >= total:
+        return p
+    out = np.zeros(total, np.float64)
+    out[: len(p)] = p
+    return out
+
+
+# ---- scoring a stream (weight fitting and eval) ----------------------------------------------
+def stream_ids(mix: Mixture, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(full ids, in-vocabulary mask) of ``tokens``; words the corpus never had get new ids."""
+    ids = np.asarray([mix.word_id(t, add=True) for t in tokens], dtype=np.int64)
+    return ids, ids < mix.corpus_size
+
+
+def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256) -> dict:
+    """Score positions 1..n-1 of ``ids`` where ``scored`` is true (in-vocabulary targets).
+
+    The cache holds the text already passed (it starts empty). Returns per-position
+    probabilities of the true word for every available component (``probs[name]``), the
+    n-gram bucket of each position and, with ``ranks``, the 0-based rank of the true word
+    under the mixture's active components and under the n-gram alone."""
+    n = len(ids)
+    names = [c for c in COMPONENTS if mix.available(c)]
+    pos = [i for i in range(1, n) if scored[i]]
+    total = len(mix.words)
+    probs = {c: np.zeros(len(pos)) for c in names}
+    buckets = np.zeros(len(pos), np.int64)
+    rank_mix = np.zeros(len(pos), np.int64)
+    rank_ng = np.zeros(len(pos), np.int64)
+    if mix.neural is not None:  # the network's distributions, batched over distinct windows
+        wins = {}
+        for i in pos:
+            wins.setdefault(mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i]), None)
+        keys = list(wins)
+        for s in range(0, len(keys), batch):
+            chunk = keys[s : s + batch]
+            x = np.zeros((len(chunk), mix.neural.context), np.int64)
+            for r, key in enumerate(chunk):
+                if key:
+                    x[r, -len(key) :] = np.asarray(key) + 1
+            out = mix.neural.net.probabilities(x).astype(np.float64)
+            for r, key in enumerate(chunk):
+                wins[key] = out[r]
+    counts = np.zeros(total, np.float64)
+    window: list[int] = []
+    j = 0
+    for i in range(1, n):
+        prev = int(ids[i - 1])
+        counts[prev] += 1
+        window.append(prev)
+        if len(window) > mix.cache.size:
+            counts[window.pop(0)] -= 1
+        if not scored[i]:
+            continue
+        ctx = ids[max(0, i - 8 * ORDER) : i]
+        y = int(ids[i])
+        parts: dict[str, np.ndarray] = {}
+        ng = None
+        if mix.ngram is not None:
+            ng = mix.ngram.distribution(ctx)
+            parts["ngram"] = _pad(ng, total)
+            buckets[j] = mix.ngram.bucket(ctx)
+        if mix.neural is not None:
+            parts["lstm"] = _pad(mix.neural.spread(wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])], ng), total)
+        parts["cache"] = smooth_cache(counts, len(window))
+        for c in names:
+            probs[c][j] = parts[c][y]
+        if ranks:
+            w = mix.weight_row(int(buckets[j]), True)
+            p = sum(w[k] * parts[c] for k, c in enumerate(COMPONENTS) if c in parts and w[k] > 0)
+            rank_mix[j] = _rank(p, y)
+            if ng is not None:
+                rank_ng[j] = _rank(parts["ngram"], y)
+        j += 1
+    return {"positions": np.asarray(pos), "probs": probs, "buckets": buckets, "rank": rank_mix, "rank_ngram": rank_ng}
+
+
+def _rank(p: np.ndarray, y: int) -> int:
+    """0-based rank of ``y`` in a stable descending order (ties to the lower id)."""
+    py = p[y]
+    return int(np.count_nonzero(p > py)) + int(np.count_nonzero(p[:y] == py))
+
+
+def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> Weights:
+    """EM weights on held-out ``tokens`` (the cache starts empty and fills as the text goes)."""
+    saved = (list(mix.words.tokens), list(mix.words.counts))
+    ids, known = stream_ids(mix, tokens)
+    try:
+        res = score_stream(mix, ids, known)
+    finally:  # held-out words must not join the model's vocabulary
+        mix.words = Vocab(saved[0], saved[1])
+    names = [c for c in COMPONENTS if mix.available(c)]
+    p = np.stack([res["probs"][c] for c in names], axis=1) if len(res["positions"]) else np.zeros((0, len(names)))
+    n_buckets = mix.ngram.kn.order if mix.ngram is not None else 1
+    return fit_weights(p, res["buckets"], names, n_buckets, fitted_on)
+
+
+# ---- building, saving and loading --------------------------------------------------------
+def training_split(corpus, valid_fraction: float) -> tuple[list[str], list[str]]:
+    """(training tokens, held-out tokens) of a corpus, split as training splits it."""
+    from model.data import split_paragraphs
+
+    return split_paragraphs(corpus.paragraphs(), corpus.tokens, float(valid_fraction or 0.0))
+
+
+def heldout_for_weights(train_tokens: list[str], valid_tokens: list[str]) -> tuple[list[str], str]:
+    """The text the weights are fitted on: the validation split, else the training text's last tenth."""
+    if len(valid_tokens) >= 2:
+        return valid_tokens, "validation split"
+    n = len(train_tokens)
+    return train_tokens[n - max(2, n // 10) :], "last tenth of the training text"
+
+
+def ngram_mixture(corpus, config) -> Mixture:
+    """The n-gram and cache alone (no network yet), weighted by EM on held-out text: what
+    completes words while the LSTM of a new corpus trains."""
+    return build_components(corpus, config, None, None)
+
+
+def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str, np.ndarray] | None) -> Mixture:
+    """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
+    from model.numpy_net import Network
+
+    train_tokens, valid_tokens = training_split(corpus, config.valid_fraction)
+    words = Vocab.build(train_tokens)
+    kn = KneserNey(ORDER, vocab_size=len(words)).fit(words.encode(train_tokens))
+    neural = None
+    if weights is not None and lstm_vocab is not None:
+        neural = NeuralComponent(Network(config, weights), lstm_vocab, words, int(config.context))
+    mix = Mixture(words, NgramComponent(kn), neural, None)
+    heldout, where = heldout_for_weights(train_tokens, valid_tokens)
+    mix.weights = fit_mixture_weights(mix, heldout, where)
+    return mix
+
+
+def extras_of(mix: Mixture) -> dict[str, bytes]:
+    """The bundle files of the mixture's non-neural parts (plain JSON and arrays)."""
+    import io
+    import json
+
+    buf = io.BytesIO()
+    np.savez(buf, **mix.ngram.kn.to_arrays())
+    words = Vocab(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size])
+    return {
+        "words.json": words.to_json().encode("utf-8"),
+        "ngram.npz": buf.getvalue(),
+        "mixture.json": json.dumps({"format_version": 1, **mix.weights.to_dict()}, ensure_ascii=False).encode("utf-8"),
+    }
+
+
+def read_extras(bundle) -> tuple[Vocab, KneserNey, Weights] | None:
+    """The bundle's saved components, or None when it has none (an older bundle)."""
+    import io
+    import json
+
+    from model.errors import StoryError
+
+    raw = {name: bundle.extra(name) for name in ("words.json", "ngram.npz", "mixture.json")}
+    if any(v is None for v in raw.values()):
+        return None
+    try:
+        words = Vocab.from_json(raw["words.json"].decode("utf-8"))
+        with np.load(io.BytesIO(raw["ngram.npz"]), allow_pickle=False) as z:
+            kn = KneserNey.from_arrays({k: z[k] for k in z.files})
+        weights = Weights.from_dict(json.loads(raw["mixture.json"].decode("utf-8")))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise StoryError(f"{bundle.path}: the n-gram or mixture files are corrupt ({type(e).__name__}); retrain the model") from None
+    if kn.vocab_size != len(words):
+        raise StoryError(f"{bundle.path}: ngram.npz and words.json disagree on the vocabulary; retrain the model")
+    return words, kn, weights
+
+
+def load_mixture(bundle) -> Mixture:
+    """The bundle's mixture. An older bundle without components gets them built from its
+    training text (and saved into it when it can be written); without that text, the LSTM
+    alone over its own vocabulary."""
+    from model.numpy_net import Network
+
+    saved = read_extras(bundle)
+    if saved is not None:
+        words, kn, weights = saved
+        neural = NeuralComponent(Network(bundle.config, bundle.weights), bundle.vocab, words, int(bundle.config.context))
+        return Mixture(words, NgramComponent(kn), neural, weights)
+    mix = _rebuild(bundle)
+    if mix is not None:
+        return mix
+    words = Vocab([t for t in bundle.vocab.tokens if t != "<unk>"], [c for t, c in zip(bundle.vocab.tokens, bundle.vocab.counts) if t != "<unk>"])
+    neural = NeuralComponent(Network(bundle.config, bundle.weights), bundle.vocab, words, int(bundle.config.context))
+    return Mixture(words, None, neural, None)
+
+
+def _rebuild(bundle) -> Mixture | None:
+    from model.errors import StoryError
+
+    info = dict(bundle.info.get("corpus") or {})
+    if not info.get("path"):
+        return None
+    try:
+        from model.corpus import read_corpus
+
+        corpus = read_corpus(info["path"], keep_case=bool(bundle.config.keep_case))
+    except StoryError:
+        return None
+    if info.get("sha256") and corpus.sha256 != info["sha256"]:
+        return None
+    mix = build_components(corpus, bundle.config, bundle.vocab, bundle.weights)
+    try:  # keep them for next time; the bundle is rewritten atomically
+        from model.bundle import copy_bundle_with
+
+        copy_bundle_with(bundle, extras_of(mix))
+    except (StoryError, OSError):
+        pass
+    return mix
