@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -158,9 +159,115 @@ def _raw_matches(text: str) -> list[str]:
     return out
 
 
-def _scan_worker(text: str, keep_case: bool) -> tuple[list[str], bytes, bytes]:
-    piece = scan_piece(text, keep_case)
-    return piece.words, piece.ids.tobytes(), piece.breaks.tobytes()
+# ---- worker processes --------------------------------------------------------------------
+# A worker is ``python -m model.ids --worker``: it reads pieces from stdin and writes scanned
+# pieces to stdout, one framed message each (a header of lengths, then UTF-8 and raw arrays).
+# Plain subprocesses, in their own session: they import nothing of the caller's program, a
+# Ctrl-C at the terminal does not reach them, and they end when their stdin closes.
+
+_HEADER = struct.Struct("<4q")  # flag or status, then three byte lengths
+
+
+def _read_exact(stream, n: int) -> bytes:
+    data = stream.read(n)
+    if data is None or len(data) != n:
+        raise EOFError
+    return data
+
+
+def _worker_main() -> None:
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            keep_case, n, _, _ = _HEADER.unpack(_read_exact(inp, _HEADER.size))
+            text = _read_exact(inp, n).decode("utf-8", "surrogatepass")
+        except EOFError:
+            return
+        try:
+            piece = scan_piece(text, bool(keep_case))
+            words = "\n".join(piece.words).encode("utf-8", "surrogatepass")
+            ids, breaks = piece.ids.astype("<i4").tobytes(), piece.breaks.astype("<i8").tobytes()
+            out.write(_HEADER.pack(0, len(words), len(ids), len(breaks)) + words + ids + breaks)
+        except Exception as e:  # noqa: BLE001 - reported by the parent as one line
+            msg = f"{type(e).__name__}: {e}".encode("utf-8", "replace")
+            out.write(_HEADER.pack(1, len(msg), 0, 0) + msg)
+        out.flush()
+        del text
+
+
+class _Workers:
+    """N worker processes, each with at most one piece in flight; results come back in the
+    order the pieces were sent (round robin)."""
+
+    def __init__(self, n: int) -> None:
+        import subprocess
+
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        self.procs = []
+        try:
+            for _ in range(n):
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "model.ids", "--worker"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
+        except OSError as e:
+            self.close()
+            raise StoryError(f"cannot start a tokenizer process: {e.strerror or e}") from None
+
+    def send(self, k: int, text: str, keep_case: bool) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        proc = self.procs[k]
+        try:
+            proc.stdin.write(_HEADER.pack(int(keep_case), len(data), 0, 0))
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        except OSError:
+            raise StoryError(self._died(k)) from None
+
+    def receive(self, k: int) -> Piece:
+        proc = self.procs[k]
+        try:
+            status, a, b, c = _HEADER.unpack(_read_exact(proc.stdout, _HEADER.size))
+            body = _read_exact(proc.stdout, a + b + c)
+        except (EOFError, OSError):
+            raise StoryError(self._died(k)) from None
+        if status:
+            raise StoryError(f"tokenizing failed in a worker process: {body.decode('utf-8', 'replace')}")
+        words = body[:a].decode("utf-8", "surrogatepass").split("\n") if a else []
+        ids = np.frombuffer(body, "<i4", b // 4, a).astype(np.int32, copy=False)
+        breaks = np.frombuffer(body, "<i8", c // 8, a + b).astype(np.int64, copy=False)
+        return Piece(words, ids, breaks)
+
+    def _died(self, k: int) -> str:
+        code = self.procs[k].poll()
+        how = "was killed" if code is not None and code < 0 else f"exited with status {code}" if code is not None else "stopped answering"
+        return f"a tokenizer worker process {how} (out of memory?); try again, or free some memory"
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - a stuck worker is killed
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
 
 # ---- the result ---------------------------------------------------------------------------
@@ -386,29 +493,31 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
             merger.add(p.words, p.ids, p.breaks)
             report(done)
         return seen_text
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    inflight: deque = deque()
+    pool = _Workers(workers)
+    sent: deque[tuple[int, int]] = deque()  # (worker, bytes read) of the pieces in flight
     try:
-
-        def drain_one() -> None:
-            fut, done = inflight.popleft()
-            words, ids, breaks = fut.result()
-            merger.add(words, np.frombuffer(ids, np.int32), np.frombuffer(breaks, np.int64))
-            report(done)
-
+        k = 0
         for text, done in pieces:
             seen_text = seen_text or not text.isspace() and bool(text)
-            inflight.append((pool.submit(_scan_worker, text, keep_case), done))
+            if len(sent) == workers:  # every worker busy: take the oldest result first
+                w, d = sent.popleft()
+                p = pool.receive(w)
+                pool.send(w, text, keep_case)
+                sent.append((w, done))
+                merger.add(p.words, p.ids, p.breaks)
+                report(d)
+            else:
+                pool.send(k, text, keep_case)
+                sent.append((k, done))
+                k += 1
             del text
-            while len(inflight) > 2 * workers:
-                drain_one()
-        while inflight:
-            drain_one()
+        while sent:
+            w, d = sent.popleft()
+            p = pool.receive(w)
+            merger.add(p.words, p.ids, p.breaks)
+            report(d)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
     return seen_text
 
 
@@ -583,3 +692,8 @@ def _memmap_origin(ids: np.ndarray) -> tuple[str, int] | None:
     here = ids.__array_interface__["data"][0]
     offset = int(ids.offset)
     return str(filename), offset - offset % mmap.ALLOCATIONGRANULARITY + (here - mapped)
+
+
+if __name__ == "__main__":  # a tokenizer worker process (see _Workers)
+    if sys.argv[1:] == ["--worker"]:
+        _worker_main()

@@ -59,12 +59,9 @@ def train_with_view(
 
     stop = stop or threading.Event()
     title = f"training {config.arch}"
-    reading = {}
+    from repl.progress import ReadingClock
 
-    def on_read(done: int, total: int) -> None:
-        if not reading:
-            reading["t"] = True
-        console.print(f"[dim]reading corpus {done / total:5.1%}[/dim]", end="\r")
+    on_read = ReadingClock(lambda line: console.print(f"[dim]{line}[/dim]", end="\r", highlight=False))
 
     if not force and out is None and strategy != "multiworker":  # every worker of a cluster trains
         from model.corpus import resolve_path

@@ -23,6 +23,50 @@ def rate(tokens_per_s: float) -> str:
     return f"{tokens_per_s:.0f}"
 
 
+def reading_line(done: int, total: int, elapsed: float) -> str:
+    """One line for reading a corpus: share done, MB/s and time left,
+    e.g. ``reading corpus 42% 35.1 MB/s ETA 12s``."""
+    total = max(int(total), 1)
+    frac = min(1.0, max(0, int(done)) / total)
+    line = f"reading corpus {frac:.0%}"
+    if elapsed > 0 and done > 0:
+        speed = done / elapsed
+        line += f" {speed / 1e6:.1f} MB/s"
+        if frac < 1.0:
+            line += f" ETA {duration((total - done) / speed)}"
+    return line
+
+
+def duration(seconds: float) -> str:
+    """A short time span: ``12s``, ``3m05s``, ``1h02m``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class ReadingClock:
+    """A ``progress(done, total)`` callback that keeps the latest :func:`reading_line`,
+    timed from its creation (make it just before reading), and hands it to ``show`` (at most
+    ``every`` seconds apart, and always for the last chunk)."""
+
+    def __init__(self, show, every: float = 0.1) -> None:
+        self.show = show
+        self.every = every
+        self.t0 = time.monotonic()
+        self.last_shown = -1e9
+        self.line = ""
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        self.line = reading_line(done, total, now - self.t0)
+        if now - self.last_shown >= self.every or done >= total:
+            self.last_shown = now
+            self.show(self.line)
+
+
 def status_line(p) -> str:
     """A compact one-line summary of a progress record (for the toolbar)."""
     if p is None:

@@ -221,9 +221,9 @@ class Session:
             self.status = "reading corpus"
             from model.corpus import read_corpus
 
-            def on_read(done: int, total: int) -> None:
-                self.status = f"reading corpus {done / max(total, 1):.0%}"
+            from repl.progress import ReadingClock
 
+            on_read = ReadingClock(lambda line: setattr(self, "status", line))
             corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
             if self.predictor is None:  # nothing to complete with yet: the n-gram first, in seconds
                 self.start_ngram(corpus, config)
