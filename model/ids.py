@@ -676,6 +676,51 @@ def iter_blocks(ids: np.ndarray, start: int = 0, stop: int | None = None, block:
             yield np.fromfile(fh, np.int32, n)
 
 
+#: Mapped id arrays longer than this are written to a temporary memory-mapped file.
+SPILL_MIN_IDS = 1 << 24
+
+
+def count_ids(ids: np.ndarray, n_words: int) -> np.ndarray:
+    """(n_words,) int64: how often each id occurs in ``ids`` (read block by block)."""
+    counts = np.zeros(n_words, np.int64)
+    for block in iter_blocks(ids):
+        counts += np.bincount(block, minlength=n_words)[:n_words]
+    return counts
+
+
+def map_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[ids]`` without the entries that map to -1, as int32.
+
+    A result of more than :data:`SPILL_MIN_IDS` ids is written block by block to an unlinked
+    temporary file in the id cache and returned memory-mapped, so mapping a corpus of
+    gigabytes to model ids needs no second copy in memory."""
+    table = np.asarray(table, dtype=np.int32)
+    if len(ids) <= SPILL_MIN_IDS:
+        out = table[np.asarray(ids)]
+        return out[out >= 0] if (out < 0).any() else out
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fh = tempfile.TemporaryFile(dir=root, prefix=".model-ids-")
+    except OSError as e:
+        raise StoryError(f"cannot write to the id cache {root}: {e.strerror or e}; set STORY_REPL_HOME to a directory you can write to") from None
+    with fh:
+        n = 0
+        try:
+            for block in iter_blocks(ids):
+                mapped = table[block]
+                if (mapped < 0).any():
+                    mapped = mapped[mapped >= 0]
+                fh.write(mapped.tobytes())
+                n += len(mapped)
+            fh.flush()
+        except OSError as e:
+            raise StoryError(f"cannot write to the id cache {root}: {e.strerror or e}; free some disk space") from None
+        if n == 0:
+            return np.zeros(0, np.int32)
+        return np.memmap(fh, dtype=np.int32, mode="r", shape=(n,))
+
+
 def _memmap_origin(ids: np.ndarray) -> tuple[str, int] | None:
     """(file name, byte offset of ids[0]) for a contiguous int32 view of an np.memmap."""
     if not isinstance(ids, np.memmap) or ids.dtype != np.int32 or not ids.flags.c_contiguous or ids.size == 0:

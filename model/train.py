@@ -31,7 +31,8 @@ from model.corpus import Corpus  # noqa: E402
 from model.data import (  # noqa: E402
     ceiling,
     sequence_targets,
-    split_paragraphs,
+    STREAM_MIN_WINDOWS,
+    stream_train_dataset,
     tf_dataset,
     truncate_randomly,
     unambiguous,
@@ -119,29 +120,26 @@ def prepare(corpus: Corpus, config: Config, resume: Any = None) -> tuple[Config,
 
     With ``resume`` (a loaded bundle) the bundle's vocabulary is kept, whatever the corpus
     would give now; its unknown words are left out of the ids."""
-    cfg = resolve(config, len(corpus.tokens))
-    train_tokens, valid_tokens = split_paragraphs(corpus.paragraphs(), corpus.tokens, cfg.valid_fraction)
+    from model.ids import count_ids, map_ids
+
+    cfg = resolve(config, corpus.n_tokens)
+    # The corpus's full-vocabulary ids, cut by paragraphs; mapped to model ids by one table.
+    train_full, valid_full = corpus.split(cfg.valid_fraction)
     if resume is not None:
         vocab = resume.vocab
-        return (
-            cfg,
-            vocab,
-            np.asarray(vocab.split_known(train_tokens)[0], np.int32),
-            np.asarray(vocab.split_known(valid_tokens)[0], np.int32),
-        )
-    vocab = Vocab.build(train_tokens, max_size=cfg.max_vocab, min_count=cfg.min_count)
-    if len(train_tokens) < cfg.context + 1:
+        table = vocab.id_table(corpus.words)
+        return cfg, vocab, map_ids(train_full, table), map_ids(valid_full, table)
+    counts = count_ids(train_full, len(corpus.words))
+    vocab = Vocab.from_counts(corpus.words, counts, corpus.first, max_size=cfg.max_vocab, min_count=cfg.min_count)
+    if len(train_full) < cfg.context + 1:
         raise StoryError(
-            f"{corpus.path.name} has {len(train_tokens)} training words, fewer than the context window plus one "
+            f"{corpus.path.name} has {len(train_full)} training words, fewer than the context window plus one "
             f"({cfg.context + 1}); use a longer text or a smaller --context"
         )
     if len(vocab) < 2:
         raise StoryError(f"{corpus.path.name} has only one distinct word; give a text with more words")
-    train_ids = vocab.encode(train_tokens)
-    valid_ids = vocab.encode(valid_tokens) if vocab.unk_id is not None else np.asarray(
-        vocab.split_known(valid_tokens)[0], np.int32
-    )
-    return cfg, vocab, train_ids, valid_ids
+    table = vocab.id_table(corpus.words)
+    return cfg, vocab, map_ids(train_full, table), map_ids(valid_full, table)
 
 
 @dataclass
@@ -204,6 +202,8 @@ def make_datasets(cfg: Config, plan: Plan, train_ids: np.ndarray, valid_ids: np.
     if plan.full_batch:
         target = sequence_targets(train_ids, cfg.context) if seq else plan.y
         train_data = full_batch_dataset(plan.x + 1, target, replicas)
+    elif plan.n > STREAM_MIN_WINDOWS:  # too large to copy into TensorFlow: gathered in numpy
+        train_data = stream_train_dataset(train_ids, cfg.context, plan.batch, cfg.seed, sequence=seq)
     else:
         train_data = train_dataset(train_ids, cfg.context, plan.batch, cfg.seed, sequence=seq)
     if not seq:
