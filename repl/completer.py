@@ -1,13 +1,56 @@
-"""Completions as the user types: next words with probabilities, command names and paths.
+"""Completions as the user types: the word menu, the grey continuation, command names and paths.
 
-The completer is a small generator over a ``Document``. The session wraps it in a
-``ThreadedCompleter`` so a slow request never blocks typing; results are cached per
-context by the predictor, and a request whose text has changed meanwhile yields nothing.
+:class:`Menu` is the completer itself, a plain object with no terminal behind it. The REPL's
+prompt_toolkit :class:`WordCompleter` and :class:`GhostSuggest`, the Alt-1 … Alt-9 keys,
+``story-repl complete`` and the keystroke simulation (:mod:`repl.keystrokes`) all ask the same
+``Menu``, so they see the same words in the same order.
+
+* ``Menu.entries(text, n)`` -> the first ``n`` words for the buffer ``text``, most likely
+  first, each an :class:`Entry` ``(word, prob, keys)``: next words after a space, or the words
+  that start with the partial word at the end of ``text``. ``keys`` is what picking the entry
+  costs in the REPL (see *Key costs*).
+* ``Menu.ghost(text)`` -> the inline continuation shown in grey after a completed word: the
+  greedy next words (up to ``ghost_words``, 4 by default), each taken only while its
+  probability is at least ``ghost_min_prob``, written as they would be typed (a space after
+  each word, none after a CJK character), so the text ends with a space.
+* Passed-over words make room (``repeat=False``, the default). While the user goes on typing
+  the same word, a word that the menu already showed for this word position, at a shorter
+  prefix, and that was not taken moves after every word not shown yet. The memory is keyed by
+  the word position (the tokens before the word being typed) and forgotten when it changes,
+  as Presage's ``REPEAT_SUGGESTIONS=no``. The same buffer asked twice gets the same answer.
+
+Key costs
+---------
+A typed character is 1 key. Alt-N (N <= 9) is 1 key and inserts menu entry N with its
+trailing space (none after a CJK character). Entries after the ninth are selected as
+prompt_toolkit's menu does: with ``complete_while_typing`` the menu is open and nothing is
+selected, so the first Tab (or Down) selects entry 1 and each further press the next one,
+while Shift-Tab (or Up) selects the last entry first: entry ``r`` of a menu of ``M`` entries
+costs ``min(r, M - r + 1)`` keys. Such a selection inserts the word and its space, but opens
+no menu and no continuation for the next word until a key is typed. → (or Ctrl-E) accepts the
+whole grey continuation, 1 key; Alt-F accepts its next word with its trailing space, 1 key
+(prompt_toolkit's own bindings: the text up to and including the next run of spaces or
+``/``). Both insert text as typing does, so the menu and continuation for what follows
+appear at once.
+
+The words come from a *source*: :class:`PredictorSource` wraps any object with the public
+interface of :class:`model.predictor.Predictor` (``tokenize``, ``encode``, ``split_prefix``,
+``ranking``, ``distribution``, ``vocab``, ``context``); :mod:`repl.keystrokes` adds one over
+Presage. Words that start with a prefix are found through a prefix index over the vocabulary
+(sorted words, bisection, then the most likely ``n`` by ``argpartition``), built once per
+vocabulary, so a 25,000-word vocabulary costs no Python loop over the ranking.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import bisect
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
+import numpy as np
+from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
@@ -17,35 +60,307 @@ from repl.commands import ALIASES, COMMANDS
 
 PATH_COMMANDS = {"train", "corpus", "save", "load", "eval"}
 MENU_MIN = 10  # the menu shows at least this many words, even when :topk is smaller
+DIRECT_PICKS = 9  # Alt-1 … Alt-9
+GHOST_WORDS = 4
+GHOST_MIN_PROB = 0.2
+MAX_TEXT = 10_000  # longer buffers get no completions (a pasted book is not typed)
+
+# prompt_toolkit's Alt-F ("fill partial suggestion") takes the first non-empty piece of this split.
+_FILL_SPLIT = re.compile(r"([^\s/]+(?:\s+|/))")
 
 
+def separator(word: str) -> str:
+    """What follows ``word`` when it is typed or picked: a space, or nothing after a CJK character."""
+    return "" if is_cjk(word) else " "
+
+
+def insertion(word: str) -> str:
+    return word + separator(word)
+
+
+def pick_keys(rank: int, menu_len: int, direct: bool = True) -> int:
+    """Keys to pick entry ``rank`` (1-based) of a menu of ``menu_len`` entries (see the module docstring)."""
+    if direct and rank <= DIRECT_PICKS:
+        return 1
+    return min(rank, menu_len - rank + 1)
+
+
+def ghost_fill(ghost: str) -> str:
+    """The part of ``ghost`` that one Alt-F inserts (prompt_toolkit's partial-suggestion rule)."""
+    return next((x for x in _FILL_SPLIT.split(ghost) if x), "")
+
+
+@dataclass(frozen=True)
+class Entry:
+    word: str
+    prob: float
+    keys: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "prob": self.prob, "keys": self.keys}
+
+
+class Source(Protocol):
+    """Where a :class:`Menu` gets its words from."""
+
+    def split(self, text: str) -> tuple[list[str], str]: ...
+
+    def candidates(self, context: Sequence[str], prefix: str, m: int, text: str) -> list[tuple[str, float]]: ...
+
+
+# ---- prefix index ---------------------------------------------------------------------------
+class PrefixIndex:
+    """The vocabulary sorted as strings, so the ids of the words with a prefix are one slice."""
+
+    def __init__(self, tokens: Sequence[str], banned: Iterable[int] = ()):
+        ban = set(int(i) for i in banned)
+        self.size = len(tokens)
+        order = sorted((i for i in range(self.size) if i not in ban), key=tokens.__getitem__)
+        self.words = [tokens[i] for i in order]
+        self.ids = np.asarray(order, dtype=np.int64)
+
+    def ids_with_prefix(self, prefix: str) -> np.ndarray:
+        lo = bisect.bisect_left(self.words, prefix)
+        hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)
+        return self.ids[lo:hi]
+
+
+_INDEXES: OrderedDict[tuple[int, int], tuple[Sequence[str], int | None, PrefixIndex]] = OrderedDict()
+_INDEX_LOCK = threading.Lock()
+GROWN = 256  # words appended to a vocabulary (the user's new words) looked up without re-indexing
+
+
+def prefix_index(vocab: Any) -> PrefixIndex:
+    """The :class:`PrefixIndex` of ``vocab`` (``<unk>`` left out), built once per vocabulary and size."""
+    tokens = vocab.tokens
+    unk = getattr(vocab, "unk_id", None)
+    key = (id(tokens), len(tokens))
+    with _INDEX_LOCK:
+        hit = _INDEXES.get(key)
+        if hit is not None and hit[0] is tokens and hit[1] == unk:
+            _INDEXES.move_to_end(key)
+            return hit[2]
+    index = PrefixIndex(tokens, () if unk is None else (unk,))
+    with _INDEX_LOCK:
+        _INDEXES[key] = (tokens, unk, index)
+        while len(_INDEXES) > 32:
+            _INDEXES.popitem(last=False)
+    return index
+
+
+def top_ids(probs: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
+    """The (at most) ``m`` ids of ``ids`` with the highest ``probs``, most likely first, ties by id."""
+    if m <= 0 or len(ids) == 0:
+        return ids[:0]
+    p = probs[ids]
+    if len(ids) > m:
+        kth = np.partition(p, len(p) - m)[len(p) - m]  # the m-th largest probability
+        keep = p >= kth
+        ids, p = ids[keep], p[keep]
+    return ids[np.lexsort((ids, -p))][:m]
+
+
+class PredictorSource:
+    """Next words from an object with :class:`model.predictor.Predictor`'s public interface.
+
+    A vocabulary that grows (words the user wrote that the corpus never had) is re-indexed
+    only after ``GROWN`` new words; until then the new ones are checked one by one."""
+
+    def __init__(self, predictor: Any):
+        self.predictor = predictor
+        self.index = prefix_index(predictor.vocab)
+
+    def split(self, text: str) -> tuple[list[str], str]:
+        context, prefix = self.predictor.split_prefix(text)
+        return list(context), prefix
+
+    def with_prefix(self, prefix: str) -> np.ndarray:
+        tokens = self.predictor.vocab.tokens
+        if len(tokens) != self.index.size and (len(tokens) - self.index.size > GROWN or len(tokens) < self.index.size):
+            self.index = prefix_index(self.predictor.vocab)
+        ids = self.index.ids_with_prefix(prefix)
+        if len(tokens) > self.index.size:
+            extra = [i for i in range(self.index.size, len(tokens)) if tokens[i].startswith(prefix)]
+            if extra:
+                ids = np.concatenate([ids, np.asarray(extra, dtype=np.int64)])
+        return ids
+
+    def candidates(self, context: Sequence[str], prefix: str, m: int, text: str = "") -> list[tuple[str, float]]:
+        pred = self.predictor
+        ids, _ = pred.encode(context)
+        tokens = pred.vocab.tokens
+        if not prefix:
+            probs, order = pred.ranking(ids)
+            chosen = order[:m]
+        else:
+            probs = pred.distribution(ids)
+            found = self.with_prefix(prefix)
+            chosen = top_ids(probs, found[found < len(probs)], m)
+        return [(tokens[int(i)], float(probs[int(i)])) for i in chosen]
+
+
+# ---- the menu ------------------------------------------------------------------------------
+class Menu:
+    """The word menu and the grey continuation for a buffer (see the module docstring).
+
+    ``predictor`` (or ``source``) gives the words; ``size`` is the default number of entries;
+    ``repeat`` shows passed-over words again; ``ghost_enabled`` turns the continuation on;
+    ``direct`` says whether Alt-1 … Alt-9 picks exist (they do in the REPL) for the key costs.
+    Thread-safe: one lock serialises every request.
+    """
+
+    def __init__(
+        self,
+        predictor: Any = None,
+        *,
+        source: Source | None = None,
+        size: int = MENU_MIN,
+        repeat: bool = False,
+        ghost_enabled: bool = True,
+        direct: bool = True,
+        ghost_words: int = GHOST_WORDS,
+        ghost_min_prob: float = GHOST_MIN_PROB,
+    ):
+        self.size = int(size)
+        self.repeat = bool(repeat)
+        self.ghost_enabled = bool(ghost_enabled)
+        self.direct = bool(direct)
+        self.ghost_words = int(ghost_words)
+        self.ghost_min_prob = float(ghost_min_prob)
+        self._lock = threading.RLock()
+        self._owner: Any = None
+        self._source: Source | None = None
+        self._key: tuple[str, ...] | None = None
+        self._shown: dict[str, frozenset[str]] = {}
+        if source is not None:
+            self.use_source(source)
+        elif predictor is not None:
+            self.use(predictor)
+
+    # ---- what the words come from ------------------------------------------------------------
+    def use(self, predictor: Any) -> None:
+        """Take words from ``predictor`` (no-op if it is already in use; a new one resets the memory)."""
+        with self._lock:
+            if predictor is self._owner and self._source is not None:
+                return
+            self._owner = predictor
+            self._source = None if predictor is None else PredictorSource(predictor)
+            self.forget()
+
+    def use_source(self, source: Source) -> None:
+        with self._lock:
+            self._owner = source
+            self._source = source
+            self.forget()
+
+    @property
+    def ready(self) -> bool:
+        return self._source is not None
+
+    def forget(self) -> None:
+        """Forget which words were passed over."""
+        with self._lock:
+            self._key = None
+            self._shown = {}
+
+    # ---- requests -------------------------------------------------------------------------
+    def split(self, text: str) -> tuple[list[str], str]:
+        """(tokens before the word being typed, the partial word) of ``text``."""
+        if self._source is None:
+            return [], ""
+        return self._source.split(text)
+
+    def lookup(self, text: str, n: int | None = None) -> tuple[str, list[Entry]]:
+        """(the partial word, the menu's entries) for the buffer ``text``."""
+        n = self.size if n is None else int(n)
+        with self._lock:
+            src = self._source
+            if src is None or n <= 0:
+                return "", []
+            context, prefix = src.split(text)
+            key = tuple(context)
+            if key != self._key:
+                self._key, self._shown = key, {}
+            passed: set[str] = set()
+            if not self.repeat:
+                for q, words in self._shown.items():
+                    if len(q) < len(prefix) and prefix.startswith(q):
+                        passed |= words
+            ranked = src.candidates(context, prefix, n + len(passed), text)
+            if passed:
+                ranked = [c for c in ranked if c[0] not in passed] + [c for c in ranked if c[0] in passed]
+            ranked = ranked[:n]
+            self._shown[prefix] = frozenset(w for w, _ in ranked)
+            m = len(ranked)
+            return prefix, [Entry(w, p, pick_keys(r, m, self.direct)) for r, (w, p) in enumerate(ranked, start=1)]
+
+    def entries(self, text: str, n: int | None = None) -> list[Entry]:
+        """The first ``n`` (default ``size``) menu entries for the buffer ``text``."""
+        return self.lookup(text, n)[1]
+
+    def ghost(self, text: str) -> str:
+        """The grey continuation after ``text``: '' unless ``text`` ends a word (a space or a CJK character)."""
+        with self._lock:
+            src = self._source
+            if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not text.strip():
+                return ""
+            if not (text[-1].isspace() or is_cjk(text[-1])):
+                return ""
+            context, prefix = src.split(text)
+            if prefix:
+                return ""
+            out: list[str] = []
+            context = list(context)
+            for _ in range(self.ghost_words):
+                best = src.candidates(context, "", 1, text + "".join(out))
+                if not best or best[0][1] < self.ghost_min_prob:
+                    break
+                word = best[0][0]
+                out.append(insertion(word))
+                context.append(word)
+            return "".join(out)
+
+
+# ---- prompt_toolkit ------------------------------------------------------------------------
 class WordCompleter(Completer):
-    """Next-word completions from ``get_predictor()`` (None while no model is loaded)."""
+    """Next-word completions from ``get_predictor()`` (None while no model is loaded), numbered
+    1-9 for Alt-1 … Alt-9; command names and paths after ``:``."""
 
-    def __init__(self, get_predictor: Callable[[], object], get_k: Callable[[], int]):
+    def __init__(self, get_predictor: Callable[[], object], get_k: Callable[[], int], menu: Menu | None = None):
         self.get_predictor = get_predictor
         self.get_k = get_k
+        self.menu = menu if menu is not None else Menu()
         self.paths = PathCompleter(expanduser=True)
+
+    def current(self) -> Menu | None:
+        """The menu over the current predictor (None while no model is loaded)."""
+        pred = self.get_predictor()
+        if pred is None:
+            return None
+        self.menu.use(pred)
+        return self.menu
+
+    def menu_size(self) -> int:
+        return max(int(self.get_k()), MENU_MIN)
+
+    def lookup(self, text: str) -> tuple[str, list[Entry]]:
+        """(partial word, entries) the menu shows for ``text`` ('' and [] for commands and long buffers)."""
+        if text.lstrip().startswith(":") or len(text) > MAX_TEXT:
+            return "", []
+        menu = self.current()
+        if menu is None:
+            return "", []
+        return menu.lookup(text, self.menu_size())
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor
         if text.lstrip().startswith(":"):
             yield from self._commands(text.lstrip(), complete_event)
             return
-        predictor = self.get_predictor()
-        if predictor is None or len(text) > 10_000:
-            return
-        context, prefix = predictor.split_prefix(text)
-        ids, _ = predictor.encode(context)
-        k = max(self.get_k(), MENU_MIN)
-        for word, p in predictor.top_k(ids, k, prefix):
-            cjk = is_cjk(word)
-            yield Completion(
-                word if cjk else word + " ",
-                start_position=-len(prefix),
-                display=word,
-                display_meta=f"{p * 100:.1f}%",
-            )
+        prefix, entries = self.lookup(text)
+        for rank, e in enumerate(entries, start=1):
+            label = f"{rank} {e.word}" if rank <= DIRECT_PICKS else f"  {e.word}"
+            yield Completion(insertion(e.word), start_position=-len(prefix), display=label, display_meta=f"{e.prob * 100:.1f}%")
 
     def _commands(self, text: str, event: CompleteEvent) -> Iterable[Completion]:
         word, sep, rest = text[1:].partition(" ")
@@ -62,3 +377,44 @@ class WordCompleter(Completer):
             for arch in ARCHS:
                 if arch.startswith(rest.strip()):
                     yield Completion(arch, start_position=-len(rest.strip()))
+
+
+class GhostSuggest(AutoSuggest):
+    """prompt_toolkit's auto-suggestion: the completer's grey continuation (see :meth:`Menu.ghost`)."""
+
+    def __init__(self, completer: WordCompleter):
+        self.completer = completer
+
+    def get_suggestion(self, buffer: Any, document: Document) -> Suggestion | None:
+        text = document.text
+        if not document.is_cursor_at_the_end or text.lstrip().startswith(":") or len(text) > MAX_TEXT:
+            return None
+        menu = self.completer.current()
+        if menu is None or not menu.ghost_enabled:
+            return None
+        ghost = menu.ghost(text)
+        return Suggestion(ghost) if ghost else None
+
+
+def pick(buffer: Any, completer: WordCompleter, n: int) -> bool:
+    """Insert menu entry ``n`` (1-based) for the buffer's text, replacing the partial word (Alt-n).
+
+    Uses the open menu's own entries when it is showing the current text, else asks the
+    completer (same words, same order). False if the menu has fewer than ``n`` entries.
+    """
+    state = buffer.complete_state
+    if state is not None and len(state.completions) >= n:
+        buffer.apply_completion(state.completions[n - 1])  # the open menu (a Tab selection included)
+        return True
+    if state is not None and state.complete_index is not None:
+        return False
+    document = buffer.document
+    if not document.is_cursor_at_the_end:
+        return False
+    prefix, entries = completer.lookup(document.text)
+    if len(entries) < n:
+        return False
+    if prefix:
+        buffer.delete_before_cursor(len(prefix))
+    buffer.insert_text(insertion(entries[n - 1].word))
+    return True

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,10 +65,26 @@ def test_parse_int_forms():
         parse_int("3.5", "x")
 
 
+class FakeVocab:
+    def __init__(self, tokens):
+        self.tokens = list(tokens)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.unk_id = None
+
+
 class FakePredictor:
-    """A scripted predictor for UI tests: fixed next words, whatever the context."""
+    """A scripted predictor for UI tests: fixed next words, whatever the context, with the
+    public interface of model.predictor.Predictor."""
 
     words = [("council", 0.9), ("cat", 0.05), ("consider", 0.03), ("to", 0.02)]
+    context = 3
+
+    def __init__(self):
+        self.vocab = FakeVocab(w for w, _ in self.words)
+        self.probs = np.asarray([p for _, p in self.words])
+
+    def tokenize(self, text):
+        return text.split()
 
     def split_prefix(self, text):
         toks = text.split()
@@ -76,7 +93,13 @@ class FakePredictor:
         return toks[:-1], toks[-1]
 
     def encode(self, tokens):
-        return list(range(len(tokens))), []
+        return [self.vocab.index[t] for t in tokens if t in self.vocab.index], [t for t in tokens if t not in self.vocab.index]
+
+    def distribution(self, ids):
+        return self.probs
+
+    def ranking(self, ids):
+        return self.probs, np.argsort(-self.probs, kind="stable")
 
     def top_k(self, ids, k, prefix=""):
         return [(w, p) for w, p in self.words if w.startswith(prefix)][:k]
@@ -87,12 +110,14 @@ def completions(completer, text):
 
 
 def test_completer_with_fake_predictor():
-    c = WordCompleter(lambda: FakePredictor(), lambda: 3)
+    fake = FakePredictor()
+    c = WordCompleter(lambda: fake, lambda: 3)
     got = completions(c, "had a ")
     assert [x.text for x in got] == ["council ", "cat ", "consider ", "to "]  # menu shows at least 10 if there are
+    assert [x.display_text for x in got] == ["1 council", "2 cat", "3 consider", "4 to"]  # numbered for Alt-1 … Alt-9
     assert got[0].display_meta_text == "90.0%"
     mid = completions(c, "had a co")
-    assert [x.text for x in mid] == ["council ", "consider "]
+    assert [x.text for x in mid] == ["council ", "consider "]  # both were shown and passed over: order kept
     assert all(x.start_position == -2 for x in mid)
     assert completions(WordCompleter(lambda: None, lambda: 3), "had ") == []
 
@@ -113,9 +138,9 @@ def test_completer_with_real_model(default_bundle):
     p = Predictor(default_bundle)
     c = WordCompleter(lambda: p, lambda: 5)
     got = completions(c, "had a gen")
-    assert got[0].display_text == "general" and got[0].text == "general "
+    assert got[0].display_text == "1 general" and got[0].text == "general "
     got = completions(c, "had a general ")
-    assert got[0].display_text == "council"
+    assert got[0].display_text == "1 council"
     assert float(got[0].display_meta_text.rstrip("%")) > 90
 
 
