@@ -15,7 +15,7 @@ from model.config import ARCHS, OBJECTIVES, OPTIMIZERS
 from model.errors import StoryError
 from repl.models import check_positive, config_from, err_console, make_predictor, obtain_bundle, print_json
 
-SUBCOMMANDS = ("train", "predict", "generate", "eval")
+SUBCOMMANDS = ("train", "predict", "generate", "eval", "complete")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,8 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", nargs="?", help="text to evaluate (default: the held-out part with --valid)")
     e.add_argument("--valid", action="store_true", help="evaluate on the corpus's held-out validation part")
     e.add_argument("--order", type=int, default=5, help="n-gram order of the baseline (default 5)")
+    e.add_argument("--keystrokes", action="store_true", help="also simulate a typist: keystroke savings by menu size, beside Kneser-Ney and Presage")
+    e.add_argument("--menu", default="1,3,5,10", metavar="N,N", help="menu sizes for --keystrokes (default 1,3,5,10)")
+    e.add_argument("--limit", type=int, metavar="N", help="with --keystrokes, type only the first N tokens")
     e.add_argument("--json", action="store_true")
     add_source_args(e)
+
+    c = sub.add_parser("complete", help="the REPL's menu and continuation for buffers read as JSON lines on stdin")
+    c.add_argument("-k", type=int, default=10, help="menu entries per answer (default 10)")
+    c.add_argument("--repeat", action="store_true", help="show passed-over words again while a word is typed")
+    c.add_argument("--no-ghost", action="store_true", help="no inline continuation")
+    add_source_args(c)
     return p
 
 
@@ -230,6 +239,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
+def cmd_complete(args: argparse.Namespace) -> int:
+    from repl.complete import run_complete
+
+    return run_complete(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("STORY_REPL_DEBUG") == "1"
@@ -241,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
             args = build_parser().parse_args(argv)
-            handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval}[args.command]
+            handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval, "complete": cmd_complete}[args.command]
             return handler(args)
         args = repl_parser().parse_args(argv)
         from repl.session import run_session

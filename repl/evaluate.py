@@ -356,10 +356,18 @@ def run_eval(args: argparse.Namespace) -> int:
         source = str(file)
     result = evaluate_text(bundle, tokens, order=order, encoding=encoding, predictor=predictor)
     result["source"] = source
+    if getattr(args, "keystrokes", False):
+        from repl.keystrokes import from_args
+
+        result["keystrokes"] = from_args(bundle, tokens, args, predictor, source)
     if getattr(args, "json", False):
         print_json(result)
         return 0
     from rich.console import Console
 
     Console(highlight=False).print(report(result))
+    if result.get("keystrokes"):
+        from repl.keystrokes import report as keystroke_report
+
+        Console(highlight=False).print(keystroke_report(result["keystrokes"]))
     return 0

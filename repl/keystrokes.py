@@ -594,6 +594,20 @@ def with_features(features: Features, **kw: Any) -> Features:
     return replace(features, **kw)
 
 
+def from_args(bundle: Any, tokens: Sequence[str], args: Any, predictor: Any = None, source: str = "") -> dict[str, Any]:
+    """``eval --keystrokes [--menu 1,3,5,10] [--limit N]`` on ``tokens`` (the text eval scores)."""
+    menus = parse_menus(getattr(args, "menu", None) or ",".join(map(str, DEFAULT_MENUS)))
+    limit = getattr(args, "limit", None)
+    if limit is not None:
+        if limit < 1:
+            raise StoryError(f"--limit expects a positive number of tokens, got {limit}")
+        tokens = list(tokens)[:limit]
+    out = keystrokes(bundle, tokens, menus, predictor=predictor, encoding=getattr(args, "encoding", None) or "utf-8")
+    if source:
+        out["source"] = source + (f", first {len(tokens):,} tokens" if limit is not None else "")
+    return out
+
+
 # ---- rendering ----------------------------------------------------------------------------------
 LABELS = {"model": "model", "baseline": f"Kneser-Ney {BASELINE_ORDER}-gram", "presage": "Presage 3-gram"}
 
