@@ -37,6 +37,13 @@ COMMANDS: dict[str, Spec] = {
     "greedy": Spec(":greedy", "generate by always taking the most likely word", "none"),
     "sample": Spec(":sample [T]", "generate by sampling at temperature T (default 1.0)", "float?"),
     "mode": Spec(":mode", "toggle between greedy and sampled generation", "none"),
+    "beam": Spec(":beam N", "generate the most likely continuation by beam search of width N (1 = greedy)", "int"),
+    "decode": Spec(
+        ":decode [key=value ...]",
+        "show or set decoding: T, k (top-k), p (top-p), minp, rep (repeat penalty), last-n, nr (no-repeat n-gram), "
+        "beam; also greedy, sample, off (no repetition controls), defaults",
+        "text?",
+    ),
     "len": Spec(":len N", "generate N words after each line", "int"),
     "seed": Spec(":seed N", "seed sampling and the next training run", "int"),
     "arch": Spec(":arch NAME", f"switch encoder ({', '.join(ARCHS)}): load or train that model", "word"),

@@ -25,6 +25,7 @@ from rich.console import Console
 
 from model.bundle import Bundle, copy_bundle, load_bundle
 from model.config import ARCHS, Config
+from model.decoding import Decoding, parse_settings
 from model.errors import StoryError
 from model.predictor import Predictor
 from model.tokenize import detokenize
@@ -46,6 +47,12 @@ def _clean(line: str) -> str:
     return "".join(" " if (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) else ch for ch in line)
 
 
+def _decoding_line(d: Decoding) -> str:
+    """Every decoding setting, spelled as :decode takes it."""
+    return (f"T={d.temperature:g} k={d.top_k} p={d.top_p:g} minp={d.min_p:g} rep={d.repeat_penalty:g} "
+            f"last-n={d.repeat_last_n} nr={d.no_repeat_ngram} beam={d.beam}")
+
+
 def _short(word: str, limit: int = 40) -> str:
     return word if len(word) <= limit else word[: limit - 1] + "…"
 
@@ -59,8 +66,7 @@ class Session:
         self.bundle: Bundle | None = None
         self.predictor: Predictor | None = None
         self.k = DEFAULT_K
-        self.greedy = True
-        self.temperature = 1.0
+        self.decoding = Decoding()  # how generation picks words (:greedy, :sample, :beam, :decode)
         self.length = 32
         self.seed = config.seed
         self.rng = np.random.default_rng(self.seed)
@@ -266,7 +272,7 @@ class Session:
     # ---- toolbar --------------------------------------------------------------------
     def toolbar(self):
         cfg = self.bundle.config if self.bundle is not None else self.config
-        mode = "greedy" if self.greedy else f"sample T={self.temperature:g}"
+        mode = self.decoding.short()
         parts = [
             ("class:toolbar.key", " corpus "),
             ("class:toolbar", f"{self.corpus_label()} "),
@@ -341,12 +347,12 @@ class Session:
         gen: list[int] = []
         stopped = False
         try:
-            for i in pred.generate_ids(ids, self.length, self.greedy, self.temperature, int(self.rng.integers(2**31))):
+            for i in pred.generate_ids(ids, self.length, seed=int(self.rng.integers(2**31)), decoding=self.decoding):
                 gen.append(i)
         except KeyboardInterrupt:
             stopped = True
         words = pred.vocab.decode(gen)
-        mode = "greedy" if self.greedy else f"sampled, T={self.temperature:g}"
+        mode = self.decoding.short()
         if stopped:
             mode += f"; stopped after {len(words)} words"
         copied = self.copied_run(words)
@@ -387,20 +393,45 @@ class Session:
         self.k = int(arg)
         self.out(render.notice(f"showing the top {self.k} words", "green"))
 
+    @property
+    def greedy(self) -> bool:
+        """True unless generation samples (beam search is greedy too)."""
+        return self.decoding.greedy
+
+    @property
+    def temperature(self) -> float:
+        return self.decoding.temperature
+
+    def _set_decoding(self, decoding: Decoding) -> None:
+        self.decoding = decoding
+        what = {"greedy": "greedy decoding", "beam": f"beam search of width {decoding.beam}"}.get(
+            decoding.mode, f"sampled decoding at temperature {decoding.temperature:g}"
+        )
+        self.out(render.notice(f"{what} ({decoding.short()})", "green"))
+
     def do_greedy(self, arg) -> None:
-        self.greedy = True
-        self.out(render.notice("greedy decoding", "green"))
+        self._set_decoding(self.decoding.with_(greedy=True, beam=1))
 
     def do_sample(self, arg) -> None:
         t = self.temperature if arg is None else float(arg)
         if not (0 < t <= 100):
             raise StoryError(f":sample expects a temperature above 0 (at most 100), got {arg}")
-        self.greedy, self.temperature = False, t
-        self.out(render.notice(f"sampled decoding at temperature {t:g}", "green"))
+        self._set_decoding(self.decoding.with_(greedy=False, beam=1, temperature=t))
 
     def do_mode(self, arg) -> None:
-        self.greedy = not self.greedy
-        self.out(render.notice("greedy decoding" if self.greedy else f"sampled decoding at temperature {self.temperature:g}", "green"))
+        sampling = self.decoding.mode == "sample"
+        self._set_decoding(self.decoding.with_(greedy=sampling, beam=1))
+
+    def do_beam(self, arg) -> None:
+        if not (1 <= arg <= 64):
+            raise StoryError(f":beam expects a whole number from 1 (off) to 64, got {arg}")
+        self._set_decoding(self.decoding.with_(greedy=True, beam=int(arg)))
+
+    def do_decode(self, arg) -> None:
+        if not arg:
+            self.out(render.notice(f"decoding: {self.decoding.short()}  ({_decoding_line(self.decoding)})"))
+            return
+        self._set_decoding(parse_settings(arg, self.decoding))
 
     def do_len(self, arg) -> None:
         if not (1 <= arg <= MAX_LEN):
