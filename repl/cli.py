@@ -13,6 +13,7 @@ from typing import Sequence
 
 from model.config import ARCHS, OBJECTIVES, OPTIMIZERS
 from model.errors import StoryError
+from repl.decoding_args import add_decoding_args, decoding_from_args
 from repl.models import check_positive, config_from, err_console, make_predictor, obtain_bundle, print_json
 
 SUBCOMMANDS = ("train", "predict", "generate", "eval", "complete")
@@ -91,10 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate a continuation")
     g.add_argument("text")
     g.add_argument("-n", type=int, default=32, help="words to generate")
-    mode = g.add_mutually_exclusive_group()
-    mode.add_argument("--greedy", action="store_true")
-    mode.add_argument("--sample", action="store_true")
-    g.add_argument("--temperature", type=float, default=1.0)
+    add_decoding_args(g)
     g.add_argument("--json", action="store_true")
     add_source_args(g)
 
@@ -214,18 +212,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from model.tokenize import detokenize
 
     check_positive(args.n, "-n")
-    if args.temperature <= 0 or args.temperature != args.temperature:
+    if args.temperature is not None and not args.temperature > 0:
         raise StoryError(f"--temperature expects a positive number, got {args.temperature}")
+    decoding = decoding_from_args(args)
     bundle = obtain_bundle(args)
     pred = make_predictor(bundle, args)
     seed_tokens = pred.tokenize(args.text)
     _, unknown = pred.encode(seed_tokens)
-    greedy = not args.sample
     seed = args.seed if args.seed is not None else bundle.config.seed
-    tokens = pred.generate(seed_tokens, args.n, greedy=greedy, temperature=args.temperature, seed=seed)
+    tokens = pred.generate(seed_tokens, args.n, seed=seed, decoding=decoding)
     text = detokenize(tokens)
     if args.json:
-        print_json({"seed": seed_tokens, "tokens": tokens, "text": text, "unknown": unknown, "mode": "greedy" if greedy else "sample"})
+        print_json(
+            {"seed": seed_tokens, "tokens": tokens, "text": text, "unknown": unknown, "mode": decoding.mode, "decoding": decoding.to_dict()}
+        )
         return 0
     if unknown:
         print(f"unknown words skipped: {', '.join(unknown)}", file=sys.stderr)
