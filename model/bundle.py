@@ -49,6 +49,7 @@ ARCH_KEYS = {
     "lstm": ("lstm",),
     "stacked": ("lstm_1", "lstm_2"),
     "bilstm": ("forward", "backward"),
+    "stream": ("lstm_1", "lstm_2"),
 }
 
 
@@ -360,11 +361,13 @@ def expected_shapes(config: Config, vocab_size: int) -> dict[str, tuple[int, ...
     """The shape of every weight array of the network ``config`` describes for ``vocab_size`` words."""
     e, u = int(config.embedding_dim), int(config.units)
     shapes: dict[str, tuple[int, ...]] = {"embedding": (vocab_size + 1, e)}
-    inputs = {"lstm": (e,), "stacked": (e, u), "bilstm": (e, e)}[config.arch]
+    inputs = {"lstm": (e,), "stacked": (e, u), "bilstm": (e, e), "stream": (e, u)}[config.arch]
     for p, d in zip(ARCH_KEYS[config.arch], inputs):
         shapes.update({f"{p}/kernel": (d, 4 * u), f"{p}/recurrent": (u, 4 * u), f"{p}/bias": (4 * u,)})
     hidden = 2 * u if config.arch == "bilstm" else u
     shapes.update({"logits/kernel": (hidden, vocab_size), "logits/bias": (vocab_size,)})
+    if config.tie_weights:  # the output kernel is the embedding transposed, not stored
+        del shapes["logits/kernel"]
     return shapes
 
 
@@ -374,8 +377,8 @@ def check_weights(config: Config, vocab_size: int, weights: dict[str, np.ndarray
     missing = [k for k in shapes if k not in weights]
     if missing:
         raise StoryError(f"{where} weights do not match its config ({config.arch}): missing {missing[0]}; retrain the model")
-    out = weights["logits/kernel"]
-    if out.ndim == 2 and out.shape[-1] != vocab_size:
+    out = weights["logits/bias"]
+    if out.ndim == 1 and out.shape[-1] != vocab_size:
         raise StoryError(
             f"{where}: vocab.json has {vocab_size} words but the weights are for {out.shape[-1]}; "
             f"the bundle is inconsistent: retrain or re-save the model"

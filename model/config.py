@@ -14,17 +14,28 @@ from typing import Any
 from model.errors import StoryError
 
 FORMAT_VERSION = 1
-ARCHS = ("lstm", "stacked", "bilstm")
+ARCHS = ("lstm", "stacked", "bilstm", "stream")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 OBJECTIVES = ("softmax", "sampled")
 
 # A corpus with at most this many tokens is a "small story": seed-tutorial defaults.
 SMALL_CORPUS_TOKENS = 5_000
 
+# The stream arch's recipe for books (bench/stream.py): two 200-unit LSTM layers read the
+# text as parallel streams with the state carried across truncated-BPTT steps.
+STREAM_CONTEXT = 64  # words the predictor feeds: in practice the whole line typed so far
+STREAM_BPTT = 35
+STREAM_UNITS = 200
+STREAM_STREAMS = 32  # parallel streams per batch
+STREAM_DROPOUT = 0.4
+STREAM_LR = 0.002  # Adam
+STREAM_TIE = True
+STREAM_EPOCHS = 40
+
 
 @dataclass(frozen=True)
 class Config:
-    arch: str = "lstm"  # encoder over the context window: lstm | stacked | bilstm
+    arch: str = "lstm"  # encoder: lstm | stacked | bilstm over a window; stream: 2 layers trained on the text as one stream
     context: int | None = None  # words of context; 3 for small stories (the seed's window)
     units: int | None = None  # LSTM units per direction and layer; 512 for small stories (the seed's)
     embedding_dim: int | None = None  # learned embedding size (the seed fed raw ids instead)
@@ -40,6 +51,8 @@ class Config:
     valid_fraction: float = 0.0  # hold out the last fraction of paragraphs for validation
     objective: str | None = None  # softmax | sampled; None: softmax for small stories, sampled for books
     num_sampled: int = 512  # negative samples per batch for the sampled objective
+    tie_weights: bool | None = None  # stream: the output layer is the embedding transposed (needs embedding_dim == units)
+    bptt: int | None = None  # stream: tokens per truncated back-propagation step; 35 when arch is stream
 
     def __post_init__(self) -> None:
         validate(self)
@@ -57,11 +70,17 @@ class Config:
 
     def key(self, corpus_sha256: str) -> str:
         """Cache key of this (resolved) configuration trained on a given corpus."""
-        blob = json.dumps({"corpus": corpus_sha256, **self.to_dict()}, sort_keys=True)
+        # Fields added after the first release count only when they differ from their
+        # default, so models cached before they existed keep their keys.
+        data = {k: v for k, v in self.to_dict().items() if not (k in _LATE_FIELDS and v in _LATE_FIELDS[k])}
+        blob = json.dumps({"corpus": corpus_sha256, **data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
         return f"{self.arch}/{self.context if self.context is not None else 'auto'}"
+
+
+_LATE_FIELDS: dict[str, tuple[Any, ...]] = {"tie_weights": (None, False), "bptt": (None,)}
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -86,6 +105,14 @@ def validate(c: Config) -> None:
     _positive_int("max-vocab", c.max_vocab, 2)
     _positive_int("min-count", c.min_count)
     _positive_int("num-sampled", c.num_sampled)
+    _positive_int("bptt", c.bptt)
+    if c.tie_weights and c.arch != "stream":
+        raise StoryError(f"tie-weights is only for --arch stream, not {c.arch}")
+    if c.tie_weights and c.embedding_dim is not None and c.units is not None and c.embedding_dim != c.units:
+        raise StoryError(
+            f"tie-weights needs --embedding-dim equal to --units (got {c.embedding_dim} and {c.units}): "
+            "the output layer is the embedding transposed"
+        )
     if c.context is not None and c.context > 512:
         raise StoryError(f"context expects an integer between 1 and 512, got {c.context}")
     if c.lr is not None and not (0 < c.lr < 10):
@@ -103,17 +130,28 @@ def resolve(c: Config, n_tokens: int) -> Config:
     # already predicts each word `context` times; validation loss bottoms out after 2-4
     # epochs, so capacity is spent on a wide, heavily regularised LSTM over a short window,
     # with sampled softmax to cut the output layer's cost (bench/quality.py).
-    context = c.context if c.context is not None else (3 if small else 8)
-    units = c.units if c.units is not None else (512 if small else 384)
-    embedding_dim = c.embedding_dim if c.embedding_dim is not None else (64 if small else 256)
-    dropout = c.dropout if c.dropout is not None else (0.0 if small else 0.6)
-    batch = c.batch_size if c.batch_size is not None else (0 if small else 256)
+    # The stream arch (see STREAM_*) trains the full softmax: at ~10,000 words and 200 units
+    # its output layer is cheap enough, and the window recipe's sampled softmax would only add noise.
+    stream = c.arch == "stream"
+    book_stream = stream and not small
+    context = c.context if c.context is not None else (STREAM_CONTEXT if stream else (3 if small else 8))
+    units = c.units if c.units is not None else (512 if small else (STREAM_UNITS if stream else 384))
+    tie = bool(c.tie_weights) if c.tie_weights is not None else (book_stream and STREAM_TIE)
+    if c.embedding_dim is not None:
+        embedding_dim = c.embedding_dim
+    else:
+        embedding_dim = units if tie else (64 if small else (STREAM_UNITS if stream else 256))
+    dropout = c.dropout if c.dropout is not None else (0.0 if small else (STREAM_DROPOUT if stream else 0.6))
+    batch = c.batch_size if c.batch_size is not None else (0 if small else (STREAM_STREAMS if stream else 256))
     if c.lr is not None:
         lr = c.lr
+    elif book_stream and c.optimizer == "adam":
+        lr = STREAM_LR
     else:
         lr = {"adam": 0.03 if small else 0.004, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
-    epochs = c.epochs if c.epochs is not None else (500 if small else 20)
-    objective = c.objective if c.objective is not None else ("softmax" if small else "sampled")
+    epochs = c.epochs if c.epochs is not None else (500 if small else (STREAM_EPOCHS if stream else 20))
+    objective = c.objective if c.objective is not None else ("softmax" if small or stream else "sampled")
+    bptt = c.bptt if c.bptt is not None else (STREAM_BPTT if stream else None)
     max_vocab = c.max_vocab
     if c.min_count is not None:
         min_count = c.min_count
@@ -133,4 +171,6 @@ def resolve(c: Config, n_tokens: int) -> Config:
         epochs=epochs,
         max_vocab=max_vocab,
         min_count=min_count,
+        tie_weights=tie,
+        bptt=bptt,
     )

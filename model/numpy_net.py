@@ -2,7 +2,9 @@
 
 The forward pass reproduces Keras's LSTM exactly (gate order i, f, c, o; sigmoid recurrent
 activation; masked padding steps leave the state unchanged), so probabilities match the
-Keras model.
+Keras model. The ``stream`` arch is two stacked layers read from a zero state over the window
+(:meth:`Network.logits`), or from a carried state one step per word (:meth:`Network.advance`);
+with tied weights its output kernel is the embedding transposed.
 """
 from __future__ import annotations
 
@@ -16,13 +18,38 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def lstm_layer(
-    xs: np.ndarray, mask: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray, reverse: bool = False
+    xs: np.ndarray,
+    mask: np.ndarray,
+    kernel: np.ndarray,
+    recurrent: np.ndarray,
+    bias: np.ndarray,
+    reverse: bool = False,
+    state: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T, D) inputs, (B, T) bool mask -> ((B, T, U) outputs, (B, U) final state)."""
+    """(B, T, D) inputs, (B, T) bool mask -> ((B, T, U) outputs, (B, U) final state).
+
+    ``state`` is the (h, c) to start from (zero by default); :func:`lstm_run` also returns c."""
+    outs, h, _ = lstm_run(xs, mask, kernel, recurrent, bias, reverse, state)
+    return outs, h
+
+
+def lstm_run(
+    xs: np.ndarray,
+    mask: np.ndarray,
+    kernel: np.ndarray,
+    recurrent: np.ndarray,
+    bias: np.ndarray,
+    reverse: bool = False,
+    state: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`lstm_layer`, returning ((B, T, U) outputs, final h, final c)."""
     b, t, _ = xs.shape
     u = recurrent.shape[0]
-    h = np.zeros((b, u), np.float32)
-    c = np.zeros((b, u), np.float32)
+    if state is None:
+        h = np.zeros((b, u), np.float32)
+        c = np.zeros((b, u), np.float32)
+    else:
+        h, c = (np.asarray(s, np.float32) for s in state)
     outs = np.zeros((b, t, u), np.float32)
     zx = xs @ kernel + bias  # (B, T, 4U): input projections for every step at once
     steps = range(t - 1, -1, -1) if reverse else range(t)
@@ -41,7 +68,7 @@ def lstm_layer(
             c = np.where(m, c_new, c)
             h = np.where(m, h_new, h)
         outs[:, s] = h
-    return outs, h
+    return outs, h, c
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,12 +77,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+State = list  # [(h, c) of lstm_1, (h, c) of lstm_2]: the stream arch's carried state
+
+
 class Network:
     """The bundle's network as numpy arrays: (B, T) input ids (0 = padding) -> (B, V) logits."""
 
     def __init__(self, config: Config, weights: dict[str, np.ndarray]):
         self.config = config
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        if "logits/kernel" not in self.w:  # tied weights: the output kernel is the embedding transposed
+            self.w["logits/kernel"] = np.ascontiguousarray(self.w["embedding"][1:].T)
 
     def _lstm(self, name: str, xs: np.ndarray, mask: np.ndarray, reverse: bool = False):
         w = self.w
@@ -68,7 +100,7 @@ class Network:
         arch = self.config.arch
         if arch == "lstm":
             _, h = self._lstm("lstm", xs, mask)
-        elif arch == "stacked":
+        elif arch in ("stacked", "stream"):
             seq, _ = self._lstm("lstm_1", xs, mask)
             _, h = self._lstm("lstm_2", seq, mask)
         else:
@@ -79,3 +111,25 @@ class Network:
 
     def probabilities(self, ids: np.ndarray) -> np.ndarray:
         return softmax(self.logits(ids))
+
+    # ---- carried state (stream arch) -----------------------------------------------------
+    def advance(self, ids: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """Stream arch: read (B, T) input ids (0 = padding, skipped) from ``state`` (zero when
+        None); return the (B, T, V) logits after every position and the state after the last.
+
+        Reading a text piece by piece, each piece from the state the previous one left, gives
+        the same logits as reading it at once, so generation and scoring can take one step per
+        word instead of re-reading a window. ``advance(x)[0][:, -1]`` equals ``logits(x)``."""
+        if self.config.arch != "stream":
+            raise ValueError(f"advance() needs the stream arch, not {self.config.arch}")
+        ids = np.atleast_2d(np.asarray(ids, dtype=np.int64))
+        mask = ids != 0
+        x = self.w["embedding"][ids]
+        new: State = []
+        for k, name in enumerate(("lstm_1", "lstm_2")):
+            w = self.w
+            x, h, c = lstm_run(
+                x, mask, w[f"{name}/kernel"], w[f"{name}/recurrent"], w[f"{name}/bias"], state=None if state is None else state[k]
+            )
+            new.append((h, c))
+        return x @ self.w["logits/kernel"] + self.w["logits/bias"], new

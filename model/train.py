@@ -162,6 +162,11 @@ def plan_batches(cfg: Config, train_ids: np.ndarray, replicas: int) -> Plan:
     """The windows of ``train_ids`` and the global batch (split evenly over ``replicas``)."""
     from model.distribute import global_batch
 
+    if cfg.arch == "stream":  # parallel streams with a carried state (model/stream.py)
+        from model.stream import stream_plan
+
+        return stream_plan(cfg, train_ids, replicas)
+
     x, y = windows(train_ids, cfg.context)
     ceil, _floor = ceiling(x, y)
     n = len(y)
@@ -198,6 +203,10 @@ def make_datasets(cfg: Config, plan: Plan, train_ids: np.ndarray, valid_ids: np.
     from model.distribute import full_batch_dataset, shard_by_data, train_dataset
     from model.network import is_sequence
 
+    if cfg.arch == "stream":  # id streams, not windows (model/stream.py)
+        from model.stream import stream_data, validation_data
+
+        return stream_data(cfg, train_ids), validation_data(cfg, valid_ids)
     seq = is_sequence(cfg)
     if plan.full_batch:
         target = sequence_targets(train_ids, cfg.context) if seq else plan.y
@@ -267,6 +276,10 @@ def run_loop(model, cfg: Config, strat, plan: Plan, train_data, val_data, callba
     from model.distribute import fit_multi_worker, is_multi_worker
 
     epochs = int(cfg.epochs)
+    if cfg.arch == "stream":
+        from model.stream import fit_stream
+
+        return fit_stream(model, cfg, train_data, val_data, epochs, callbacks)
     if cfg.objective == "sampled" and replicas == 1:  # several devices train the full softmax
         from model.sampled import fit_sampled
 
