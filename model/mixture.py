@@ -441,9 +441,9 @@ def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> 
 # ---- building, saving and loading --------------------------------------------------------
 def training_split(corpus, valid_fraction: float) -> tuple[list[str], list[str]]:
     """(training tokens, held-out tokens) of a corpus, split as training splits it."""
-    from model.data import split_paragraphs
-
-    return split_paragraphs(corpus.paragraphs(), corpus.tokens, float(valid_fraction or 0.0))
+    train, valid = corpus.split(float(valid_fraction or 0.0))
+    words = corpus.words
+    return [words[i] for i in train.tolist()], [words[i] for i in valid.tolist()]
 
 
 def heldout_for_weights(train_tokens: list[str], valid_tokens: list[str]) -> tuple[list[str], str]:
@@ -452,6 +452,20 @@ def heldout_for_weights(train_tokens: list[str], valid_tokens: list[str]) -> tup
         return valid_tokens, "validation split"
     n = len(train_tokens)
     return train_tokens[n - max(2, n // 10) :], "last tenth of the training text"
+
+
+def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarray, np.ndarray]:
+    """(every word of the training part, in frequency order with ties by first appearance;
+    the training part as ids of that vocabulary; the held-out part as corpus ids)."""
+    train, valid = corpus.split(float(valid_fraction or 0.0))
+    n_words = len(corpus.words)
+    counts = np.bincount(np.asarray(train, dtype=np.int64), minlength=n_words)
+    first = np.full(n_words, np.iinfo(np.int64).max, dtype=np.int64)
+    seen, at = np.unique(np.asarray(train), return_index=True)
+    first[seen] = at
+    words = Vocab.from_counts(corpus.words, counts, first)
+    table = words.id_table(corpus.words)
+    return words, table[np.asarray(train)].astype(np.int64), np.asarray(valid)
 
 
 def ngram_mixture(corpus, config) -> Mixture:
@@ -464,14 +478,17 @@ def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str
     """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
     from model.numpy_net import Network
 
-    train_tokens, valid_tokens = training_split(corpus, config.valid_fraction)
-    words = Vocab.build(train_tokens)
-    kn = KneserNey(ORDER, vocab_size=len(words)).fit(words.encode(train_tokens))
+    words, train_ids, valid_ids = training_vocabulary(corpus, config.valid_fraction)
+    kn = KneserNey(ORDER, vocab_size=len(words)).fit(train_ids)
     neural = None
     if weights is not None and lstm_vocab is not None:
         neural = NeuralComponent(Network(config, weights), lstm_vocab, words, int(config.context))
     mix = Mixture(words, NgramComponent(kn), neural, None)
-    heldout, where = heldout_for_weights(train_tokens, valid_tokens)
+    if len(valid_ids) >= 2:
+        heldout, where = [corpus.words[i] for i in valid_ids.tolist()], "validation split"
+    else:
+        tail = train_ids[len(train_ids) - max(2, len(train_ids) // 10) :]
+        heldout, where = [words.tokens[i] for i in tail.tolist()], "last tenth of the training text"
     mix.weights = fit_mixture_weights(mix, heldout, where)
     return mix
 

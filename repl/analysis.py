@@ -21,13 +21,13 @@ import math
 from collections import Counter
 from typing import Any
 
+import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from model.errors import StoryError
 from model.tokenize import detokenize
-from model.vocab import UNK
 from repl import evaluate
 from repl.render import bar, notice
 
@@ -80,7 +80,7 @@ def run_command(session, name: str, arg: Any = None) -> None:
         bundle, pred = _need_model(session)
         k = max(1, int(getattr(session, "k", FOLLOWERS) or FOLLOWERS))
         if arg is None or not str(arg).strip():
-            session.out(vocab_view(bundle))
+            session.out(vocab_view(bundle, pred))
         else:
             session.out(word_view(bundle, pred, str(arg).strip(), k))
     else:
@@ -109,55 +109,38 @@ def _eval(session, path: Any) -> None:
 
 # ---- :score ---------------------------------------------------------------------------
 def score_text(pred, text: str) -> dict[str, Any]:
-    """Per-token scores of ``text`` under the rule of :mod:`repl.evaluate`.
+    """Per-token scores of ``text`` under the rule of :mod:`repl.evaluate` (from an empty cache).
 
     Returns ``{"tokens", "words": [{"word", "known", "scored", "prob", "bits", "rank",
-    "note"}], "perplexity", "scored", "unknown"}``; ``rank`` is 1-based with ``<unk>``
-    removed from the ranking (``None`` when the word is ``<unk>`` or not scored).
+    "note"}], "perplexity", "scored", "unknown"}``; ``rank`` is 1-based (``None`` when the
+    word is not scored: the first word, and words the training text never had).
     """
     tokens = pred.tokenize(text)
     if not tokens:
         raise StoryError(":score needs some words; the text has none")
-    vocab = pred.vocab
-    unk = vocab.unk_id
-    ids: list[int] = []
-    slot: list[int | None] = []  # index into ids of each token, None when skipped
-    known: list[bool] = []
-    for t in tokens:
-        i = vocab.index.get(t)
-        ok = i is not None and t != UNK
-        known.append(ok)
-        if ok:
-            slot.append(len(ids))
-            ids.append(int(i))
-        elif unk is not None:
-            slot.append(len(ids))
-            ids.append(int(unk))
-        else:
-            slot.append(None)
-    logp, rank = evaluate.score_positions(pred, ids)
+    scored = evaluate.score_tokens(pred, tokens)
+    at = {int(i): j for j, i in enumerate(scored["positions"])}
     words = []
-    for t, s, ok in zip(tokens, slot, known):
+    for idx, t in enumerate(tokens):
+        ok = bool(scored["known"][idx])
         entry: dict[str, Any] = {"word": t, "known": ok, "scored": False, "prob": None, "bits": None, "rank": None, "note": ""}
-        if s is None:
-            entry["note"] = "unknown: skipped"
-        elif s == 0:
-            entry["note"] = "first word: no context" + ("" if ok else "; unknown")
+        if idx == 0:
+            entry["note"] = "first word: no context" + ("" if ok else "; not in the training text")
+        elif not ok:
+            entry["note"] = "not in the training text: not scored"
         else:
-            lp = float(logp[s - 1])
-            entry.update(scored=True, prob=math.exp(lp), bits=-lp / math.log(2))
-            r = int(rank[s - 1])
-            entry["rank"] = r + 1 if r < len(vocab) else None
-            if not ok:
-                entry["note"] = "unknown: scored as <unk>"
+            j = at[idx]
+            p = float(scored["p"][j])
+            entry.update(scored=True, prob=p, bits=-math.log2(max(p, 1e-300)), rank=int(scored["rank"][j]) + 1)
         words.append(entry)
-    n = int(len(logp))
+    p = scored["p"]
+    n = int(len(p))
     return {
         "tokens": len(tokens),
         "words": words,
         "scored": n,
-        "unknown": sum(1 for ok in known if not ok),
-        "perplexity": math.exp(-float(logp.sum()) / n) if n else None,
+        "unknown": sum(1 for w in words if not w["known"]),
+        "perplexity": math.exp(-float(np.log(np.maximum(p, 1e-300)).sum()) / n) if n else None,
     }
 
 
@@ -238,47 +221,49 @@ def _corpus_or_none(bundle):
         return None
 
 
-def _training_tokens(bundle) -> int:
-    return int(sum(bundle.vocab.counts))
+def _words(pred):
+    """(tokens, counts) of every word of the training text (the completion vocabulary)."""
+    n = pred.mixture.corpus_size
+    return pred.vocab.tokens[:n], pred.vocab.counts[:n]
 
 
-def vocab_view(bundle) -> Group:
-    """Size, coverage and the most frequent words of the model's vocabulary."""
-    vocab = bundle.vocab
-    unk = vocab.unk_id
-    total = _training_tokens(bundle)
-    unk_count = vocab.counts[unk] if unk is not None else 0
+def vocab_view(bundle, pred=None) -> Group:
+    """Size, coverage and the most frequent words of the completion vocabulary."""
+    from model.predictor import Predictor
+
+    pred = pred if pred is not None else Predictor(bundle)
+    tokens, counts = _words(pred)
+    total = int(sum(counts))
+    lstm = bundle.vocab
     corpus_tokens = (bundle.info.get("corpus") or {}).get("tokens")
-    coverage = (total - unk_count) / total if total else 0.0
-    words = len(vocab) - (1 if unk is not None else 0)
     lines = Text()
-    lines.append(f"vocabulary: {words:,} words", style="bold")
-    lines.append(" + <unk>" if unk is not None else " (no <unk>: every word of the training text is kept)")
+    lines.append(f"vocabulary: {len(tokens):,} words", style="bold")
+    lines.append(" (every word of the training text can be completed)")
     lines.append("\n")
     lines.append(f"training text: {total:,} tokens")
     if isinstance(corpus_tokens, int) and corpus_tokens != total:
         lines.append(f" (of {corpus_tokens:,} in the corpus; the rest is held out for validation)")
     lines.append("\n")
-    lines.append(f"coverage: {coverage:.2%} of the training tokens")
+    unk = lstm.unk_id
     if unk is not None:
-        lines.append(f"; the other {unk_count:,} (rarer words) are <unk>")
+        lstm_words = len(lstm) - 1
+        share = (total - lstm.counts[unk]) / total if total else 0.0
+        lines.append(
+            f"the LSTM's own vocabulary: {lstm_words:,} words + <unk> ({share:.2%} of the training tokens); "
+            "it reaches the rarer words through the n-gram"
+        )
+    else:
+        lines.append(f"the LSTM's own vocabulary: the same {len(lstm):,} words (coverage 100.00%)")
     table = Table(title=f"top {TOP_WORDS} words", title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right", style="dim")
     table.add_column("word", style="bold cyan")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
     table.add_column("", style="green", no_wrap=True)
-    top = [i for i in range(len(vocab)) if i != unk][:TOP_WORDS]
-    most = max((vocab.counts[i] for i in top), default=1) or 1
-    for rank, i in enumerate(top, 1):
-        c = vocab.counts[i]
-        table.add_row(str(rank), vocab.tokens[i], f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
+    most = max(counts[:TOP_WORDS], default=1) or 1
+    for rank, (w, c) in enumerate(zip(tokens[:TOP_WORDS], counts[:TOP_WORDS]), 1):
+        table.add_row(str(rank), w, f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
     return Group(lines, table)
-
-
-def _word_rank(vocab, i: int) -> int:
-    unk = vocab.unk_id
-    return i + 1 - (1 if unk is not None and unk < i else 0)
 
 
 def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
@@ -289,30 +274,28 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
             raise StoryError(f":vocab expects a word, got {word!r}")
         raise StoryError(f":vocab expects one word, but {word!r} is {len(toks)} tokens: {' '.join(toks)}")
     tok = toks[0]
-    vocab = bundle.vocab
-    total = _training_tokens(bundle)
+    tokens, counts = _words(pred)
+    total = int(sum(counts))
     corpus = _corpus_or_none(bundle)
-    i = vocab.index.get(tok)
-    if i is None or tok == UNK:
+    i = pred.vocab.index.get(tok)
+    if i is None or i >= len(tokens):
         msg = Text()
-        msg.append(f"{tok!r} is not in the vocabulary", style="bold yellow")
+        msg.append(f"{tok!r} is not in the training text", style="bold yellow")
         if corpus is not None:
             seen = sum(1 for t in corpus.tokens if t == tok)
             if seen:
-                msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (too rare to keep, or only in the held-out part)")
-        msg.append(
-            "; the model reads it as <unk>" if vocab.unk_id is not None else "; the model skips it when completing"
-        )
-        close = difflib.get_close_matches(tok, [t for t in vocab.tokens if t != UNK], n=5, cutoff=0.7)
+                msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (in the held-out part)")
+        msg.append("; once you write it, the cache offers it" if i is None else "; you have written it, so the cache offers it")
+        close = difflib.get_close_matches(tok, tokens, n=5, cutoff=0.7)
         if close:
             msg.append(f"\nclosest known words: {', '.join(close)}", style="dim")
         return Group(msg)
     head = Text()
     head.append(tok, style="bold cyan")
-    c = vocab.counts[i]
-    head.append(f": rank {_word_rank(vocab, i):,} of {len(vocab) - (1 if vocab.unk_id is not None else 0):,}, ")
+    c = counts[i]
+    head.append(f": rank {i + 1:,} of {len(tokens):,}, ")
     head.append(f"seen {c:,} time{'s' if c != 1 else ''} in the training text ({c / total:.3%})" if total else f"count {c}")
-    k = min(k, len(vocab) - (1 if vocab.unk_id is not None else 0))
+    k = min(k, len(tokens))
     model_rows = pred.top_k([i], k)
     left = _follow_table(f"the model after “{tok}”", [(w, p, None) for w, p in model_rows])
     parts: list[Any] = [head]

@@ -116,9 +116,9 @@ def training_corpus(bundle, encoding: str = "utf-8"):
 
 def split_tokens(bundle, corpus) -> tuple[list[str], list[str]]:
     """(training tokens, validation tokens) of ``corpus``, split as training split them."""
-    from model.data import split_paragraphs
+    from model.mixture import training_split
 
-    return split_paragraphs(corpus.paragraphs(), corpus.tokens, float(bundle.config.valid_fraction))
+    return training_split(corpus, float(bundle.config.valid_fraction))
 
 
 def validation_tokens(bundle, encoding: str = "utf-8") -> list[str]:

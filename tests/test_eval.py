@@ -19,6 +19,7 @@ from model.corpus import read_corpus
 from model.data import split_paragraphs
 from model.errors import StoryError
 from model.ngram import KneserNey
+from model.vocab import Vocab
 from model.predictor import Predictor
 from repl import analysis, evaluate
 from repl.cli import main
@@ -67,24 +68,23 @@ def _eval_json(capsys, *argv) -> dict:
     return json.loads(out)
 
 
-def _hand(pred: Predictor, ids: list[int]) -> tuple[float, float, float]:
-    """Perplexity, top-1, top-5 from Predictor probabilities, one position at a time."""
-    nll, hit1, hit5 = 0.0, 0, 0
-    unk = pred.vocab.unk_id
+def _hand(pred: Predictor, tokens: list[str]) -> tuple[float, float, float, int]:
+    """Perplexity, top-1, top-5 and scored positions from the mixture, one position at a time:
+    an empty cache that fills with the text, words the training text never had not scored."""
+    mix = pred.mixture.fresh()
+    ids = [mix.word_id(t, add=True) for t in tokens]
+    nll, hit1, hit5, n = 0.0, 0, 0, 0
     for i in range(1, len(ids)):
-        window = pred.window(ids[:i])[None, :] - 1  # -1 = padding
-        p = pred.probabilities_batch(window)[0].astype(np.float64)
         y = ids[i]
-        nll -= math.log(p[y])
-        if y == unk:
+        if y >= mix.corpus_size:
             continue
-        if unk is not None:
-            p[unk] = -1
+        p = mix.distribution(ids[:i])
+        nll -= math.log(p[y])
         order = np.argsort(-p, kind="stable")
         hit1 += int(order[0] == y)
         hit5 += int(y in order[:5])
-    n = len(ids) - 1
-    return math.exp(nll / n), hit1 / n, hit5 / n
+        n += 1
+    return math.exp(nll / n), hit1 / n, hit5 / n, n
 
 
 # ---- story-repl eval ----------------------------------------------------------------------
@@ -113,10 +113,9 @@ def test_perplexity_matches_a_hand_computation(models):
     bundle = load_bundle(models["plain"])
     pred = Predictor(bundle)
     tokens = pred.tokenize(SHORT)
-    ids, _ = pred.encode(tokens)
-    ppl, top1, top5 = _hand(pred, ids)
+    ppl, top1, top5, n = _hand(pred, tokens)
     got = evaluate.evaluate_text(bundle, tokens)
-    assert got["tokens"] == len(ids) - 1
+    assert got["tokens"] == n == len(tokens) - 1
     assert got["perplexity"] == pytest.approx(ppl, rel=1e-4)
     assert got["top1"] == pytest.approx(top1)
     assert got["top5"] == pytest.approx(top5)
@@ -126,28 +125,29 @@ def test_perplexity_matches_a_hand_computation(models):
 def test_a_memorised_story_is_easy_and_the_whole_text_is_scored(models, capsys):
     out = _eval_json(capsys, str(CAT), "--model", str(models["plain"]))
     assert out["tokens"] == 203 and out["text_tokens"] == 204
-    assert out["unknown_rule"] == "skip"
+    assert out["unknown_rule"] == "oov-excluded"
     assert out["perplexity"] < 10  # the model was trained on this very text
 
 
 def test_oov_rate_with_made_up_words(models):
     text = "the mice blorfed had a zyzzly general council"
-    plain = load_bundle(models["plain"])  # no <unk>: unknown words are skipped
+    plain = load_bundle(models["plain"])
     got = evaluate.evaluate_text(plain, Predictor(plain).tokenize(text))
     assert got["oov_rate"] == pytest.approx(2 / 8)
-    assert got["unknown"] == 2 and got["tokens"] == 5
+    assert got["unknown"] == 2 and got["tokens"] == 5  # 7 positions after the first, minus the 2 OOV
 
-    valid = load_bundle(models["valid"])  # with <unk>: unknown words are scored as <unk>
+    valid = load_bundle(models["valid"])  # the LSTM folds rare words into <unk>; the predictor keeps them
     assert valid.vocab.unk_id is not None
     pred = Predictor(valid)
     tokens = pred.tokenize(text)
-    ids, unknown = pred.encode(tokens)
-    assert len(ids) == 8 and len(unknown) >= 2
+    train_words = set(evaluate.split_tokens(valid, read_corpus(models["corpus"]))[0])
+    oov = [t for t in tokens if t not in train_words]
+    assert "blorfed" in oov and "zyzzly" in oov
     got = evaluate.evaluate_text(valid, tokens)
-    assert got["unknown_rule"] == "unk"
-    assert got["tokens"] == 7
-    assert got["oov_rate"] == pytest.approx(len(unknown) / 8)
-    ppl, top1, top5 = _hand(pred, ids)
+    assert got["unknown_rule"] == "oov-excluded"
+    assert got["oov_rate"] == pytest.approx(len(oov) / 8)
+    ppl, top1, top5, n = _hand(pred, tokens)
+    assert got["tokens"] == n == 7 - sum(1 for t in tokens[1:] if t not in train_words)
     assert got["perplexity"] == pytest.approx(ppl, rel=1e-4)
     assert (got["top1"], got["top5"]) == pytest.approx((top1, top5))
 
@@ -155,14 +155,15 @@ def test_oov_rate_with_made_up_words(models):
 def test_baseline_equals_kneser_ney_run_directly(models, capsys):
     bundle = load_bundle(models["valid"])
     corpus = read_corpus(models["corpus"])
-    train_tokens, _ = split_paragraphs(corpus.paragraphs(), corpus.tokens, 0.25)
-    vocab = bundle.vocab
+    train_tokens, _ = split_paragraphs(corpus.paragraphs(), list(corpus.tokens), 0.25)
+    vocab = Vocab.build(train_tokens)  # every training word, as the predictor's vocabulary
+    assert vocab.tokens == Predictor(bundle).vocab.tokens
     kn_train = vocab.encode(train_tokens)
     ids = vocab.encode(corpus.tokens[:60])
     text = models["corpus"].parent / "head.txt"
     text.write_text(" ".join(corpus.tokens[:60]), encoding="utf-8")
     for order in (5, 3):
-        direct = KneserNey(order, len(vocab)).fit(kn_train).evaluate(ids, start=1, exclude=vocab.unk_id)
+        direct = KneserNey(order, len(vocab)).fit(kn_train).evaluate(ids, start=1)
         out = _eval_json(capsys, str(text), "--model", str(models["valid"]), "--order", str(order))
         b = out["baseline"]
         assert b["order"] == order
@@ -174,11 +175,11 @@ def test_baseline_equals_kneser_ney_run_directly(models, capsys):
 def test_valid_scores_the_held_out_part(models, capsys):
     bundle = load_bundle(models["valid"])
     corpus = read_corpus(models["corpus"])
-    _, valid = split_paragraphs(corpus.paragraphs(), corpus.tokens, 0.25)
+    train, valid = split_paragraphs(corpus.paragraphs(), list(corpus.tokens), 0.25)
     assert valid == corpus.tokens[-len(valid):]
     out = _eval_json(capsys, "--valid", "--model", str(models["valid"]))
     assert out["text_tokens"] == len(valid)
-    assert out["tokens"] == len(valid) - 1  # <unk> keeps every position
+    assert out["tokens"] == len(valid) - 1 - sum(1 for t in valid[1:] if t not in set(train))
     assert "validation" in out["source"]
     direct = evaluate.evaluate_text(bundle, valid)
     assert out["perplexity"] == pytest.approx(direct["perplexity"])
@@ -207,15 +208,18 @@ def test_a_changed_training_text_is_refused(models):
     bundle = load_bundle(models["plain"])
     bundle.info["corpus"]["sha256"] = "0" * 64
     with pytest.raises(StoryError, match="changed since the model was trained"):
-        evaluate.evaluate_text(bundle, ["the", "mice", "had"])
-    with pytest.raises(StoryError, match="at least two"):
-        evaluate.evaluate_text(load_bundle(models["plain"]), ["zzz", "the"])
+        evaluate.training_corpus(bundle)  # what --valid, :eval and another --order read
+    with pytest.raises(StoryError, match="changed since the model was trained"):
+        evaluate.evaluate_text(bundle, ["the", "mice", "had"], order=3)
+    with pytest.raises(StoryError, match="scored position"):
+        evaluate.evaluate_text(load_bundle(models["plain"]), ["the", "zzz"])
 
 
 def test_table_report(models, capsys):
     assert main(["eval", str(CAT), "--model", str(models["plain"])]) == 0
     out = capsys.readouterr().out
-    assert "perplexity" in out and "Kneser-Ney 5-gram" in out and "top-5 accuracy" in out
+    assert "perplexity" in out and "Kneser-Ney 5-gram" in out and "top-5" in out
+    assert "LSTM (lstm, context 3)" in out and "cache" in out and "weight" in out
     assert "203 positions scored of 204 tokens" in out
 
 
@@ -259,7 +263,7 @@ def test_repl_score_colours_words_and_marks_unknown_ones(models):
     analysis.run_command(s, "score", "The mice had a glorbish general council")
     out = s.text()
     assert "the mice had a glorbish general council" in out
-    assert "unknown: skipped" in out and "first word: no context" in out
+    assert "not in the training text" in out and "first word: no context" in out
     assert "perplexity" in out and "over 5 scored words" in out
     res = analysis.score_text(s.predictor, "the mice had a general council")
     council = res["words"][-1]
@@ -270,9 +274,9 @@ def test_repl_score_colours_words_and_marks_unknown_ones(models):
     styles = {str(sp.style) for sp in coloured.spans}
     assert any("green" in st for st in styles) and any("underline" in st for st in styles)
 
-    s = FakeSession(models["valid"])  # with <unk>
-    analysis.run_command(s, "score", "the mice had a glorbish council")
-    assert "scored as <unk>" in s.text()
+    s = FakeSession(models["valid"])  # the LSTM has <unk>; scoring is over every training word all the same
+    res = analysis.score_text(s.predictor, "the mice had a glorbish council")
+    assert [w["scored"] for w in res["words"]] == [False, True, True, True, False, True]
 
 
 def test_repl_vocab_overview_and_one_word(models):
@@ -280,7 +284,7 @@ def test_repl_vocab_overview_and_one_word(models):
     analysis.run_command(s, "vocab", None)
     out = s.text()
     assert f"vocabulary: {len(s.bundle.vocab)} words" in out
-    assert "training text: 204 tokens coverage: 100.00% of the training tokens" in out
+    assert "training text: 204 tokens" in out and "coverage 100.00%" in out
     assert "top 20 words" in out and " the " in out
 
     s = FakeSession(models["plain"])
@@ -293,9 +297,10 @@ def test_repl_vocab_overview_and_one_word(models):
     s = FakeSession(models["valid"])
     analysis.run_command(s, "vocab", None)
     assert "<unk>" in s.text() and "held out for validation" in s.text()
+    assert f"vocabulary: {s.predictor.mixture.corpus_size} words" in s.text()
     s = FakeSession(models["valid"])
     analysis.run_command(s, "vocab", "zebrafish")
-    assert "not in the vocabulary" in s.text() and "<unk>" in s.text()
+    assert "not in the training text" in s.text() and "the cache offers it" in s.text()
 
 
 def test_repl_errors(models):

@@ -91,7 +91,7 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
         np.testing.assert_array_equal(p1.distribution(ids1), p2.distribution(ids1))
     assert b2.vocab.tokens == b1.vocab.tokens and b2.config == b1.config
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(
-        ["model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json"]
+        ["model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json", "words.json", "ngram.npz", "mixture.json"]
     )
 
 
@@ -112,8 +112,10 @@ def test_sampling_never_yields_unk_and_respects_seed(tmp_path):
     corpus = read_corpus(CAT)
     result = train(corpus, tiny_config(epochs=5, max_vocab=40))
     p = Predictor(load_bundle(save_result(result, tmp_path / "b")))
-    assert p.vocab.unk_id is not None
+    assert p.lstm_vocab.unk_id is not None  # the network folds rare words into <unk> ...
+    assert "<unk>" not in p.vocab.tokens  # ... the predictor offers every word instead
+    assert len(p.vocab) > len(p.lstm_vocab)
     words = p.generate(["the"], 300, greedy=False, temperature=2.0, seed=1)
     assert "<unk>" not in words
-    assert all(w != "<unk>" for w, _ in p.top_k([p.vocab.unk_id], len(p.vocab)))
+    assert all(w != "<unk>" for w, _ in p.top_k([0], len(p.vocab)))
     assert p.generate(["the"], 30, greedy=False, seed=5) == p.generate(["the"], 30, greedy=False, seed=5)
