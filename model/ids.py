@@ -14,11 +14,12 @@ Reading a large text never builds a list of every token, nor a copy of the text:
   ranked by count, ties by first appearance, exactly the order of
   :meth:`model.vocab.Vocab.build` over the whole text.
 
-The scanner is the tokenizer of :mod:`model.tokenize` with a fast path: a whitespace
-separated run of printable ASCII is split by a small pattern, and every other run (any
-character outside printable ASCII) goes through :func:`model.tokenize.tokenize` itself.
-Tokens never span whitespace, so the result is token for token the same as tokenizing the
-whole text at once; the tests check this on every shipped corpus and on random text.
+The scanner is the tokenizer of :mod:`model.tokenize` with a fast path. Tokens never span
+whitespace, so a piece is split at whitespace (``str.split``, with a marker for each blank
+line) and each *distinct* chunk is tokenized once: printable ASCII by a small pattern (the
+tokenizer's own, restricted to ASCII), anything else by :func:`model.tokenize.tokenize`
+itself. The result is token for token the same as tokenizing the whole text at once; the
+tests check this on every shipped corpus and on random text.
 
 Results for files of at least :data:`CACHE_MIN_BYTES` are cached under
 ``model.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
@@ -55,7 +56,7 @@ TOKENIZER_VERSION = 1
 #: Layout of a cache directory.
 FORMAT_VERSION = 1
 #: Files at least this large are tokenized by a pool of worker processes.
-POOL_MIN_BYTES = 16 << 20
+POOL_MIN_BYTES = 4 << 20
 #: Files at least this large keep their ids in the on-disk cache (smaller ones stay in memory).
 CACHE_MIN_BYTES = 1 << 20
 #: Worker processes at most (the pool uses every usable core up to this).
@@ -63,19 +64,17 @@ MAX_WORKERS = 8
 #: Block size (ids) of the passes that rewrite or read the id file.
 BLOCK = 1 << 22
 
-# Line boundaries as str.splitlines() sees them; a paragraph ends at a line of whitespace only.
+# Line boundaries as str.splitlines() sees them ("\r\n" is one); a blank line is a line of
+# whitespace only, and one or more of them between two lines is a paragraph break.
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAK = f"[{_LINE_BREAKS}](?:(?<=\r)\n|(?!(?<=\r)\n))"  # "\r\n" is never cut in two
+_PARAGRAPH_BREAK = re.compile(f"{_BREAK}(?:[^\\S{_LINE_BREAKS}]*{_BREAK})+")
 _POSSESSIVE = "+" if sys.version_info >= (3, 11) else ""
-# A word of ASCII letters and digits with apostrophe contractions, or one printable ASCII mark:
-# the tokenizer's pattern restricted to printable ASCII (where drop, NFC and lower are trivial).
-_ASCII_TOKEN = f"[A-Za-z0-9]+{_POSSESSIVE}(?:'[A-Za-z0-9]+{_POSSESSIVE})*{_POSSESSIVE}|[!-~]"
-# Whitespace from a line break on is matched too, so blank lines (paragraph breaks) are seen.
-_CLEAN = re.compile(f"{_ASCII_TOKEN}|[{_LINE_BREAKS}]\\s*{_POSSESSIVE}")
-# Characters that are neither whitespace nor printable ASCII (letters of other scripts, curly
-# quotes, control and format characters, ...): a run holding one needs the full tokenizer.
-_TRIGGER = re.compile("[^\\s!-~]")
-_RUN_HEAD = re.compile(f"[!-~]*{_POSSESSIVE}\\Z")  # with endpos: where the run ending there starts
-_RUN_TAIL = re.compile("\\S*")
+# The tokenizer's pattern restricted to printable ASCII, where its cleaning, NFC and
+# lower-casing change nothing but case: ASCII words with apostrophe contractions, or one mark.
+_ASCII_TOKENS = re.compile(f"[A-Za-z0-9]+{_POSSESSIVE}(?:'[A-Za-z0-9]+{_POSSESSIVE})*{_POSSESSIVE}|[!-~]")
+# Stands for a paragraph break among the whitespace-separated chunks of a piece.
+_SENTINEL = "\x00"
 # Where a piece may end: after a non-space character that is followed by whitespace.
 _CUT = re.compile(r"\S(?=\s)")
 
@@ -94,68 +93,54 @@ def scan_piece(text: str, keep_case: bool = False) -> Piece:
     """Tokenize ``text`` exactly as :func:`model.tokenize.tokenize` does, as ids.
 
     ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
-    token offsets where a line of whitespace only (a paragraph break) stands in the text."""
-    matches = _raw_matches(text)
+    token offsets where a blank line (a paragraph break) stands in the text.
+
+    Tokens never span whitespace, so the text is split at whitespace (``str.split``) and
+    each *distinct* chunk is tokenized once: a chunk of printable ASCII by a small pattern,
+    any other by :func:`model.tokenize.tokenize` itself."""
+    chunks = _chunks(text)
     local: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    raw = np.fromiter(map(local.__getitem__, matches), np.int32, len(matches))
-    del matches
+    raw = np.fromiter(map(local.__getitem__, chunks), np.int32, len(chunks))
+    del chunks
     words: dict[str, int] = {}
     lens = np.zeros(len(local), np.int64)
     para = np.zeros(len(local), bool)
     flat: list[int] = []
-    for k, key in enumerate(local):
-        if key[0] in _LINE_BREAKS:  # whitespace; a blank line in it is a paragraph break
-            para[k] = _line_breaks(key) >= 2
+    for k, chunk in enumerate(local):
+        if chunk == _SENTINEL:
+            para[k] = True
             continue
-        if key.isascii() and key.isprintable():
-            toks: list[str] | tuple[str, ...] = (key if keep_case else key.lower(),)
+        if chunk.isascii() and chunk.isprintable():
+            low = chunk if keep_case else chunk.lower()
+            toks: list[str] | tuple[str, ...] = (low,) if chunk.isalnum() else _ASCII_TOKENS.findall(low)
         else:
-            toks = tokenize(key, keep_case=keep_case)
+            toks = tokenize(chunk, keep_case=keep_case)
         lens[k] = len(toks)
         for t in toks:
             flat.append(words.setdefault(t, len(words)))
     table = np.asarray(flat, np.int32)
-    starts = np.zeros(len(local), np.int64)
+    starts = np.zeros(len(local), np.int64)  # where each chunk's tokens start in ``table``
     np.cumsum(lens[:-1], out=starts[1:])
     n_of = lens[raw]
-    if not para.any() and (lens == 1).all():
-        return Piece(list(words), table[raw], np.zeros(0, np.int64))
     ends = np.cumsum(n_of)
     breaks = ends[para[raw]]  # a break adds no token: its offset is the count so far
-    if len(lens) == 0 or lens.max() <= 1:
-        single = table[np.minimum(starts, max(len(table) - 1, 0))] if len(table) else table
-        return Piece(list(words), single[raw[n_of == 1]], breaks)
+    if len(lens) == 0 or lens.max() <= 1:  # one token per chunk (or none): a plain lookup
+        first = table[np.minimum(starts, len(table) - 1)] if len(table) else table
+        return Piece(list(words), first[raw[n_of == 1]], breaks)
     total = int(ends[-1])
     index = np.repeat(starts[raw] - (ends - n_of), n_of) + np.arange(total, dtype=np.int64)
     return Piece(list(words), table[index], breaks)
 
 
-def _line_breaks(space: str) -> int:
-    """How many line boundaries (as str.splitlines counts them) a run of whitespace holds."""
-    return sum(1 for part in space.splitlines(True) if part[-1] in _LINE_BREAKS)
-
-
-def _raw_matches(text: str) -> list[str]:
-    """ASCII tokens, paragraph breaks, and whole runs that need the full tokenizer, in order."""
-    out: list[str] = []
-    pos = 0
-    while True:
-        hit = _TRIGGER.search(text, pos)
-        if hit is None:
-            break
-        s = hit.start()
-        back = 256
-        while True:  # the start of the whitespace-delimited run holding the hit
-            lo = max(pos, s - back)
-            start = _RUN_HEAD.search(text, lo, s).start()
-            if start > lo or lo == pos or text[lo - 1].isspace():
-                break
-            back *= 16
-        end = _RUN_TAIL.match(text, s).end()
-        out += _CLEAN.findall(text, pos, start)
-        out.append(text[start:end])
-        pos = end
-    out += _CLEAN.findall(text, pos)
+def _chunks(text: str) -> list[str]:
+    """The whitespace-separated chunks of ``text``, with :data:`_SENTINEL` at each paragraph break."""
+    if _SENTINEL not in text:
+        return _PARAGRAPH_BREAK.sub(" \x00 ", text).split()
+    out: list[str] = []  # the text has NUL characters of its own: mark breaks one by one
+    for i, part in enumerate(_PARAGRAPH_BREAK.split(text)):
+        if i:
+            out.append(_SENTINEL)
+        out += [c for c in part.split() if c != _SENTINEL] if _SENTINEL in part else part.split()
     return out
 
 
