@@ -78,11 +78,12 @@ def insertion(word: str) -> str:
     return word + separator(word)
 
 
-def pick_keys(rank: int, menu_len: int, direct: bool = True) -> int:
-    """Keys to pick entry ``rank`` (1-based) of a menu of ``menu_len`` entries (see the module docstring)."""
+def pick_keys(rank: int, menu_len: int, direct: bool = True, backward: bool = True) -> int:
+    """Keys to pick entry ``rank`` (1-based) of a menu of ``menu_len`` entries (see the module
+    docstring); ``direct=False``: without Alt-1 … Alt-9, ``backward=False``: Tab presses only."""
     if direct and rank <= DIRECT_PICKS:
         return 1
-    return min(rank, menu_len - rank + 1)
+    return min(rank, menu_len - rank + 1) if backward else rank
 
 
 def ghost_fill(ghost: str) -> str:
@@ -205,7 +206,8 @@ class Menu:
 
     ``predictor`` (or ``source``) gives the words; ``size`` is the default number of entries;
     ``repeat`` shows passed-over words again; ``ghost_enabled`` turns the continuation on;
-    ``direct`` says whether Alt-1 … Alt-9 picks exist (they do in the REPL) for the key costs.
+    ``direct`` says whether Alt-1 … Alt-9 picks exist (they do in the REPL) and ``backward``
+    whether Shift-Tab counts, for the key costs.
     Thread-safe: one lock serialises every request.
     """
 
@@ -218,6 +220,7 @@ class Menu:
         repeat: bool = False,
         ghost_enabled: bool = True,
         direct: bool = True,
+        backward: bool = True,
         ghost_words: int = GHOST_WORDS,
         ghost_min_prob: float = GHOST_MIN_PROB,
     ):
@@ -225,6 +228,7 @@ class Menu:
         self.repeat = bool(repeat)
         self.ghost_enabled = bool(ghost_enabled)
         self.direct = bool(direct)
+        self.backward = bool(backward)
         self.ghost_words = int(ghost_words)
         self.ghost_min_prob = float(ghost_min_prob)
         self._lock = threading.RLock()
@@ -292,7 +296,7 @@ class Menu:
             ranked = ranked[:n]
             self._shown[prefix] = frozenset(w for w, _ in ranked)
             m = len(ranked)
-            return prefix, [Entry(w, p, pick_keys(r, m, self.direct)) for r, (w, p) in enumerate(ranked, start=1)]
+            return prefix, [Entry(w, p, pick_keys(r, m, self.direct, self.backward)) for r, (w, p) in enumerate(ranked, start=1)]
 
     def entries(self, text: str, n: int | None = None) -> list[Entry]:
         """The first ``n`` (default ``size``) menu entries for the buffer ``text``."""

@@ -71,6 +71,7 @@ WINDOW = 64  # tokens of the typist's buffer kept before the word being typed
 LINE = 16  # tokens that leave the buffer at a time (a line entered)
 BASELINE_ORDER = 5
 PRESAGE_DELTAS = "0.01 0.1 0.89"
+PRESAGE_PARTIAL = 60  # Presage's default MAX_PARTIAL_PREDICTION_SIZE: candidates its predictor weighs
 PREDICTORS = ("model", "baseline", "presage")
 
 
@@ -81,11 +82,13 @@ class Features:
     direct: bool = True
     ghost: bool = True
     repeat: bool = False  # True: passed-over words are shown again (the no-repeat rule off)
+    backward: bool = True  # False: entries are reached with Tab presses only (entry r costs r)
     name: str = "repl"
 
 
 NOW = Features(name="repl")
 BEFORE = Features(direct=False, ghost=False, repeat=True, name="before")
+TAB_ONLY = Features(direct=False, ghost=False, repeat=True, backward=False, name="before, Tab presses only")
 ALONE = (
     Features(direct=True, ghost=False, repeat=True, name="direct pick alone"),
     Features(direct=False, ghost=True, repeat=True, name="continuation alone"),
@@ -277,7 +280,7 @@ class PresageSource:
         exe = build_bridge(workdir)
         db = build_database(train_tokens, workdir)
         self.suggestions = int(suggestions)
-        xml = PRESAGE_XML.format(suggestions=self.suggestions, partial=max(60, 2 * self.suggestions), db=db, deltas=PRESAGE_DELTAS)
+        xml = PRESAGE_XML.format(suggestions=self.suggestions, partial=max(PRESAGE_PARTIAL, self.suggestions), db=db, deltas=PRESAGE_DELTAS)
         self.config = workdir / f"presage-{hashlib.sha256(xml.encode()).hexdigest()[:12]}.xml"
         if not self.config.is_file():
             tmp = self.config.with_name(self.config.name + f".tmp{os.getpid()}")
@@ -312,7 +315,7 @@ class PresageSource:
             hit = self._cache.get(text)
             if hit is not None:
                 return hit
-            self.proc.stdin.write(_escape(text) + "\n")
+            self.proc.stdin.write(f"{self.suggestions}\t{_escape(text)}\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
             if not line:
@@ -375,6 +378,7 @@ class Typist:
         self.menu.repeat = self.features.repeat
         self.menu.ghost_enabled = self.features.ghost
         self.menu.direct = self.features.direct
+        self.menu.backward = self.features.backward
         self.menu.forget()
 
     @property
@@ -527,6 +531,75 @@ def training_tokens(bundle, encoding: str = "utf-8") -> list[str]:
     return list(split_tokens(bundle, training_corpus(bundle, encoding))[0])
 
 
+@dataclass
+class Contenders:
+    """The predictors one keystroke run compares: name -> (predictor or Source, is a predictor)."""
+
+    runs: dict[str, tuple[Any, bool]]
+    presage_note: str | None = None
+    presage: PresageSource | None = None
+
+    def close(self) -> None:
+        if self.presage is not None:
+            self.presage.close()
+
+    def __enter__(self) -> "Contenders":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def contenders(
+    bundle: Any,
+    predictor: Any,
+    which: Sequence[str] = PREDICTORS,
+    menus: Sequence[int] = DEFAULT_MENUS,
+    train_tokens: Sequence[str] | None = None,
+    encoding: str = "utf-8",
+) -> Contenders:
+    """The model, the Kneser-Ney baseline over every training word, and Presage (if it runs here)."""
+    runs: dict[str, tuple[Any, bool]] = {"model": (predictor, True)}
+    train = None
+    if "baseline" in which or "presage" in which:
+        train = list(train_tokens) if train_tokens is not None else training_tokens(bundle, encoding)
+    if "baseline" in which:
+        runs["baseline"] = (KneserNeyPredictor(train, BASELINE_ORDER, keep_case=bool(bundle.config.keep_case)), True)
+    out = Contenders(runs)
+    if "presage" in which:
+        out.presage_note = presage_missing()
+        if out.presage_note is None:
+            try:
+                out.presage = PresageSource(train, predictor, suggestions=5 * max(menus))
+                runs["presage"] = (out.presage, False)
+                out.presage_note = "Presage smoothed trigram through libpresage (repl/presage_bridge.cc)"
+            except StoryError as e:
+                out.presage_note = str(e)
+    return out
+
+
+def run(found: Contenders, tokens: Sequence[str], menus: Sequence[int] = DEFAULT_MENUS, features: Features = NOW) -> dict[str, Any]:
+    """KSR by menu size for every contender, the same typist for each."""
+    menus = check_menus(menus)
+    tokens = list(tokens)
+    if not tokens:
+        raise StoryError("the text has no words to type")
+    out: dict[str, Any] = {"menus": list(menus), "features": features.name, "tokens": len(tokens)}
+    out.update({name: None for name in PREDICTORS})
+    out["presage_note"] = found.presage_note
+    details: dict[str, Any] = {}
+    latency: dict[str, Any] = {}
+    for name, (src, is_pred) in found.runs.items():
+        typists = simulate(src, tokens, menus, features, predictor=is_pred)
+        out[name] = {str(ty.n): ty.result()["ksr"] for ty in typists}
+        details[name] = [ty.result() for ty in typists]
+        latency[name] = latency_summary(typists)
+        out["keys_without"] = typists[0].result()["keys_without"]
+    out["details"] = details
+    out["latency"] = latency
+    return out
+
+
 def keystrokes(
     bundle: Any,
     tokens: Sequence[str],
@@ -546,48 +619,11 @@ def keystrokes(
     from model.predictor import Predictor
 
     menus = check_menus(menus)
-    tokens = list(tokens)
-    if not tokens:
+    if not list(tokens):
         raise StoryError("the text has no words to type")
     pred = predictor if predictor is not None else Predictor(bundle)
-    out: dict[str, Any] = {"menus": list(menus), "features": features.name, "tokens": len(tokens)}
-    details: dict[str, Any] = {}
-    latency: dict[str, Any] = {}
-    train = None
-    if "baseline" in which or "presage" in which:
-        train = list(train_tokens) if train_tokens is not None else training_tokens(bundle, encoding)
-    runs: list[tuple[str, Any, bool]] = [("model", pred, True)]
-    if "baseline" in which:
-        runs.append(("baseline", KneserNeyPredictor(train, BASELINE_ORDER, keep_case=bool(bundle.config.keep_case)), True))
-    presage = None
-    out["presage"] = None
-    out["presage_note"] = None
-    if "presage" in which:
-        why = presage_missing()
-        if why:
-            out["presage_note"] = why
-        else:
-            try:
-                presage = PresageSource(train, pred, suggestions=5 * max(menus))
-                runs.append(("presage", presage, False))
-                out["presage_note"] = "Presage smoothed trigram through libpresage (repl/presage_bridge.cc)"
-            except StoryError as e:
-                out["presage_note"] = str(e)
-    try:
-        for name, src, is_pred in runs:
-            typists = simulate(src, tokens, menus, features, predictor=is_pred)
-            out[name] = {str(ty.n): ty.result()["ksr"] for ty in typists}
-            details[name] = [ty.result() for ty in typists]
-            latency[name] = latency_summary(typists)
-            out["keys_without"] = typists[0].result()["keys_without"]
-    finally:
-        if presage is not None:
-            presage.close()
-    if "baseline" not in which:
-        out["baseline"] = None
-    out["details"] = details
-    out["latency"] = latency
-    return out
+    with contenders(bundle, pred, which, menus, train_tokens, encoding) as found:
+        return run(found, tokens, menus, features)
 
 
 def with_features(features: Features, **kw: Any) -> Features:

@@ -2,12 +2,14 @@
 //
 // Usage: presage_bridge CONFIG.xml
 //
-// Each line on stdin is one buffer: the text typed so far, with backslash, newline and tab
-// written as \\, \n and \t. For each line the program writes one line on stdout, flushed at
-// once: the predictions Presage makes for that buffer (completions of the word being typed,
-// or next words after a space), most likely first, as "word<TAB>probability" pairs joined by
-// tabs; an empty line when Presage has none. A line "!<message>" reports an error with that
-// query, and the program goes on.
+// Each line on stdin is one query, "N<TAB>buffer": how many predictions are wanted, and the
+// text typed so far with backslash, newline and tab written as \\, \n and \t. For each line
+// the program writes one line on stdout, flushed at once: the (at most N) predictions Presage
+// makes for that buffer (completions of the word being typed, or next words after a space),
+// most likely first, as "word<TAB>probability" pairs joined by tabs; an empty line when
+// Presage has none. (N sets Presage's SUGGESTIONS; the candidates its predictors consider
+// are set by MAX_PARTIAL_PREDICTION_SIZE in CONFIG.xml.) A line "!<message>" reports an error with that query, and the program
+// goes on.
 //
 // Presage reads the buffer through its callback as the past stream (nothing after the
 // cursor). Which predictors run, their database and how many suggestions come back are set
@@ -15,10 +17,12 @@
 // text2ngram from the model's training text, with online learning off.
 #include <presage.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -62,22 +66,30 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string line;
+  std::string wanted;
   std::vector<std::string> no_filter;
   while (std::getline(std::cin, line)) {
-    buffer.past = unescape(line);
+    std::string::size_type tab = line.find('\t');
+    std::string count = tab == std::string::npos ? std::string("10") : line.substr(0, tab);
+    buffer.past = unescape(tab == std::string::npos ? line : line.substr(tab + 1));
     try {
-      // predict() gives the words in Presage's order; predict(filter) their probabilities.
-      std::vector<std::string> words = presage->predict();
+      if (count != wanted) {
+        presage->config("Presage.Selector.SUGGESTIONS", count);
+        wanted = count;
+      }
+      // The prediction with probabilities (no filter: every word that fits the prefix).
       std::multimap<double, std::string> scored = presage->predict(no_filter);
-      std::map<std::string, double> prob;
-      for (const auto& kv : scored) prob[kv.second] = kv.first;
+      std::vector<std::pair<double, std::string>> words(scored.rbegin(), scored.rend());
+      std::stable_sort(words.begin(), words.end(),
+                       [](const std::pair<double, std::string>& a, const std::pair<double, std::string>& b) {
+                         return a.first > b.first;
+                       });
       std::string out;
-      for (std::vector<std::string>::size_type i = 0; i < words.size(); ++i) {
-        if (i) out += '\t';
-        auto it = prob.find(words[i]);
+      for (std::vector<std::pair<double, std::string>>::size_type i = 0; i < words.size(); ++i) {
         char num[32];
-        std::snprintf(num, sizeof num, "%.6g", it == prob.end() ? 0.0 : it->second);
-        out += words[i];
+        std::snprintf(num, sizeof num, "%.6g", words[i].first);
+        if (i) out += '\t';
+        out += words[i].second;
         out += '\t';
         out += num;
       }

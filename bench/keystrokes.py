@@ -1,0 +1,159 @@
+"""Keystroke benchmark: keys a typist saves through the REPL's completer, against Kneser-Ney and Presage.
+
+For each corpus (aesops_fables and tinyshakespeare by default) it loads the cached default
+model trained with ``--valid-fraction 0.1`` (``story-repl train NAME --valid-fraction 0.1``;
+this script never trains), takes the first ``--tokens`` tokens of the held-out tenth, and runs
+the typist of :mod:`repl.keystrokes` over the model, over an order-5 Kneser-Ney model of every
+training word, and over Presage (trigram database from the same training text), at menus of
+1, 3, 5 and 10 entries:
+
+* ``figure: ksr``: KSR per menu size with the REPL as it is (direct picks, the grey
+  continuation, passed-over words making room), for each predictor; the moves the typist
+  made; ``figure: latency``: the completer's time per call during the simulation;
+* ``figure: features``: the REPL before (Tab/Shift-Tab picks only, no continuation, words
+  repeated), the same with Tab presses only (entry r costs r), each feature switched on
+  alone, everything on, and everything on but repeats allowed;
+* ``figure: ratios``: in the same run, the model's KSR over the baseline's and Presage's, and
+  each configuration over "before" (KSR ratio and points);
+* ``figure: target``: tinyshakespeare, model, menu 5, REPL as it is: KSR at least 0.42.
+
+Output: JSON lines on stdout, the first describing the machine. Progress goes to stderr.
+
+    python bench/keystrokes.py [--corpus NAME ...] [--tokens 3000] [--menus 1,3,5,10] [--compare model|all]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT, ROOT / "bench"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrix products: one BLAS thread
+
+from _common import emit, machine_info  # noqa: E402
+
+DEFAULT_CORPORA = ("aesops_fables", "tinyshakespeare")
+TARGET = ("tinyshakespeare", "5", 0.42)
+
+
+def log(msg: str) -> None:
+    print(f"[keystrokes] {msg}", file=sys.stderr, flush=True)
+
+
+def load(name: str, valid_fraction: float):
+    from model import store
+    from model.config import Config
+    from model.corpus import resolve_path
+
+    bundle = store.cached(resolve_path(name), Config().replace(valid_fraction=valid_fraction))
+    if bundle is None:
+        raise SystemExit(f"no cached model for {name}; train it first: story-repl train {name} --valid-fraction {valid_fraction:g}")
+    return bundle
+
+
+def configurations(compare: str):
+    from repl import keystrokes as ks
+
+    everyone = [ks.NOW, ks.BEFORE, ks.TAB_ONLY]
+    more = [*ks.ALONE, ks.with_features(ks.NOW, repeat=True, name="repl, repeats allowed")]
+    return (everyone + more, []) if compare == "all" else (everyone, more)
+
+
+def record(corpus: str, res: dict, name: str, seconds: float) -> dict:
+    details = res["details"][name]
+    return {
+        "bench": "keystrokes", "figure": "ksr", "corpus": corpus, "predictor": name, "features": res["features"],
+        "ksr": {k: round(v, 4) for k, v in res[name].items()}, "tokens": res["tokens"], "keys_without": res["keys_without"],
+        "keys": {str(d["menu"]): d["keys"] for d in details}, "moves": {str(d["menu"]): d["moves"] for d in details},
+        "seconds": round(seconds, 1),
+    }
+
+
+def bench_corpus(corpus: str, args) -> dict:
+    from model.predictor import Predictor
+    from repl import keystrokes as ks
+    from repl.evaluate import validation_tokens
+
+    bundle = load(corpus, args.valid_fraction)
+    predictor = Predictor(bundle)
+    tokens = validation_tokens(bundle)[: args.tokens]
+    menus = ks.parse_menus(args.menus)
+    emit({"bench": "keystrokes", "figure": "model", "corpus": corpus, "path": str(bundle.path), "arch": bundle.config.arch,
+          "context": bundle.config.context, "lstm_vocab": len(bundle.vocab), "predictor_vocab": len(predictor.vocab),
+          "components": predictor.components() if hasattr(predictor, "components") else ["lstm"], "tokens_typed": len(tokens)})
+    everyone, model_only = configurations(args.compare)
+    results: dict[str, dict] = {}
+    with ks.contenders(bundle, predictor, ks.PREDICTORS, menus) as found:
+        emit({"bench": "keystrokes", "figure": "presage", "corpus": corpus, "available": found.presage is not None, "note": found.presage_note})
+        plans = [(f, list(found.runs)) for f in everyone] + [(f, ["model"]) for f in model_only]
+        for features, names in plans:
+            sub = ks.Contenders({n: found.runs[n] for n in names}, found.presage_note, None)
+            t0 = time.perf_counter()
+            log(f"{corpus}: {features.name} ({', '.join(names)})")
+            res = ks.run(sub, tokens, menus, features)
+            seconds = time.perf_counter() - t0
+            results[features.name] = res
+            for name in names:
+                emit(record(corpus, res, name, seconds))
+                if features is ks.NOW:
+                    emit({"bench": "keystrokes", "figure": "latency", "corpus": corpus, "predictor": name, **res["latency"][name]})
+    emit(ratios(corpus, results, menus))
+    return results
+
+
+def ratios(corpus: str, results: dict, menus) -> dict:
+    """Same-run comparisons: the model against each baseline, each configuration against "before"."""
+    from repl import keystrokes as ks
+
+    now, before = results[ks.NOW.name], results[ks.BEFORE.name]
+    out: dict = {"bench": "keystrokes", "figure": "ratios", "corpus": corpus, "baseline_of_features": ks.BEFORE.name}
+    for other in ("baseline", "presage"):
+        if now.get(other):
+            out[f"model_over_{other}"] = {str(m): round(now["model"][str(m)] / now[other][str(m)], 4) for m in menus}
+    out["over_before"] = {}
+    for name, res in results.items():
+        for pred in ("model", "baseline", "presage"):
+            if res.get(pred) and before.get(pred):
+                out["over_before"].setdefault(name, {})[pred] = {
+                    str(m): {
+                        "ratio": round(res[pred][str(m)] / before[pred][str(m)], 4),
+                        "points": round(100 * (res[pred][str(m)] - before[pred][str(m)]), 2),
+                    }
+                    for m in menus
+                }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", action="append", help="corpus name (repeatable; default aesops_fables and tinyshakespeare)")
+    p.add_argument("--tokens", type=int, default=3000, help="tokens of the held-out part to type (default 3000)")
+    p.add_argument("--menus", default="1,3,5,10", help="menu sizes (default 1,3,5,10)")
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--compare", choices=("model", "all"), default="model",
+                   help="run the feature-by-feature comparison for the model only (default) or for all three")
+    args = p.parse_args(argv)
+    emit(machine_info("keystrokes", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS")))
+    ok = True
+    for corpus in args.corpus or DEFAULT_CORPORA:
+        results = bench_corpus(corpus, args)
+        if corpus == TARGET[0]:
+            from repl import keystrokes as ks
+
+            got = results[ks.NOW.name]["model"].get(TARGET[1])
+            if got is not None:
+                passed = got >= TARGET[2]
+                ok = ok and passed
+                emit({"bench": "keystrokes", "figure": "target", "corpus": corpus, "menu": int(TARGET[1]),
+                      "ksr": round(got, 4), "target": TARGET[2], "pass": passed})
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
