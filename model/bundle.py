@@ -366,7 +366,7 @@ def expected_shapes(config: Config, vocab_size: int) -> dict[str, tuple[int, ...
         shapes.update({f"{p}/kernel": (d, 4 * u), f"{p}/recurrent": (u, 4 * u), f"{p}/bias": (4 * u,)})
     hidden = 2 * u if config.arch == "bilstm" else u
     shapes.update({"logits/kernel": (hidden, vocab_size), "logits/bias": (vocab_size,)})
-    if config.tie_weights:  # the output kernel is the embedding transposed, not stored
+    if config.arch == "stream" and config.tie_weights:  # the output kernel is the embedding transposed, not stored
         del shapes["logits/kernel"]
     return shapes
 

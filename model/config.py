@@ -51,7 +51,7 @@ class Config:
     valid_fraction: float = 0.0  # hold out the last fraction of paragraphs for validation
     objective: str | None = None  # softmax | sampled; None: softmax for small stories, sampled for books
     num_sampled: int = 512  # negative samples per batch for the sampled objective
-    tie_weights: bool | None = None  # stream: the output layer is the embedding transposed (needs embedding_dim == units)
+    tie_weights: bool | None = None  # stream: the output layer is the embedding transposed (needs embedding_dim == units); other archs: ignored
     bptt: int | None = None  # stream: tokens per truncated back-propagation step; 35 when arch is stream
 
     def __post_init__(self) -> None:
@@ -106,9 +106,7 @@ def validate(c: Config) -> None:
     _positive_int("min-count", c.min_count)
     _positive_int("num-sampled", c.num_sampled)
     _positive_int("bptt", c.bptt)
-    if c.tie_weights and c.arch != "stream":
-        raise StoryError(f"tie-weights is only for --arch stream, not {c.arch}")
-    if c.tie_weights and c.embedding_dim is not None and c.units is not None and c.embedding_dim != c.units:
+    if c.tie_weights and c.arch == "stream" and c.embedding_dim is not None and c.units is not None and c.embedding_dim != c.units:
         raise StoryError(
             f"tie-weights needs --embedding-dim equal to --units (got {c.embedding_dim} and {c.units}): "
             "the output layer is the embedding transposed"
@@ -136,7 +134,9 @@ def resolve(c: Config, n_tokens: int) -> Config:
     book_stream = stream and not small
     context = c.context if c.context is not None else (STREAM_CONTEXT if stream else (3 if small else 8))
     units = c.units if c.units is not None else (512 if small else (STREAM_UNITS if stream else 384))
-    tie = bool(c.tie_weights) if c.tie_weights is not None else (book_stream and STREAM_TIE)
+    # tie_weights and bptt are stream fields: the windowed archs ignore them (a stream model's
+    # config switched to another arch keeps working).
+    tie = stream and (bool(c.tie_weights) if c.tie_weights is not None else (book_stream and STREAM_TIE))
     if c.embedding_dim is not None:
         embedding_dim = c.embedding_dim
     else:
@@ -151,7 +151,7 @@ def resolve(c: Config, n_tokens: int) -> Config:
         lr = {"adam": 0.03 if small else 0.004, "rmsprop": 0.001, "sgd": 0.5 if small else 0.1}[c.optimizer]
     epochs = c.epochs if c.epochs is not None else (500 if small else (STREAM_EPOCHS if stream else 20))
     objective = c.objective if c.objective is not None else ("softmax" if small or stream else "sampled")
-    bptt = c.bptt if c.bptt is not None else (STREAM_BPTT if stream else None)
+    bptt = (c.bptt if c.bptt is not None else STREAM_BPTT) if stream else None
     max_vocab = c.max_vocab
     if c.min_count is not None:
         min_count = c.min_count

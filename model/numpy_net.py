@@ -95,6 +95,11 @@ class Network:
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         ids = np.atleast_2d(np.asarray(ids, dtype=np.int64))
+        # Leading columns that are padding in every row leave every state at zero: skip them
+        # (a long window, e.g. the stream arch's 64 words, mostly holds a short line).
+        filled = np.flatnonzero((ids != 0).any(axis=0))
+        if len(filled) and filled[0] > 0:
+            ids = ids[:, filled[0] :]
         mask = ids != 0
         xs = self.w["embedding"][ids]  # (B, T, E)
         arch = self.config.arch

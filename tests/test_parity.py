@@ -19,8 +19,9 @@ CONTEXT = 4
 TOL = 1e-5
 
 # (arch, context): the three encoders on a short (unrolled) window, plus one window longer
-# than model.network.UNROLL_MAX, where Keras runs its recurrent loop instead of unrolling.
-CASES = [(a, CONTEXT) for a in ARCHS] + [("bilstm", 10)]
+# than model.network.UNROLL_MAX, where Keras runs its recurrent loop instead of unrolling;
+# the stream arch (never unrolled) untied and with tied weights ("stream-tied").
+CASES = [(a, CONTEXT) for a in ARCHS] + [("bilstm", 10), ("stream", CONTEXT), ("stream-tied", 10)]
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,11 @@ def trained(request, corpus, tmp_path_factory):
 
     arch, context = request.param
     # Enough epochs that the distributions are far from uniform, so agreement means something.
-    config = Config(arch=arch, units=16, embedding_dim=8, context=context, epochs=40)
+    if arch.startswith("stream"):  # streams of 8 tokens; the tied output needs embedding_dim == units
+        config = Config(arch="stream", units=16, embedding_dim=16, context=context, epochs=40, batch_size=4, bptt=8,
+                        tie_weights=arch == "stream-tied")
+    else:
+        config = Config(arch=arch, units=16, embedding_dim=8, context=context, epochs=40)
     result = train(corpus, config)
     path = save_result(result, tmp_path_factory.mktemp(f"bundle-{arch}-{context}") / "model")
     return result, path
