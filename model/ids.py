@@ -423,6 +423,9 @@ def _pieces(path: Path, encoding: str, chunk: int) -> Iterator[tuple[str, int]]:
 
 def _last_cut(text: str) -> int:
     """The last position p with text[p-1] not whitespace and text[p] whitespace (0: none)."""
+    p = text.rfind("\n")
+    if p > 0 and not text[p - 1].isspace():
+        return p
     window = 1 << 16
     while True:
         start = max(0, len(text) - window)
@@ -448,7 +451,12 @@ class _Merger:
 
     def add(self, words: list[str], ids: np.ndarray, breaks: np.ndarray) -> None:
         index = self.index
-        lut = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int64, len(words))
+        found = list(map(index.get, words))
+        if None in found:  # words not seen in earlier pieces get the next ids, in order
+            for i, w in enumerate(words):
+                if found[i] is None:
+                    found[i] = index[w] = len(index)
+        lut = np.asarray(found, dtype=np.int64)
         if len(index) > len(self.counts):
             grown = np.zeros(max(len(index), 2 * len(self.counts)), np.int64)
             grown[: len(self.counts)] = self.counts
@@ -531,9 +539,10 @@ def _build(path: Path, encoding: str, keep_case: bool, progress, chunk: int, wor
     words = [words_first[i] for i in order]
     counts = counts_first[order]
     first = order.astype(np.int64)
-    breaks = np.concatenate(merger.breaks) if merger.breaks else np.zeros(0, np.int64)
-    starts = np.unique(np.concatenate([[0], breaks]))
-    starts = starts[starts < merger.n_tokens].astype(np.int64)
+    # paragraph starts: 0 and every break offset (in order already), without repeats or the end
+    starts = np.concatenate([np.zeros(1, np.int64), *merger.breaks])
+    starts = starts[np.r_[True, starts[1:] != starts[:-1]]]
+    starts = starts[starts < merger.n_tokens]
     if out_dir is None:
         ids = final_of[np.concatenate(parts)] if parts else np.zeros(0, np.int32)
         return Streamed(ids, words, counts, first, starts, sha)
