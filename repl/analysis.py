@@ -90,6 +90,10 @@ def run_command(session, name: str, arg: Any = None) -> None:
 # ---- :eval ----------------------------------------------------------------------------
 def _eval(session, path: Any) -> None:
     bundle, pred = _need_model(session)
+    first, _, rest = str(path or "").strip().partition(" ")
+    keystrokes = first == "--keystrokes"
+    if keystrokes:
+        path = rest.strip() or None
     if path:
         tokens = evaluate.text_tokens(str(path), bundle)
         source = str(path)
@@ -100,6 +104,11 @@ def _eval(session, path: Any) -> None:
         corpus = evaluate.training_corpus(bundle)
         tokens = evaluate.split_tokens(bundle, corpus)[0]
         source = f"training text of {bundle.corpus_name} (the model has no validation split, so this measures fit, not generalisation)"
+    if keystrokes:
+        from repl.keystrokes import repl_keystrokes
+
+        session.out(repl_keystrokes(session, bundle, pred, tokens, source))
+        return
     if len(tokens) > LONG_EVAL:
         session.out(notice(f"scoring {len(tokens):,} words with the model and the baseline; this takes a while (Ctrl-C stops it)", "dim"))
     result = evaluate.evaluate_text(bundle, tokens, predictor=pred)

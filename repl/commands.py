@@ -52,7 +52,12 @@ COMMANDS: dict[str, Spec] = {
     "load": Spec(":load DIR", "load a model saved with :save or story-repl train", "path"),
     "info": Spec(":info", "corpus, vocabulary, parameters, accuracy, where the model lives", "none"),
     "history": Spec(":history", "show the loss and accuracy curves of the last training", "none"),
-    "eval": Spec(":eval [FILE]", "perplexity, top-1/top-5 accuracy and OOV rate on FILE (default: held-out text), beside a 5-gram", "path?"),
+    "eval": Spec(
+        ":eval [--keystrokes] [FILE]",
+        "perplexity, top-1/top-5 accuracy and OOV rate on FILE (default: held-out text), beside a 5-gram; "
+        "--keystrokes: keys a typist saves with the menu, beside Kneser-Ney and Presage",
+        "path?",
+    ),
     "score": Spec(":score TEXT", "colour each word of TEXT by the probability the model gave it", "text"),
     "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
     "components": Spec(
@@ -60,6 +65,8 @@ COMMANDS: dict[str, Spec] = {
         "the predictor's parts (lstm, ngram, cache) with their weights; with LIST (e.g. lstm,ngram) use only those",
         "text?",
     ),
+    "ghost": Spec(":ghost on|off", "the grey continuation after a word (→ accepts it, Alt-F one word)", "word?"),
+    "repeat": Spec(":repeat on|off", "offer again the menu's words you passed over while typing the same word (default off)", "word?"),
     "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
 }
 ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}

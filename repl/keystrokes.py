@@ -644,6 +644,23 @@ def from_args(bundle: Any, tokens: Sequence[str], args: Any, predictor: Any = No
     return out
 
 
+REPL_LIMIT = 3000  # tokens :eval --keystrokes types (the REPL waits for it)
+
+
+def repl_keystrokes(session: Any, bundle: Any, predictor: Any, tokens: Sequence[str], source: str):
+    """``:eval --keystrokes [FILE]``: the keystroke table for the first ``REPL_LIMIT`` tokens."""
+    from repl.render import notice
+
+    tokens = list(tokens)
+    if len(tokens) > REPL_LIMIT:
+        session.out(notice(f"typing the first {REPL_LIMIT:,} of {len(tokens):,} tokens (story-repl eval --keystrokes types them all)", "dim"))
+        source += f", first {REPL_LIMIT:,} tokens"
+        tokens = tokens[:REPL_LIMIT]
+    result = keystrokes(bundle, tokens, predictor=predictor)
+    result["source"] = source
+    return report(result)
+
+
 # ---- rendering ----------------------------------------------------------------------------------
 LABELS = {"model": "model", "baseline": f"Kneser-Ney {BASELINE_ORDER}-gram", "presage": "Presage 3-gram"}
 

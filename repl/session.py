@@ -35,6 +35,7 @@ from repl.progress import status_line
 
 MAX_LINE = 20_000  # characters of a typed line that are read; the rest is ignored (and said so)
 MAX_LEN = 10_000
+DIRECT_PICKS = 9  # Alt-1 … Alt-9
 DEFAULT_K = 10
 
 
@@ -53,6 +54,25 @@ def _decoding_line(d: Decoding) -> str:
             f"last-n={d.repeat_last_n} nr={d.no_repeat_ngram} beam={d.beam}")
 
 
+KEYS_HELP = (
+    "Type words to see the next word. Alt-1 … Alt-9 insert menu entry 1 … 9 with its space; Tab or the arrows "
+    "select in the menu. After a word, the likely next words show in grey: → or Ctrl-E accepts them all, "
+    "Alt-F one word (:ghost on|off). Ctrl-C clears the line, Ctrl-D quits."
+)
+
+
+def _on_off(arg, current: bool, what: str) -> bool:
+    """``on``/``off`` (also yes/no, true/false, 1/0); no argument toggles."""
+    if arg is None or not str(arg).strip():
+        return not current
+    word = str(arg).strip().lower()
+    if word in ("on", "yes", "true", "1"):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    raise StoryError(f"{what} expects on or off, got {str(arg).strip()[:40]!r}")
+
+
 def _short(word: str, limit: int = 40) -> str:
     return word if len(word) <= limit else word[: limit - 1] + "…"
 
@@ -66,6 +86,10 @@ class Session:
         self.bundle: Bundle | None = None
         self.predictor: Predictor | None = None
         self.k = DEFAULT_K
+        from repl.completer import Menu
+
+        self.menu = Menu()  # the word menu and the grey continuation (:ghost, :repeat)
+        self.completer = None  # the prompt's WordCompleter, once make_prompt has run
         self.decoding = Decoding()  # how generation picks words (:greedy, :sample, :beam, :decode)
         self.length = 32
         self.seed = config.seed
@@ -286,6 +310,8 @@ class Session:
             ("class:toolbar", f"{self.length} "),
             ("class:toolbar.key", " parts "),
             ("class:toolbar", f"{self.parts_label()} "),
+            ("class:toolbar.key", " keys "),
+            ("class:toolbar", "Alt-1…9 pick, " + ("→ all / Alt-F word of the grey text " if self.menu.ghost_enabled else "grey text off ")),
         ]
         if self.status:
             parts.append(("class:toolbar.busy", f" {self.status} "))
@@ -381,7 +407,7 @@ class Session:
 
     def do_help(self, arg) -> None:
         self.out(render.help_table(cmds.help_rows()))
-        self.out(render.notice("Type words to see the next word; Tab or arrows pick a completion. Ctrl-C clears the line, Ctrl-D quits.", "dim"))
+        self.out(render.notice(KEYS_HELP, "dim"))
 
     def do_topk(self, arg) -> None:
         if arg < 1:
@@ -490,6 +516,22 @@ class Session:
             msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
         self.out(render.notice(msg, "green"))
 
+    def do_ghost(self, arg) -> None:
+        self.menu.ghost_enabled = _on_off(arg, self.menu.ghost_enabled, ":ghost")
+        self.out(render.notice("grey continuation " + ("on: → accepts it, Alt-F one word" if self.menu.ghost_enabled else "off"), "green"))
+
+    def do_repeat(self, arg) -> None:
+        self.menu.repeat = _on_off(arg, self.menu.repeat, ":repeat")
+        self.menu.forget()
+        self.out(
+            render.notice(
+                "passed-over words are offered again while you type"
+                if self.menu.repeat
+                else "a word the menu showed and you passed over makes room for others while you type the same word",
+                "green",
+            )
+        )
+
     def do_components(self, arg) -> None:
         pred = self.predictor
         if pred is None:
@@ -568,7 +610,19 @@ class Session:
         def _(event):
             event.app.current_buffer.complete_state = None
 
+        for n in range(1, DIRECT_PICKS + 1):
+            kb.add("escape", str(n))(self._picker(n))
         return kb
+
+    def _picker(self, n: int):
+        """The Alt-n key: insert menu entry n (and its space) in one key."""
+        from repl.completer import pick
+
+        def handler(event) -> None:
+            if self.completer is not None:
+                pick(event.app.current_buffer, self.completer, n)
+
+        return handler
 
     def make_prompt(self, **io):
         """The PromptSession: threaded completer, toolbar, key bindings, persistent history.
@@ -579,7 +633,9 @@ class Session:
         from prompt_toolkit.styles import Style
 
         from model import store
-        from repl.completer import WordCompleter
+        from prompt_toolkit.auto_suggest import ThreadedAutoSuggest
+
+        from repl.completer import GhostSuggest, WordCompleter
 
         try:
             store.home().mkdir(parents=True, exist_ok=True)
@@ -594,10 +650,12 @@ class Session:
                 "bottom-toolbar": "noreverse",
             }
         )
-        completer = WordCompleter(lambda: self.predictor, lambda: self.k)
+        completer = WordCompleter(lambda: self.predictor, lambda: self.k, self.menu)
+        self.completer = completer
         return PromptSession(
             history=history,
             completer=ThreadedCompleter(completer),  # completions never block typing
+            auto_suggest=ThreadedAutoSuggest(GhostSuggest(completer)),  # the grey continuation
             complete_while_typing=True,
             bottom_toolbar=self.toolbar,
             refresh_interval=0.5,
