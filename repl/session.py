@@ -310,13 +310,13 @@ class Session:
             ("class:toolbar", f"{self.length} "),
             ("class:toolbar.key", " parts "),
             ("class:toolbar", f"{self.parts_label()} "),
-            ("class:toolbar.key", " keys "),
-            ("class:toolbar", "Alt-1…9 pick, " + ("→ all / Alt-F word of the grey text " if self.menu.ghost_enabled else "grey text off ")),
         ]
         if self.status:
             parts.append(("class:toolbar.busy", f" {self.status} "))
         else:
             parts.append(("class:toolbar", " idle "))
+        parts.append(("class:toolbar.key", " keys "))
+        parts.append(("class:toolbar", " Alt-1…9 pick  " + ("→ grey text  Alt-F a word " if self.menu.ghost_enabled else "grey text off ")))
         return parts
 
     def parts_label(self) -> str:

@@ -1,0 +1,78 @@
+"""One-key picks and the grey continuation in the real REPL, in a pseudo-terminal."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from test_repl_pty import Term
+
+ALT_F = "\x1bf"
+RIGHT = "\x1b[C"
+
+
+@pytest.fixture
+def expected(default_bundle):
+    """What the REPL's completer offers, from the same Menu over the same model in this process."""
+    from model.predictor import Predictor
+    from repl.completer import Menu
+
+    menu = Menu(Predictor(default_bundle))
+    return {
+        "third": menu.entries("had a ", 10)[2].word,
+        "ghost": menu.ghost("had a general "),
+        "ghost2": Menu(Predictor(default_bundle)).ghost("had a general " + menu.ghost("had a general ").split(" ")[0] + " "),
+    }
+
+
+def test_alt_3_inserts_the_third_entry(home_with_default, expected):
+    t = Term(home_with_default)
+    try:
+        t.expect(r"idle", timeout=60)
+        t.send("had a ")
+        t.expect(r"3 " + re.escape(expected["third"]) + r"\s+\d+\.\d%")  # the menu numbers its entries
+        t.send("\x1b3")  # Alt-3: the word and its space, in one key
+        t.send("\r")
+        t.expect(r"next word after .had a " + re.escape(expected["third"]) + r".")
+        assert t.quit_with(":q\r") == 0
+    finally:
+        t.close()
+
+
+def test_grey_continuation_alt_f_and_right_arrow(home_with_default, expected):
+    ghost = expected["ghost"]
+    words = ghost.split()
+    assert len(words) >= 2, f"the model's continuation after 'had a general' is too short to test: {ghost!r}"
+    t = Term(home_with_default)
+    try:
+        t.expect(r"idle", timeout=60)
+        t.send("had a general ")
+        t.expect(re.escape(ghost.rstrip()))  # grey text after the cursor (only the menu's words are one per row)
+        t.send(ALT_F)  # one word of it
+        rest = expected["ghost2"].rstrip()
+        t.expect(re.escape(rest))  # the continuation after that word
+        t.send(RIGHT)  # the rest of it
+        t.send("\r")
+        line = ("had a general " + words[0] + " " + rest).split()
+        t.expect(r"next word after ." + re.escape(" ".join(line[-3:])) + r".")
+        t.expect(re.escape(" ".join(line)) + r".*\[greedy")
+        assert t.quit_with(":q\r") == 0
+    finally:
+        t.close()
+
+
+def test_ghost_and_repeat_commands(home_with_default):
+    t = Term(home_with_default)
+    try:
+        t.expect(r"idle", timeout=60)
+        t.send(":ghost off\r")
+        t.expect(r"grey continuation off")
+        t.send(":repeat on\r")
+        t.expect(r"offered again")
+        t.send(":ghost maybe\r")
+        t.expect(r"error: :ghost expects on or off, got 'maybe'")
+        t.send(":help\r")
+        t.expect(r"Alt-1 … Alt-9")
+        assert t.quit_with(":q\r") == 0
+    finally:
+        t.close()
