@@ -148,7 +148,7 @@ def variants(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
     """(name, Decoding, baseline name) for every variant of this run."""
     from model.decoding import Decoding, parse_settings
 
-    plain = dict(repeat_penalty=1.0, no_repeat_ngram=0)
+    plain = dict(repeat_penalty=1.0, no_repeat_ngram=0, top_p=1.0)
     out: list[tuple[str, Any, str]] = [
         ("greedy-plain", Decoding(greedy=True, **plain), "greedy-plain"),
         ("sample-plain", Decoding(greedy=False, **plain), "sample-plain"),
@@ -283,6 +283,17 @@ def _example(words, seed: Sequence[int], cont: Sequence[int]) -> str:
     return detokenize(words.decode(list(seed))) + " ‖ " + detokenize(words.decode(list(cont[:60])))
 
 
+def _git_state() -> str | None:
+    """The commit measured, with "-dirty" when the working tree has changes."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", action="append", help="book to measure (repeatable; default aesops_fables and tinyshakespeare)")
@@ -298,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--components", help="predictor components to use (default: all)")
     args = p.parse_args(argv)
     names = args.corpus or list(DEFAULT_CORPORA)
-    emit(machine_info("generation", with_tf=False, corpora=names, count=args.count, n=args.n))
+    emit(machine_info("generation", with_tf=False, corpora=names, count=args.count, n=args.n, git=_git_state()))
     ok = True
     ran = 0
     for name in names:
