@@ -67,7 +67,7 @@ class TokenView(Sequence):
         return f"TokenView({head!r}{'…' if len(self) > 8 else ''}, {len(self):,} tokens)"
 
 
-@dataclass
+@dataclass(eq=False)
 class Corpus:
     """A text as ids over its full vocabulary: ``words[ids[i]]`` is its i-th token.
 
