@@ -6,8 +6,13 @@
    prefix of real corpus lines typed character by character, until the completion list is
    materialised; p50/p99 with the predictor's cache cleared before every call (cold), replayed
    with the cache filled (warm), and in typing order (the cache as a user would see it);
-3. generation: 32 words with ``Predictor.generate_ids`` (cold and warm cache);
-4. memory: peak RSS (VmHWM) of the REPL process after typing a few lines, and whether its
+   the same with the grey continuation on (``GhostSuggest`` asked after every keystroke, as the
+   REPL's auto-suggestion is), timed together with the menu;
+3. ``story-repl complete``: the same prefixes sent to one ``complete`` process as JSON lines,
+   each answer read before the next buffer is sent: mean, p50 and p99 per buffer (the round
+   trip through the pipe included), against a target of 5 ms on average at vocabulary 10,000;
+4. generation: 32 words with ``Predictor.generate_ids`` (cold and warm cache);
+5. memory: peak RSS (VmHWM) of the REPL process after typing a few lines, and whether its
    address space maps TensorFlow's native library (the REPL must not import TensorFlow).
 
 Models: the default belling_the_cat model (vocabulary 112, context 3), and a tinyshakespeare
@@ -226,50 +231,105 @@ def typing_prefixes(corpus: Path, limit: int) -> list[str]:
     return out
 
 
+def clear_caches(pred) -> None:
+    """Forget every cached distribution: the predictor's and its network's (when it keeps one)."""
+    pred._cache.clear()
+    neural = getattr(getattr(pred, "mixture", None), "neural", None)
+    if neural is not None and hasattr(neural, "_cache"):
+        neural._cache.clear()
+
+
 def completer_latency(name: str, bundle_path: str, corpus: Path, n_prefixes: int) -> list[dict]:
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
     from model.bundle import load_bundle
     from model.predictor import Predictor
-    from repl.completer import WordCompleter
+    from repl.completer import GhostSuggest, WordCompleter
 
     bundle = load_bundle(bundle_path)
     pred = Predictor(bundle)
     comp = WordCompleter(lambda: pred, lambda: 10)
+    ghost = GhostSuggest(comp)
     prefixes = typing_prefixes(corpus, n_prefixes)
     docs = [Document(p) for p in prefixes]
     event = CompleteEvent()
     clock = time.perf_counter_ns
 
-    def run(clear: bool) -> tuple[list[float], int]:
+    def run(clear: bool, with_ghost: bool = False) -> tuple[list[float], int, int]:
         ts = []
-        shown = 0
+        shown = ghosts = 0
+        comp.menu.ghost_enabled = with_ghost
         for d in docs:
             if clear:
-                pred._cache.clear()
+                clear_caches(pred)
             t = clock()
             items = list(comp.get_completions(d, event))
+            if with_ghost:
+                ghosts += ghost.get_suggestion(None, d) is not None
             ts.append((clock() - t) / 1e6)
             shown += len(items)
-        return ts, shown
+        return ts, shown, ghosts
 
     run(False)  # warm-up: imports, allocator, first tokenizer calls
-    pred._cache.clear()
-    typing, shown = run(False)  # as typed: a miss for each new context, hits within a word
-    cold, _ = run(True)
+    clear_caches(pred)
+    typing, shown, _ = run(False)  # as typed: a miss for each new context, hits within a word
+    cold, _, _ = run(True)
     run(False)  # fill the cache with every context
-    warm, _ = run(False)
+    warm, _, _ = run(False)
+    clear_caches(pred)
+    typing_ghost, _, ghosts = run(False, True)
+    cold_ghost, _, _ = run(True, True)
     out = []
-    for mode, ts in (("cold", cold), ("warm", warm), ("typing", typing)):
+    runs = (("cold", cold), ("warm", warm), ("typing", typing), ("typing+ghost", typing_ghost), ("cold+ghost", cold_ghost))
+    for mode, ts in runs:
         out.append({
             "bench": "latency", "figure": "completer", "model": name, "mode": mode,
-            "vocab_size": len(bundle.vocab), "context": bundle.config.context, "units": bundle.config.units,
-            "prefixes": len(ts), "p50_ms": round(percentile(ts, 50), 4), "p99_ms": round(percentile(ts, 99), 4),
-            "max_ms": round(max(ts), 3), "mean_ms": round(sum(ts) / len(ts), 4),
+            "vocab_size": len(bundle.vocab), "predictor_vocab": len(pred.vocab), "context": bundle.config.context,
+            "units": bundle.config.units, "prefixes": len(ts), "p50_ms": round(percentile(ts, 50), 4),
+            "p99_ms": round(percentile(ts, 99), 4), "max_ms": round(max(ts), 3), "mean_ms": round(sum(ts) / len(ts), 4),
             "mean_completions": round(shown / len(docs), 2),
+            **({"ghosts_shown": ghosts, "target_p99_ms": 20.0 if len(bundle.vocab) >= 10_000 else 5.0} if "ghost" in mode else {}),
         })
     return out
+
+
+def complete_latency(home: Path, name: str, bundle_path: str, corpus: Path, n_prefixes: int) -> dict:
+    """``story-repl complete`` in a child process: one buffer at a time, each answer read first."""
+    env = dict(os.environ, STORY_REPL_HOME=str(home))
+    prefixes = typing_prefixes(corpus, n_prefixes)
+    proc = subprocess.Popen(
+        [str(BIN), "complete", "--model", bundle_path], cwd=str(ROOT), env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1,
+    )
+    try:
+        def ask(text: str) -> dict:
+            proc.stdin.write(json.dumps(text) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"story-repl complete stopped: {proc.stderr.read()[-500:]}")
+            return json.loads(line)
+
+        t0 = time.perf_counter()
+        ask("")  # start-up and model load are not part of the per-buffer figure
+        startup = time.perf_counter() - t0
+        ts = []
+        entries = 0
+        for p in prefixes:
+            t = time.perf_counter_ns()
+            got = ask(p)
+            ts.append((time.perf_counter_ns() - t) / 1e6)
+            entries += len(got.get("menu", []))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    return {
+        "bench": "latency", "figure": "complete", "model": name, "buffers": len(ts),
+        "mean_ms": round(sum(ts) / len(ts), 4), "p50_ms": round(percentile(ts, 50), 4),
+        "p99_ms": round(percentile(ts, 99), 4), "max_ms": round(max(ts), 3), "startup_seconds": round(startup, 3),
+        "mean_entries": round(entries / len(ts), 2), "target_mean_ms": 5.0,
+    }
 
 
 def generation_latency(name: str, bundle_path: str, corpus: Path, words: int, trials: int) -> list[dict]:
@@ -285,7 +345,7 @@ def generation_latency(name: str, bundle_path: str, corpus: Path, words: int, tr
             ts = []
             for i, ids in enumerate(seeds):
                 if mode == "cold":
-                    pred._cache.clear()
+                    clear_caches(pred)
                 else:
                     list(pred.generate_ids(ids, words, greedy=greedy, seed=i))
                 t = time.perf_counter_ns()
@@ -342,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             emit(startup(home, name, repl_args, args.starts))
             for rec in completer_latency(name, info["path"], corpus, args.prefixes):
                 emit(rec)
+            emit(complete_latency(home, name, info["path"], corpus, args.prefixes))
             for rec in generation_latency(name, info["path"], corpus, 32, args.trials):
                 emit(rec)
             typed = ["the mice had a general council", "some said this and", "who is to bell the cat ?"]
