@@ -9,7 +9,8 @@ prompt_toolkit :class:`WordCompleter` and :class:`GhostSuggest`, the Alt-1 … A
   first, each an :class:`Entry` ``(word, prob, keys)``: next words after a space, or the words
   that start with the partial word at the end of ``text``. ``keys`` is what picking the entry
   costs in the REPL (see *Key costs*).
-* ``Menu.ghost(text)`` -> the inline continuation shown in grey after a completed word: the
+* ``Menu.ghost(text)`` -> the inline continuation shown in grey after a completed word (the
+  buffer ends with a space, a CJK character or full-width punctuation): the
   greedy next words (up to ``ghost_words``, 4 by default), each taken only while its
   probability is at least ``ghost_min_prob``, written as they would be typed (a space after
   each word, none after a CJK character), so the text ends with a space.
@@ -45,6 +46,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -76,6 +78,13 @@ def separator(word: str) -> str:
 
 def insertion(word: str) -> str:
     return word + separator(word)
+
+
+def ends_word(text: str) -> bool:
+    """Does ``text`` end a word, so the next one starts here: a space, or a CJK character or
+    full-width punctuation (written with no space after)?"""
+    last = text[-1:]
+    return bool(last) and (last.isspace() or is_cjk(last) or unicodedata.east_asian_width(last) in ("W", "F"))
 
 
 def pick_keys(rank: int, menu_len: int, direct: bool = True, backward: bool = True) -> int:
@@ -308,7 +317,7 @@ class Menu:
             src = self._source
             if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not text.strip():
                 return ""
-            if not (text[-1].isspace() or is_cjk(text[-1])):
+            if not ends_word(text):
                 return ""
             context, prefix = src.split(text)
             if prefix:

@@ -37,8 +37,9 @@ Predictors
   the simulator counts keys its own way (one key per suggestion taken, its own menu);
   through the library the same typist reads Presage's words through the same :class:`Menu`.
   Its ``presage.xml`` enables only the smoothed trigram predictor over that database
-  (deltas 0.01 0.1 0.89, Presage's defaults), with online learning off and repeated
-  suggestions allowed (the Menu applies the no-repeat rule for every predictor alike).
+  (deltas 0.01 0.1 0.89 and 60 candidates weighed per prediction, Presage's defaults), with
+  online learning off, five times the largest menu in suggestions, and repeated suggestions
+  allowed (the Menu applies the no-repeat rule for every predictor alike).
   Presage drops punctuation and splits at apostrophes, so those tokens are typed. Without
   g++, ``libpresage-dev`` or ``text2ngram`` the Presage row is ``None`` with the reason.
 
@@ -652,6 +653,7 @@ def repl_keystrokes(session: Any, bundle: Any, predictor: Any, tokens: Sequence[
     from repl.render import notice
 
     tokens = list(tokens)
+    session.out(notice("simulating a typist over the model, Kneser-Ney and Presage; this takes a minute (Ctrl-C stops it)", "dim"))
     if len(tokens) > REPL_LIMIT:
         session.out(notice(f"typing the first {REPL_LIMIT:,} of {len(tokens):,} tokens (story-repl eval --keystrokes types them all)", "dim"))
         source += f", first {REPL_LIMIT:,} tokens"
