@@ -11,7 +11,9 @@ a fixed seed) and these figures are printed as JSON lines, each measured in this
   ``Vocab.build``, as a second baseline.
 * ``train``: ``story-repl train FILE --time-limit 60 --json`` with empty caches: time to the
   training start line (printed just before the first step), wall time, peak RSS of the
-  process (and of its process tree, tokenizer workers included).
+  process and of its process tree (tokenizer workers included), the latter also by phase:
+  up to the start line, during the time limit (plus 15 s), and after it (saving the model
+  and whatever follows training).
 * ``train_cached``: the same command again with ``--force`` (a retrain: ids from the cache).
 
     nice -n 10 .venv/bin/python bench/scale.py [--sizes 10M,100M,1G] [--time-limit 60]
@@ -82,18 +84,23 @@ def wc_seconds(path: Path, repeats: int = 3) -> tuple[float, int]:
     return best, words
 
 
-READ_SNIPPET = """
+HWM = """
+def hwm_mb(pid="self"):
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+"""
+
+READ_SNIPPET = HWM + """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from model.corpus import read_corpus
 c = read_corpus(sys.argv[1])
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "tokens": c.n_tokens, "words": len(c.words), "paragraphs": len(c.paragraph_starts),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "peak_rss_mb": round(hwm_mb(), 1)}))
 """
 
-OLD_SNIPPET = """
+OLD_SNIPPET = HWM + """
 import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
@@ -104,7 +111,7 @@ tokens = tokenize(text)
 v = Vocab.build(tokens)
 ids = v.encode(tokens)
 print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": len(tokens), "words": len(v),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": round(hwm_mb(), 1)}))
 """
 
 
@@ -145,6 +152,14 @@ def tree_rss_kb(root: int) -> tuple[int, int]:
     return rss.get(root, 0), sum(rss.get(p, 0) for p in family)
 
 
+def parse_duration(text: str) -> float:
+    text = text.strip().lower()
+    for suffix, mult in (("h", 3600), ("m", 60), ("s", 1)):
+        if text.endswith(suffix):
+            return float(text[:-1]) * mult
+    return float(text)
+
+
 def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: float) -> dict:
     cmd = [STORY, "train", str(path), "--time-limit", time_limit, "--json", "--no-chart"] + (["--force"] if force else [])
     t0 = time.perf_counter()
@@ -161,10 +176,15 @@ def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: floa
     reader = threading.Thread(target=read_err, daemon=True)
     reader.start()
     peak_main = peak_tree = 0
+    phases = {"to_start": 0, "training": 0, "after": 0}  # peak tree RSS (kB) in each phase
+    limit_s = parse_duration(time_limit)
     timed_out = False
     while proc.poll() is None:
         main_kb, tree_kb = tree_rss_kb(proc.pid)
         peak_main, peak_tree = max(peak_main, main_kb), max(peak_tree, tree_kb)
+        now = time.perf_counter() - t0
+        phase = "to_start" if "start" not in marks else "training" if now < marks["start"] + limit_s + 15 else "after"
+        phases[phase] = max(phases[phase], tree_kb)
         if time.perf_counter() - t0 > timeout:
             proc.kill()
             timed_out = True
@@ -178,6 +198,7 @@ def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: floa
         "seconds_to_training_start": round(marks["start"], 2) if "start" in marks else None,
         "peak_rss_mb": round(peak_main / 1024, 1),
         "peak_rss_tree_mb": round(peak_tree / 1024, 1),
+        "peak_rss_tree_mb_by_phase": {k: round(v / 1024, 1) for k, v in phases.items()},
         "exit": proc.returncode,
         "timed_out": timed_out,
     }
