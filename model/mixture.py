@@ -386,6 +386,12 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
                 wins[key] = out[r]
     counts = np.zeros(total, np.float64)
     window: list[int] = []
+    neural = mix.neural
+    kn = mix.ngram.kn if mix.ngram is not None else None
+    if neural is not None and kn is not None and neural.unk is not None and not ranks:
+        missing = np.zeros(kn.vocab_size, bool)
+        missing[: len(neural.missing)] = neural.missing
+        base_missing = float(kn._base[missing].sum())
     j = 0
     for i in range(1, n):
         prev = int(ids[i - 1])
@@ -397,23 +403,42 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             continue
         ctx = ids[max(0, i - 8 * ORDER) : i]
         y = int(ids[i])
+        if kn is not None:
+            buckets[j] = mix.ngram.bucket(ctx)
+        if "cache" in probs:
+            probs["cache"][j] = (1.0 - CACHE_FLOOR) * counts[y] / max(1, len(window)) + CACHE_FLOOR / total
+        lstm_key = neural.window(ids[max(0, i - 4 * neural.context) : i]) if neural is not None else None
+        if not ranks:  # the true word's probability only: O(order) per position, no full distribution
+            if kn is not None:
+                probs["ngram"][j] = kn.prob(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], y)
+            if neural is not None:
+                pl = wins[lstm_key]
+                if not neural.missing[y]:
+                    probs["lstm"][j] = pl[int(neural.to_lstm[y])]
+                elif kn is not None:
+                    share = kn.mass(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], missing, base_missing)
+                    probs["lstm"][j] = pl[neural.unk] * probs["ngram"][j] / share if share > 0 else 0.0
+                else:
+                    probs["lstm"][j] = pl[neural.unk] / max(1, int(neural.missing.sum()))
+                if neural.unk is None or not neural.missing.any():
+                    probs["lstm"][j] /= max(float(pl[neural.known_lstm].sum()), 1e-300)
+            j += 1
+            continue
         parts: dict[str, np.ndarray] = {}
         ng = None
-        if mix.ngram is not None:
+        if kn is not None:
             ng = mix.ngram.distribution(ctx)
             parts["ngram"] = _pad(ng, total)
-            buckets[j] = mix.ngram.bucket(ctx)
-        if mix.neural is not None:
-            parts["lstm"] = _pad(mix.neural.spread(wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])], ng), total)
+        if neural is not None:
+            parts["lstm"] = _pad(neural.spread(wins[lstm_key], ng), total)
         parts["cache"] = smooth_cache(counts, len(window))
         for c in names:
             probs[c][j] = parts[c][y]
-        if ranks:
-            w = mix.weight_row(int(buckets[j]), True)
-            p = sum(w[k] * parts[c] for k, c in enumerate(COMPONENTS) if c in parts and w[k] > 0)
-            rank_mix[j] = _rank(p, y)
-            if ng is not None:
-                rank_ng[j] = _rank(parts["ngram"], y)
+        w = mix.weight_row(int(buckets[j]), True)
+        p = sum(w[k] * parts[c] for k, c in enumerate(COMPONENTS) if c in parts and w[k] > 0)
+        rank_mix[j] = _rank(p, y)
+        if ng is not None:
+            rank_ng[j] = _rank(parts["ngram"], y)
         j += 1
     return {"positions": np.asarray(pos), "probs": probs, "buckets": buckets, "rank": rank_mix, "rank_ngram": rank_ng}
 

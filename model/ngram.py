@@ -303,6 +303,19 @@ class KneserNey:
         kn._fitted = True
         return kn
 
+    def mass(self, context: Sequence[int], mask: np.ndarray, base_mass: float | None = None) -> float:
+        """P(next id is one where ``mask`` is true | context), without building the distribution.
+
+        ``base_mass`` is ``self._base[mask].sum()``, for callers that ask many times."""
+        self._check_fitted()
+        terms, base_coef = self._chain(context)
+        assert self._base is not None
+        total = (float(self._base[mask].sum()) if base_mass is None else float(base_mass)) * base_coef
+        for lvl, s, e, coef in terms:
+            w = lvl.words[s:e]
+            total += coef * float(lvl.weight[s:e][mask[w]].sum())
+        return total
+
     def matched_order(self, context: Sequence[int]) -> int:
         """How many words of ``context`` the model has seen as a context (0 .. order-1)."""
         self._check_fitted()

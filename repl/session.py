@@ -321,7 +321,7 @@ class Session:
 
     def parts_label(self) -> str:
         pred = self.predictor
-        if pred is None:
+        if pred is None or not hasattr(pred, "components"):
             return "-"
         label = "+".join(pred.components())
         return label + (" (lstm training)" if pred.mixture.neural is None and self.training else "")

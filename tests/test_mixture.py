@@ -181,3 +181,19 @@ def test_cli_time_limit_is_validated(capsys):
     assert main(["train", "belling_the_cat", "--time-limit", "soon"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--time-limit" in err and "soon" in err
+
+
+def test_the_fast_scoring_path_gives_the_full_distributions_probabilities(capped):
+    """Weight fitting scores only the true word (no full distribution); it must agree."""
+    from model.mixture import score_stream, stream_ids
+
+    pred = Predictor(load_bundle(capped[0]))
+    tokens = pred.tokenize(CAT.read_text(encoding="utf-8"))[-120:] + ["zorblat", "the", "zorblat", "mice"]
+    mix = pred.mixture.fresh()
+    ids, known = stream_ids(mix, tokens)
+    fast = score_stream(mix, ids, known, ranks=False)
+    full = score_stream(mix, ids, known, ranks=True)
+    assert len(fast["positions"]) == len(full["positions"]) > 80
+    for name in COMPONENTS:
+        np.testing.assert_allclose(fast["probs"][name], full["probs"][name], rtol=1e-6, atol=1e-12)  # float32 network sums
+    assert np.array_equal(fast["buckets"], full["buckets"])

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from model import corpus as corpus_mod
 from model.bundle import FILES, expected_shapes, load_bundle, save_bundle, save_result
-from model.config import Config, resolve
+from model.config import ARCHS, Config, resolve
 from model.corpus import read_corpus
 from model.errors import StoryError
 from model.predictor import Predictor
@@ -264,8 +264,9 @@ def test_vocabulary_beyond_max_vocab_becomes_unk_and_says_so(tmp_path, capsys):
     assert len(bundle.vocab) == 20 and UNK in bundle.vocab.tokens
     assert bundle.vocab.dropped > 250
     pred = Predictor(bundle)
-    ids, unknown = pred.encode(pred.tokenize("w123 the w5"))
-    assert unknown == ["w123"]
+    assert "w123" not in bundle.vocab.tokens and "w123" in pred.vocab.tokens  # completable all the same
+    ids, unknown = pred.encode(pred.tokenize("w123 the w5 w999"))
+    assert unknown == ["w999"] and len(ids) == 3
     assert UNK not in [w for w, _ in pred.top_k(ids, 20)]
     assert UNK not in pred.generate(["the"], 30, greedy=False, seed=1)
 
@@ -294,7 +295,7 @@ COMMAND_CASES = [
     (":context 0", ":context expects a whole number from 1 to 512, got 0"),
     (":context 9999", ":context expects a whole number from 1 to 512"),
     (":seed -1", ":seed expects a whole number from 0"),
-    (":arch gru", ":arch expects one of lstm, stacked, bilstm, got 'gru'"),
+    (":arch gru", f":arch expects one of {', '.join(ARCHS)}, got 'gru'"),
     (":stop", "no training is under way"),
     (":load /nonexistent/my models/tiny", "no model at /nonexistent/my models/tiny"),
     (":corpus ~/no such story.txt", "no such story.txt (shipped corpora: "),
