@@ -40,6 +40,7 @@ EM_STEPS = 60
 BUCKET_PRIOR = 50.0  # positions' worth of pull toward the global weights, per bucket
 MIN_WEIGHT = 0.002  # no component's weight falls below this, so text unlike the held-out part stays scored sanely
 LSTM_CACHE = 4096  # LSTM distributions kept per context
+FIT_TOKENS = 8000  # held-out tokens the weights are fitted on (15 weights need no more)
 
 
 class NgramComponent:
@@ -452,7 +453,7 @@ def _rank(p: np.ndarray, y: int) -> int:
 def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> Weights:
     """EM weights on held-out ``tokens`` (the cache starts empty and fills as the text goes)."""
     saved = (list(mix.words.tokens), list(mix.words.counts))
-    ids, known = stream_ids(mix, tokens)
+    ids, known = stream_ids(mix, list(tokens)[:FIT_TOKENS])
     try:
         res = score_stream(mix, ids, known)
     finally:  # held-out words must not join the model's vocabulary

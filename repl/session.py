@@ -687,6 +687,10 @@ class Session:
         return 0
 
 
+def _ppl(value: float) -> str:
+    return f"{value:,.1f}" if value < 1e6 else f"{value:.2e}"
+
+
 def components_line(pred: Predictor | None) -> str:
     """One line: each active component's weight, and the held-out perplexities."""
     if pred is None:
@@ -696,7 +700,7 @@ def components_line(pred: Predictor | None) -> str:
     w = pred.mixture.weights
     line = " · ".join(parts)
     if w is not None and w.perplexity:
-        ppl = ", ".join(f"{k} {v:.1f}" for k, v in w.perplexity.items())
+        ppl = ", ".join(f"{k} {_ppl(v)}" for k, v in w.perplexity.items())
         line += f" (weights fitted on the {w.fitted_on}; perplexity there: {ppl})"
     return line
 
@@ -715,10 +719,10 @@ def component_rows(pred: Predictor) -> list[tuple[str, str, str, str]]:
             continue
         state = "on" if name in mix.active else "off"
         weight = f"{w.overall[w.names.index(name)]:.3f}" if w is not None and name in w.names else ""
-        ppl = f"{w.perplexity[name]:.1f}" if w is not None and name in w.perplexity else ""
+        ppl = _ppl(w.perplexity[name]) if w is not None and name in w.perplexity else ""
         rows.append((name, state, weight, ppl))
     if w is not None and "mixture" in w.perplexity:
-        rows.append(("mixture", "+".join(mix.active), "", f"{w.perplexity['mixture']:.1f}"))
+        rows.append(("mixture", "+".join(mix.active), "", _ppl(w.perplexity["mixture"])))
     return rows
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import time
 
+import pexpect
+
 from test_repl_pty import Term
 
 
@@ -28,9 +30,13 @@ def test_a_new_book_completes_while_its_lstm_trains(tmp_path):
         screen = t.expect(r"zorblath\s+\d+\.\d%", timeout=60)
         assert re.search(r"zorblath", screen)
         t.send("\x15")
-        assert t.quit_with("\x04") == 0  # leaves after the batch under way, keeping what it trained
+        t.send("\x04")  # Ctrl-D: leaves after the batch under way, saving what it trained
+        t.child.expect(pexpect.EOF, timeout=240)
+        t.child.close()
+        assert t.child.exitstatus == 0
     finally:
         t.close()
+    assert list((home / "models").glob("tinyshakespeare-*/weights.npz"))  # Ctrl-D lost no training
     # What the user wrote is kept for the next session's cache.
     writing = list((home / "writing").glob("*.txt"))
     assert writing and "zorblath" in writing[0].read_text(encoding="utf-8")
