@@ -317,3 +317,32 @@ def test_eval_keystrokes_json(default_home):
     )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--menu" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_repl_eval_keystrokes_and_settings(default_bundle):
+    import io
+
+    from rich.console import Console
+
+    from repl.commands import parse
+    from repl.session import Session
+
+    session = Session(str(CAT), default_bundle.config)
+    session.set_bundle(default_bundle)
+    shown = []
+    session.out = lambda *r: shown.extend(r)
+    session.command(parse(":eval --keystrokes"))
+    buf = io.StringIO()
+    for r in shown:
+        Console(file=buf, width=100, color_system=None).print(r)
+    text = buf.getvalue()
+    assert "keystrokes: training text of belling_the_cat" in text
+    assert "Kneser-Ney 5-gram" in text and "menu" in text and "%" in text
+    session.command(parse(":ghost off"))
+    assert not session.menu.ghost_enabled
+    session.command(parse(":ghost"))  # no argument toggles
+    assert session.menu.ghost_enabled
+    session.command(parse(":repeat on"))
+    assert session.menu.repeat
+    with pytest.raises(StoryError):
+        session.command(parse(":repeat sometimes"))
