@@ -173,17 +173,51 @@ def stream_batches(ids: np.ndarray, context: int, batch: int, seed: int, sequenc
     batches of ``batch`` (the last one of an epoch partial)."""
     n = len(ids) - context
     offsets = np.arange(context, dtype=np.int64)
+    release = _page_release(ids)
     epoch = 0
     while True:
         pending = np.zeros(0, np.int64)
         for chunk in window_order(n, seed, epoch):
             pending = np.concatenate([pending, chunk])
             while len(pending) >= batch:
+                release()
                 yield _gather(ids, pending[:batch], offsets, context, sequence)
                 pending = pending[batch:]
         if len(pending):
             yield _gather(ids, pending, offsets, context, sequence)
         epoch += 1
+
+
+def _page_release(ids: np.ndarray, every: int = 16):
+    """A function to call once per batch that lets go, every ``every`` calls, of the pages of
+    a memory-mapped ``ids`` read so far.
+
+    Random windows touch every page of the file within an epoch; the pages stay in the page
+    cache, but count in this process's memory while they are mapped. The mapping is marked
+    for random access (one page per fault, no read-around) and its pages are dropped from it
+    (MADV_DONTNEED, harmless on a read-only file mapping) every few batches, so the ids cost
+    a few MB of resident memory; pages are mapped again from the page cache when needed."""
+    import mmap
+
+    mm = getattr(ids, "_mmap", None)
+    dontneed = getattr(mmap, "MADV_DONTNEED", None)
+    if mm is None or dontneed is None or not hasattr(mm, "madvise") or getattr(ids, "mode", "r") != "r":
+        return lambda: None
+    try:
+        mm.madvise(getattr(mmap, "MADV_RANDOM", mmap.MADV_NORMAL))
+    except (OSError, ValueError):  # pragma: no cover - closed or unsupported
+        pass
+    calls = [0]
+
+    def release() -> None:
+        calls[0] += 1
+        if calls[0] % every == 0:
+            try:
+                mm.madvise(dontneed)
+            except (OSError, ValueError):  # pragma: no cover - closed or unsupported
+                pass
+
+    return release
 
 
 def _gather(ids: np.ndarray, starts: np.ndarray, offsets: np.ndarray, context: int, sequence: bool):
