@@ -14,6 +14,9 @@ words the user has written that the corpus never had (they get ids after the cor
 - ``cache`` (:class:`CacheComponent`): a unigram cache of the last ``CACHE_TOKENS`` tokens the
   user wrote (the session's lines, the history file, the current line; in ``eval`` the text
   already scored). A name typed once is offered from then on.
+- ``ncache`` (:class:`NeuralCacheComponent`): a neural cache over the same text: the words
+  that followed the recent LSTM states most like the current one (``bench/cache.py`` measured
+  it against the unigram cache; the mixture keeps both, weighted by EM).
 
 The weights are fitted by EM on held-out text (the validation split, or the last tenth of
 the training text when there is none) and depend on the context: one weight vector per
@@ -35,7 +38,10 @@ from model.vocab import Vocab
 
 ORDER = 5
 CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
-COMPONENTS = ("lstm", "ngram", "cache")
+COMPONENTS = ("lstm", "ngram", "cache", "ncache")
+NCACHE_TOKENS = 500  # positions the neural cache compares the current state with
+NCACHE_THETAS = (0.1, 0.3, 1.0)  # sharpness values tried when the weights are fitted
+NCACHE_THETA = 0.3  # used when a bundle's weights carry none
 EM_STEPS = 60
 BUCKET_PRIOR = 50.0  # positions' worth of pull toward the global weights, per bucket
 MIN_WEIGHT = 0.002  # no component's weight falls below this, so text unlike the held-out part stays scored sanely
@@ -92,18 +98,35 @@ class NeuralComponent:
 
     def lstm_probs(self, ids: Sequence[int]) -> np.ndarray:
         """(V_lstm,) the network's own distribution after ``ids`` (cached by window)."""
+        return self.entry(ids)[0]
+
+    def features(self, ids: Sequence[int]) -> np.ndarray:
+        """(H,) the state the logits layer reads after ``ids`` (what the neural cache compares)."""
+        return self.entry(ids)[1]
+
+    def entry(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         key = self.window(ids)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        tail = [i + 1 for i in key]
-        x = np.asarray([[0] * (self.context - len(tail)) + tail], dtype=np.int64)
-        probs = self.net.probabilities(x)[0].astype(np.float64)
-        self._cache[key] = probs
+        out = self.run([key])[0]
+        self._cache[key] = out
         if len(self._cache) > LSTM_CACHE:
             self._cache.popitem(last=False)
-        return probs
+        return out
+
+    def run(self, keys: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(probabilities, features) for several windows in one batch."""
+        from model.numpy_net import softmax
+
+        x = np.zeros((len(keys), self.context), np.int64)
+        for r, key in enumerate(keys):
+            if key:
+                x[r, -len(key) :] = np.asarray(key) + 1
+        feats = self.net.features(x)
+        probs = softmax(feats @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]).astype(np.float64)
+        return [(probs[r], feats[r].astype(np.float64)) for r in range(len(keys))]
 
     def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
         """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
@@ -138,11 +161,42 @@ class CacheComponent:
         return smooth_cache(np.bincount(tail, minlength=total).astype(np.float64), len(tail))
 
 
+class NeuralCacheComponent:
+    """A neural cache (Grave et al., 2017): the next word is what followed the recent states
+    most like the current one, p(w) ∝ Σ_{i: w_i = w} exp(θ h · h_i) over the last ``size``
+    (state, next word) pairs of the user's text."""
+
+    name = "ncache"
+
+    def __init__(self, theta: float = NCACHE_THETA, size: int = NCACHE_TOKENS):
+        self.theta = float(theta)
+        self.size = int(size)
+
+    def scores(self, h: np.ndarray, states: np.ndarray) -> np.ndarray:
+        s = self.theta * (states @ h)
+        return np.exp(s - s.max())
+
+    def distribution(self, h: np.ndarray, states: np.ndarray, targets: np.ndarray, total: int) -> np.ndarray | None:
+        if len(targets) == 0:
+            return None
+        e = self.scores(h, states[-self.size :])
+        t = targets[-self.size :]
+        keep = t < total
+        return smooth_cache(np.bincount(t[keep], weights=e[keep], minlength=total), float(e.sum()))
+
+    def prob(self, h: np.ndarray, states: np.ndarray, targets: np.ndarray, y: int, total: int) -> float:
+        if len(targets) == 0:
+            return 1.0 / total
+        e = self.scores(h, states[-self.size :])
+        t = targets[-self.size :]
+        return (1.0 - CACHE_FLOOR) * float(e[t == y].sum()) / float(e.sum()) + CACHE_FLOOR / total
+
+
 CACHE_FLOOR = 1e-3  # share of the cache's mass spread evenly, so it alone gives every word some probability
 
 
-def smooth_cache(counts: np.ndarray, n: int) -> np.ndarray:
-    return (1.0 - CACHE_FLOOR) * counts / max(1, n) + CACHE_FLOOR / len(counts)
+def smooth_cache(counts: np.ndarray, n: float) -> np.ndarray:
+    return (1.0 - CACHE_FLOOR) * counts / max(1e-300, n) + CACHE_FLOOR / len(counts)
 
 
 @dataclass
@@ -155,6 +209,7 @@ class Weights:
     fitted_on: str = ""
     positions: int = 0
     perplexity: dict[str, float] = field(default_factory=dict)  # each component's and the mixture's, where fitted
+    theta: float = NCACHE_THETA  # the neural cache's sharpness
 
     def to_dict(self) -> dict:
         return {
@@ -164,6 +219,7 @@ class Weights:
             "fitted_on": self.fitted_on,
             "positions": self.positions,
             "perplexity": self.perplexity,
+            "theta": self.theta,
         }
 
     @classmethod
@@ -175,6 +231,7 @@ class Weights:
             str(d.get("fitted_on", "")),
             int(d.get("positions", 0)),
             {k: float(v) for k, v in (d.get("perplexity") or {}).items()},
+            float(d.get("theta", NCACHE_THETA)),
         )
 
     def row(self, bucket: int, active: Sequence[str]) -> np.ndarray:
@@ -248,7 +305,11 @@ class Mixture:
         self.neural = neural
         self.cache = cache or CacheComponent()
         self.weights = weights
+        self.ncache = NeuralCacheComponent(weights.theta if weights is not None else NCACHE_THETA)
         self.history: list[int] = []
+        # (state, next word) pairs of the user's text, for the neural cache
+        self.states: list[np.ndarray] = []
+        self.targets: list[int] = []
         self.version = 0  # bumped whenever the history changes (distribution caches key on it)
         self.active: list[str] = [n for n in COMPONENTS if self.available(n)]
 
@@ -257,12 +318,18 @@ class Mixture:
         (for scoring a text from scratch)."""
         words = Vocab(list(self.words.tokens[: self.corpus_size]), list(self.words.counts[: self.corpus_size]))
         other = Mixture(words, self.ngram, self.neural, self.weights, CacheComponent(self.cache.size))
+        other.ncache = NeuralCacheComponent(self.ncache.theta, self.ncache.size)
         other.active = list(self.active)
         return other
 
     # ---- parts ------------------------------------------------------------------------
     def available(self, name: str) -> bool:
-        return {"lstm": self.neural is not None, "ngram": self.ngram is not None, "cache": True}.get(name, False)
+        return {
+            "lstm": self.neural is not None,
+            "ngram": self.ngram is not None,
+            "cache": True,
+            "ncache": self.neural is not None,
+        }.get(name, False)
 
     def set_active(self, names: Sequence[str]) -> list[str]:
         from model.errors import StoryError
@@ -280,13 +347,19 @@ class Mixture:
         self.version += 1
         return self.active
 
-    def weight_row(self, bucket: int, cache_live: bool) -> np.ndarray:
-        """(3,) weights for lstm, ngram, cache in that order, for this context."""
-        active = [n for n in self.active if n != "cache" or cache_live]
+    def weight_row(self, bucket: int, live: bool | Sequence[str] = True) -> np.ndarray:
+        """Weights of the components in ``COMPONENTS`` order for this context. ``live`` names
+        the components that can answer now (True: all; a cache with no text cannot); the
+        others' weight is shared out."""
+        active = [n for n in self.active if live is True or n in live]
+        if not active:
+            active = [n for n in self.active if n not in ("cache", "ncache")] or list(self.active)
         if self.weights is None:
             w = np.asarray([1.0 if n in active else 0.0 for n in COMPONENTS])
-            if "cache" in active and len(active) > 1:
-                w[2] = 0.1 * (len(active) - 1)
+            others = len([n for n in active if n not in ("cache", "ncache")])
+            for k, n in enumerate(COMPONENTS):
+                if n in ("cache", "ncache") and n in active and others:
+                    w[k] = 0.1 * others
             return w / w.sum()
         row = self.weights.row(bucket, active)
         return np.asarray([row[self.weights.names.index(n)] if n in self.weights.names else 0.0 for n in COMPONENTS])
@@ -302,12 +375,25 @@ class Mixture:
         return i
 
     def observe(self, tokens: Sequence[str]) -> None:
-        """Remember what the user wrote: the cache sees it, new words join the vocabulary."""
-        ids = [self.word_id(t, add=True) for t in tokens]
-        self.history.extend(int(i) for i in ids if i is not None)
+        """Remember what the user wrote (one line, or a text): the caches see it, new words
+        join the vocabulary."""
+        ids = [int(i) for i in (self.word_id(t, add=True) for t in tokens) if i is not None]
+        self.history.extend(ids)
         if len(self.history) > 4 * self.cache.size:
             self.history = self.history[-self.cache.size :]
+        if self.neural is not None and len(ids) > 1:
+            h, t = self.line_pairs(ids)
+            self.states.extend(h)
+            self.targets.extend(t)
+            if len(self.targets) > 4 * self.ncache.size:
+                self.states = self.states[-self.ncache.size :]
+                self.targets = self.targets[-self.ncache.size :]
         self.version += 1
+
+    def line_pairs(self, ids: Sequence[int]) -> tuple[list[np.ndarray], list[int]]:
+        """(state after ids[:j], ids[j]) for j = 1 .. len(ids)-1: what followed each state."""
+        ids = [int(i) for i in ids]
+        return [self.neural.features(ids[:j]) for j in range(1, len(ids))], ids[1:]
 
     # ---- distributions ------------------------------------------------------------------
     def parts(self, ids: Sequence[int], with_history: bool = True) -> dict[str, np.ndarray]:
@@ -323,6 +409,16 @@ class Mixture:
         c = self.cache.distribution(hist, total)
         if c is not None:
             out["cache"] = c
+        if self.neural is not None and "ncache" in self.active:
+            h_line, t_line = self.line_pairs(list(ids)[-2 * self.ncache.size :])
+            states = (self.states if with_history else []) + h_line
+            targets = (self.targets if with_history else []) + t_line
+            if targets:
+                nc = self.ncache.distribution(
+                    self.neural.features(ids), np.asarray(states), np.asarray(targets, np.int64), total
+                )
+                if nc is not None:
+                    out["ncache"] = nc
         return out
 
     def bucket(self, ids: Sequence[int]) -> int:
@@ -331,7 +427,7 @@ class Mixture:
     def distribution(self, ids: Sequence[int]) -> np.ndarray:
         """P(next | ids) over the current vocabulary, float64."""
         parts = self.parts(ids)
-        w = self.weight_row(self.bucket(ids), "cache" in parts)
+        w = self.weight_row(self.bucket(ids), list(parts))
         total = len(self.words)
         p = np.zeros(total, np.float64)
         for k, name in enumerate(COMPONENTS):
@@ -371,20 +467,20 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
     buckets = np.zeros(len(pos), np.int64)
     rank_mix = np.zeros(len(pos), np.int64)
     rank_ng = np.zeros(len(pos), np.int64)
-    if mix.neural is not None:  # the network's distributions, batched over distinct windows
+    if mix.neural is not None:  # the network's distributions and states, batched over distinct windows
         wins = {}
-        for i in pos:
+        every = range(1, n)  # the neural cache remembers every position, scored or not
+        for i in every:
             wins.setdefault(mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i]), None)
         keys = list(wins)
         for s in range(0, len(keys), batch):
             chunk = keys[s : s + batch]
-            x = np.zeros((len(chunk), mix.neural.context), np.int64)
-            for r, key in enumerate(chunk):
-                if key:
-                    x[r, -len(key) :] = np.asarray(key) + 1
-            out = mix.neural.net.probabilities(x).astype(np.float64)
-            for r, key in enumerate(chunk):
-                wins[key] = out[r]
+            for key, out in zip(chunk, mix.neural.run(chunk)):
+                wins[key] = out
+        feats = np.zeros((n, mix.neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
+        for i in every:
+            feats[i] = wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])][1]
+        targets = np.asarray(ids, dtype=np.int64)
     counts = np.zeros(total, np.float64)
     window: list[int] = []
     neural = mix.neural
@@ -409,11 +505,15 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
         if "cache" in probs:
             probs["cache"][j] = (1.0 - CACHE_FLOOR) * counts[y] / max(1, len(window)) + CACHE_FLOOR / total
         lstm_key = neural.window(ids[max(0, i - 4 * neural.context) : i]) if neural is not None else None
+        if neural is not None:
+            pl = wins[lstm_key][0]
+            lo = max(1, i - mix.ncache.size)
+            if "ncache" in probs:
+                probs["ncache"][j] = mix.ncache.prob(feats[i], feats[lo:i], targets[lo:i], y, total)
         if not ranks:  # the true word's probability only: O(order) per position, no full distribution
             if kn is not None:
                 probs["ngram"][j] = kn.prob(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], y)
             if neural is not None:
-                pl = wins[lstm_key]
                 if not neural.missing[y]:
                     probs["lstm"][j] = pl[int(neural.to_lstm[y])]
                 elif kn is not None:
@@ -431,17 +531,28 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             ng = mix.ngram.distribution(ctx)
             parts["ngram"] = _pad(ng, total)
         if neural is not None:
-            parts["lstm"] = _pad(neural.spread(wins[lstm_key], ng), total)
+            parts["lstm"] = _pad(neural.spread(pl, ng), total)
+            nc = mix.ncache.distribution(feats[i], feats[lo:i], targets[lo:i], total) if i > lo else None
+            parts["ncache"] = nc if nc is not None else np.full(total, 1.0 / total)
         parts["cache"] = smooth_cache(counts, len(window))
         for c in names:
             probs[c][j] = parts[c][y]
-        w = mix.weight_row(int(buckets[j]), True)
+        w = mix.weight_row(int(buckets[j]), live_at(i))
         p = sum(w[k] * parts[c] for k, c in enumerate(COMPONENTS) if c in parts and w[k] > 0)
         rank_mix[j] = _rank(p, y)
         if ng is not None:
             rank_ng[j] = _rank(parts["ngram"], y)
         j += 1
-    return {"positions": np.asarray(pos), "probs": probs, "buckets": buckets, "rank": rank_mix, "rank_ngram": rank_ng}
+    out = {"positions": np.asarray(pos), "probs": probs, "buckets": buckets, "rank": rank_mix, "rank_ngram": rank_ng}
+    if mix.neural is not None:
+        out["features"], out["targets"] = feats, targets
+    return out
+
+
+def live_at(i: int) -> tuple[str, ...]:
+    """The components that can answer at position ``i`` of a scored text: the neural cache
+    needs one earlier (state, word) pair, so not at the second word."""
+    return COMPONENTS if i > 1 else tuple(c for c in COMPONENTS if c != "ncache")
 
 
 def _rank(p: np.ndarray, y: int) -> int:
@@ -459,9 +570,33 @@ def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> 
     finally:  # held-out words must not join the model's vocabulary
         mix.words = Vocab(saved[0], saved[1])
     names = [c for c in COMPONENTS if mix.available(c)]
+    theta = mix.ncache.theta
+    if "ncache" in names and len(res["positions"]) > 1:  # the neural cache's sharpness, by likelihood
+        best = None
+        for t in NCACHE_THETAS:
+            nc = NeuralCacheComponent(t, mix.ncache.size)
+            trial = dict(res["probs"], ncache=ncache_probs(nc, res["features"], res["targets"], res["positions"], len(mix.words)))
+            p = np.stack([trial[c] for c in names], axis=1)
+            ll = float(np.log((p * em_weights(p)).sum(axis=1)).sum())
+            if best is None or ll > best[0]:
+                best = (ll, t, trial)
+        _, theta, res["probs"] = best
     p = np.stack([res["probs"][c] for c in names], axis=1) if len(res["positions"]) else np.zeros((0, len(names)))
     n_buckets = mix.ngram.kn.order if mix.ngram is not None else 1
-    return fit_weights(p, res["buckets"], names, n_buckets, fitted_on)
+    w = fit_weights(p, res["buckets"], names, n_buckets, fitted_on)
+    w.theta = float(theta)
+    mix.ncache.theta = float(theta)
+    return w
+
+
+def ncache_probs(nc: NeuralCacheComponent, feats: np.ndarray, ids: np.ndarray, positions, total: int) -> np.ndarray:
+    """The neural cache's probability of the word at each scored position, from the
+    (state, word) pairs of the positions before it (``feats[i]``: the state after ``ids[:i]``)."""
+    out = np.empty(len(positions))
+    for j, i in enumerate(positions):
+        lo = max(1, int(i) - nc.size)
+        out[j] = nc.prob(feats[i], feats[lo:i], ids[lo:i], int(ids[i]), total)
+    return out
 
 
 # ---- building, saving and loading --------------------------------------------------------

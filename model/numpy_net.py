@@ -94,6 +94,11 @@ class Network:
         return lstm_layer(xs, mask, w[f"{name}/kernel"], w[f"{name}/recurrent"], w[f"{name}/bias"], reverse)
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
+        return self.features(ids) @ self.w["logits/kernel"] + self.w["logits/bias"]
+
+    def features(self, ids: np.ndarray) -> np.ndarray:
+        """(B, T) input ids -> (B, H): the encoder's output that the logits layer reads
+        (the state a neural cache compares)."""
         ids = np.atleast_2d(np.asarray(ids, dtype=np.int64))
         # Leading columns that are padding in every row leave every state at zero: skip them
         # (a long window, e.g. the stream arch's 64 words, mostly holds a short line).
@@ -112,7 +117,7 @@ class Network:
             _, hf = self._lstm("forward", xs, mask)
             _, hb = self._lstm("backward", xs, mask, reverse=True)
             h = np.concatenate([hf, hb], axis=-1)
-        return h @ self.w["logits/kernel"] + self.w["logits/bias"]
+        return h
 
     def probabilities(self, ids: np.ndarray) -> np.ndarray:
         return softmax(self.logits(ids))

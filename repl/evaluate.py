@@ -177,7 +177,7 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
     tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
     (positions x (lstm, ngram, cache)), and with ``ranks`` the 0-based ranks ``rank``
     (mixture) and ``rank_ngram``."""
-    from model.mixture import COMPONENTS, score_stream, stream_ids
+    from model.mixture import COMPONENTS, live_at, score_stream, stream_ids
 
     mix = predictor.mixture.fresh()
     ids, known = stream_ids(mix, list(tokens))
@@ -186,7 +186,7 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
     w = np.zeros((m, len(COMPONENTS)))
     p = np.zeros(m)
     for j in range(m):
-        w[j] = mix.weight_row(int(res["buckets"][j]), True)
+        w[j] = mix.weight_row(int(res["buckets"][j]), live_at(int(res["positions"][j])))
         for k, name in enumerate(COMPONENTS):
             if w[j, k] > 0 and name in res["probs"]:
                 p[j] += w[j, k] * res["probs"][name][j]
