@@ -116,6 +116,22 @@ class NeuralComponent:
             self._cache.popitem(last=False)
         return out
 
+    def entries(self, contexts: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`entry` for several contexts, the uncached ones computed in one batch."""
+        keys = [self.window(c) for c in contexts]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        for key, out in zip(todo, self.run(todo) if todo else []):
+            self._cache[key] = out
+        got = []
+        for key in keys:
+            hit = self._cache.get(key)
+            if hit is None:  # evicted meanwhile by a very long batch
+                hit = self.run([key])[0]
+            got.append(hit)
+        while len(self._cache) > LSTM_CACHE:
+            self._cache.popitem(last=False)
+        return got
+
     def run(self, keys: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(probabilities, features) for several windows in one batch."""
         from model.numpy_net import softmax
@@ -393,7 +409,9 @@ class Mixture:
     def line_pairs(self, ids: Sequence[int]) -> tuple[list[np.ndarray], list[int]]:
         """(state after ids[:j], ids[j]) for j = 1 .. len(ids)-1: what followed each state."""
         ids = [int(i) for i in ids]
-        return [self.neural.features(ids[:j]) for j in range(1, len(ids))], ids[1:]
+        if len(ids) < 2:
+            return [], []
+        return [f for _, f in self.neural.entries([ids[:j] for j in range(1, len(ids))])], ids[1:]
 
     # ---- distributions ------------------------------------------------------------------
     def parts(self, ids: Sequence[int], with_history: bool = True) -> dict[str, np.ndarray]:
