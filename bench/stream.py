@@ -118,8 +118,10 @@ def run_one(corpus_name: str, variant: str, fields: dict, args: argparse.Namespa
         elif p.kind == "end":
             log(f"{tag} {p.message}")
 
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     result = train(corpus, cfg, on_progress=progress, time_limit=args.budget_seconds)
+    cpu_seconds = time.process_time() - cpu0  # this process's CPU time (both cores), training and fitting
     fit_seconds = time.perf_counter() - t0 - result.train_seconds  # vocabulary, mixture weights, ...
     path = save_result(result, out_dir / f"{corpus_name}-{variant}")
     t1 = time.perf_counter()
@@ -128,6 +130,7 @@ def run_one(corpus_name: str, variant: str, fields: dict, args: argparse.Namespa
     metrics = evaluate_text(bundle, tokens, predictor=Predictor(bundle))
     eval_seconds = time.perf_counter() - t1
     base = metrics["baseline"]["perplexity"]
+    best_val = min(result.history["val_loss"]) if result.history.get("val_loss") else None
     lstm = metrics["components"]["lstm"]["perplexity"]
     row = {
         "bench": "stream",
@@ -151,11 +154,13 @@ def run_one(corpus_name: str, variant: str, fields: dict, args: argparse.Namespa
         "train_seconds": round(result.train_seconds, 1),
         "budget_seconds": args.budget_seconds,
         "other_seconds": round(fit_seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "eval_seconds": round(eval_seconds, 1),
         "epochs": result.epochs,
         "stop_reason": result.stop_reason,
-        "val_loss": result.val_loss,
-        "val_ppl_own_vocab": None if result.val_loss is None else round(math.exp(result.val_loss), 3),
+        "best_val_loss": best_val,
+        "val_ppl_own_vocab": None if best_val is None else round(math.exp(best_val), 3),
         "recipe": result.config.to_dict(),
         "command": cli_command(corpus_name, fields, args.budget_seconds, args.valid_fraction),
     }

@@ -86,7 +86,7 @@ class Network:
     def __init__(self, config: Config, weights: dict[str, np.ndarray]):
         self.config = config
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-        if "logits/kernel" not in self.w:  # tied weights: the output kernel is the embedding transposed
+        if "logits/kernel" not in self.w and "embedding" in self.w:  # tied weights: the output kernel is the embedding transposed
             self.w["logits/kernel"] = np.ascontiguousarray(self.w["embedding"][1:].T)
 
     def _lstm(self, name: str, xs: np.ndarray, mask: np.ndarray, reverse: bool = False):
@@ -143,3 +143,41 @@ class Network:
             )
             new.append((h, c))
         return x @ self.w["logits/kernel"] + self.w["logits/bias"], new
+
+
+class StreamStates:
+    """Stream arch: next-word logits of id windows, one LSTM step per word where it can.
+
+    ``logits(window)`` gives what :meth:`Network.logits` gives for that window (vocabulary
+    ids, read left to right from a zero state), but remembers the state each window ends
+    with: a window that extends a remembered one by one word (the next keystroke's line, the
+    next generated word) costs one step instead of ``len(window)``. At most ``size`` states
+    are kept, least recently used first out."""
+
+    def __init__(self, net: Network, size: int = 4096):
+        from collections import OrderedDict
+
+        if net.config.arch != "stream":
+            raise ValueError(f"StreamStates needs the stream arch, not {net.config.arch}")
+        self.net = net
+        self.size = int(size)
+        self._states: "OrderedDict[tuple[int, ...], State]" = OrderedDict()
+
+    def logits(self, window: tuple[int, ...]) -> np.ndarray:
+        """(V,) logits of the word after ``window`` (a tuple of vocabulary ids)."""
+        window = tuple(int(i) for i in window)
+        prev = self._states.get(window[:-1]) if window else None
+        if prev is not None:
+            out, state = self.net.advance(np.asarray([[window[-1] + 1]]), prev)
+        elif window:
+            out, state = self.net.advance(np.asarray([window]) + 1)
+        else:
+            out, state = self.net.advance(np.zeros((1, 1), np.int64))  # padding only: the zero state
+        self._states[window] = state
+        self._states.move_to_end(window)
+        if len(self._states) > self.size:
+            self._states.popitem(last=False)
+        return out[0, -1]
+
+    def probabilities(self, window: tuple[int, ...]) -> np.ndarray:
+        return softmax(self.logits(window))

@@ -255,3 +255,28 @@ def test_resume_continues_a_stream_model(trained, corpus):
     again = train(corpus, bundle.config.replace(epochs=2), resume=bundle)
     assert int(again.model.optimizer.iterations.numpy()) > before
     assert again.vocab.tokens == result.vocab.tokens
+
+
+def test_stream_states_extend_windows_one_step_at_a_time(trained, corpus):
+    """Remembered states give the logits a full zero-state pass gives, for growing windows
+    (a line typed word by word), windows that slide, and the empty window."""
+    from model.bundle import load_bundle
+    from model.numpy_net import Network, StreamStates
+
+    _, path = trained
+    bundle = load_bundle(path)
+    net = Network(bundle.config, bundle.weights)
+    states = StreamStates(net, size=8)
+    ids, _ = bundle.vocab.split_known(corpus.tokens[:40])
+    c = bundle.config.context
+    windows = [tuple(ids[max(0, i - c) : i]) for i in range(0, 40)]  # grows to `context`, then slides
+    for w in windows:
+        row = np.zeros((1, c), np.int64)
+        if w:
+            row[0, -len(w) :] = np.asarray(w) + 1
+        np.testing.assert_allclose(states.logits(w), net.logits(row)[0], rtol=0, atol=1e-5)
+    assert len(states._states) == 8  # bounded
+    p = states.probabilities(windows[-1])
+    assert abs(p.sum() - 1) < 1e-5
+    with pytest.raises(ValueError):
+        StreamStates(Network(Config(arch="lstm", units=4, embedding_dim=4, context=3), {}))
