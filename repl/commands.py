@@ -62,7 +62,7 @@ COMMANDS: dict[str, Spec] = {
     "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
     "components": Spec(
         ":components [LIST]",
-        "the predictor's parts (lstm, ngram, cache) with their weights; with LIST (e.g. lstm,ngram) use only those",
+        "the predictor's parts (lstm, ngram, cache, ncache) with their weights; with LIST (e.g. lstm,ngram) use only those",
         "text?",
     ),
     "ghost": Spec(":ghost on|off", "the grey continuation after a word (→ accepts it, Alt-F one word)", "word?"),

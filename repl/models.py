@@ -140,7 +140,7 @@ def obtain_bundle(args: argparse.Namespace):
 
 
 def parse_components(text: str | None) -> list[str] | None:
-    """``lstm,ngram,cache`` (any subset, comma- or space-separated) -> names; None keeps all."""
+    """``lstm,ngram,cache,ncache`` (any subset, comma- or space-separated) -> names; None keeps all."""
     if text is None:
         return None
     return [p for p in text.replace(",", " ").split() if p]
