@@ -12,8 +12,8 @@ a fixed seed) and these figures are printed as JSON lines, each measured in this
 * ``train``: ``story-repl train FILE --time-limit 60 --json`` with empty caches: time to the
   training start line (printed just before the first step), wall time, peak RSS of the
   process and of its process tree (tokenizer workers included), the latter also by phase:
-  up to the start line, during the time limit (plus 15 s), and after it (saving the model
-  and whatever follows training).
+  up to the start line, during the time limit after it, and after that (the end of the
+  last batch, saving the model and whatever else follows training).
 * ``train_cached``: the same command again with ``--force`` (a retrain: ids from the cache).
 
     nice -n 10 .venv/bin/python bench/scale.py [--sizes 10M,100M,1G] [--time-limit 60]
@@ -183,7 +183,7 @@ def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: floa
         main_kb, tree_kb = tree_rss_kb(proc.pid)
         peak_main, peak_tree = max(peak_main, main_kb), max(peak_tree, tree_kb)
         now = time.perf_counter() - t0
-        phase = "to_start" if "start" not in marks else "training" if now < marks["start"] + limit_s + 15 else "after"
+        phase = "to_start" if "start" not in marks else "training" if now <= marks["start"] + limit_s else "after"
         phases[phase] = max(phases[phase], tree_kb)
         if time.perf_counter() - t0 > timeout:
             proc.kill()
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", default="60")
     ap.add_argument("--train-timeout", type=float, default=900.0, help="kill a training run after this many seconds")
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--no-read", action="store_true", help="only the training figures")
     ap.add_argument("--workdir", default=None, help="where the generated texts are kept (default: a temporary directory)")
     args = ap.parse_args(argv)
     emit(machine_info("scale", with_tf=False, corpus=args.corpus))
@@ -240,13 +241,13 @@ def main(argv: list[str] | None = None) -> int:
             home = Path(tempfile.mkdtemp(prefix="story-home-", dir=workdir))
             env = dict(env_base, STORY_REPL_HOME=str(home))
             try:
-                for figure in ("read", "read_cached"):
+                for figure in () if args.no_read else ("read", "read_cached"):
                     rec = run_json(READ_SNIPPET, path, env)
                     if "seconds" in rec:
                         rec.update(mb_s=round(mb / rec["seconds"], 1), ratio_to_wc_w=round(rec["seconds"] / wc_s, 2),
                                    seconds=round(rec["seconds"], 3))
                     emit({**base, "figure": figure, "wc_w_words": wc_words, **rec})
-                if nbytes <= 20 * 10**6:
+                if nbytes <= 20 * 10**6 and not args.no_read:
                     rec = run_json(OLD_SNIPPET, path, env)
                     if "seconds" in rec:
                         rec.update(mb_s=round(mb / rec["seconds"], 1), ratio_to_wc_w=round(rec["seconds"] / wc_s, 2),
