@@ -160,7 +160,8 @@ def parse_duration(text: str) -> float:
     return float(text)
 
 
-def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: float) -> dict:
+def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: float, after: float | None = None) -> dict:
+    """One training run; killed after ``timeout`` s, or ``after`` s past the end of its time limit."""
     cmd = [STORY, "train", str(path), "--time-limit", time_limit, "--json", "--no-chart"] + (["--force"] if force else [])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -185,7 +186,8 @@ def run_train(path: Path, env: dict, time_limit: str, force: bool, timeout: floa
         now = time.perf_counter() - t0
         phase = "to_start" if "start" not in marks else "training" if now <= marks["start"] + limit_s else "after"
         phases[phase] = max(phases[phase], tree_kb)
-        if time.perf_counter() - t0 > timeout:
+        ended = "start" in marks and after is not None and now > marks["start"] + limit_s + after
+        if now > timeout or ended:
             proc.kill()
             timed_out = True
             break
@@ -219,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-timeout", type=float, default=900.0, help="kill a training run after this many seconds")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-read", action="store_true", help="only the training figures")
+    ap.add_argument("--stop-after", type=float, default=None,
+                    help="kill a training run this many seconds after its time limit has passed (what follows is not measured)")
     ap.add_argument("--workdir", default=None, help="where the generated texts are kept (default: a temporary directory)")
     args = ap.parse_args(argv)
     emit(machine_info("scale", with_tf=False, corpus=args.corpus))
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(home)
                     home.mkdir()
                     for figure, force in (("train", False), ("train_cached", True)):
-                        rec = run_train(path, env, args.time_limit, force, args.train_timeout)
+                        rec = run_train(path, env, args.time_limit, force, args.train_timeout, args.stop_after)
                         emit({**base, "figure": figure, "time_limit": args.time_limit, **rec})
             finally:
                 shutil.rmtree(home, ignore_errors=True)
