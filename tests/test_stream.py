@@ -108,6 +108,21 @@ def test_cache_keys_of_older_configurations_are_unchanged():
     assert Config(arch="stream").key("abc") != Config(arch="stream", tie_weights=True).key("abc")
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_network_shapes(tie):
+    from model.bundle import expected_shapes
+    from model.network import build_network, export_weights
+
+    cfg = resolve(Config(arch="stream", units=8, embedding_dim=8, tie_weights=tie), 10_000)
+    net = build_network(cfg, 30)
+    assert net.input_shape == (None, None)  # any length: bptt steps in training, the window at inference
+    assert net.output_shape == (None, None, 30)
+    w = export_weights(net, cfg)
+    assert {k: v.shape for k, v in w.items()} == expected_shapes(cfg, 30)
+    assert ("logits/kernel" in w) is not tie
+    assert sum(v.size for v in w.values()) == net.count_params()  # every weight exported, none twice
+
+
 # ---- the carried state ----------------------------------------------------------------------
 @pytest.mark.parametrize("tie", [False, True])
 def test_keras_carried_state_equals_one_long_pass(tie):
