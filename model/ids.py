@@ -284,7 +284,7 @@ def cache_key(sha256: str, encoding: str, keep_case: bool) -> str:
 
 
 def cache_root() -> Path:
-    from model.store import home
+    from model.home import home
 
     return home() / "ids"
 

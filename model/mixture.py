@@ -470,6 +470,25 @@ def stream_ids(mix: Mixture, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndar
     return ids, ids < mix.corpus_size
 
 
+def _network_pass(mix: Mixture, ids: np.ndarray, batch: int):
+    """The network's (probabilities, state) for every position's window, batched over the
+    distinct windows; (windows -> entries, states by position, ids as int64)."""
+    n = len(ids)
+    wins: dict = {}
+    every = range(1, n)  # the neural cache remembers every position, scored or not
+    for i in every:
+        wins.setdefault(mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i]), None)
+    keys = list(wins)
+    for s in range(0, len(keys), batch):
+        chunk = keys[s : s + batch]
+        for key, out in zip(chunk, mix.neural.run(chunk)):
+            wins[key] = out
+    feats = np.zeros((n, mix.neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
+    for i in every:
+        feats[i] = wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])][1]
+    return wins, feats, np.asarray(ids, dtype=np.int64)
+
+
 def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256) -> dict:
     """Score positions 1..n-1 of ``ids`` where ``scored`` is true (in-vocabulary targets).
 
@@ -482,26 +501,9 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
     pos = [i for i in range(1, n) if scored[i]]
     total = len(mix.words)
     probs = {c: np.zeros(len(pos)) for c in names}
-    buckets = np.zeros(len(pos), np.int64)
-    rank_mix = np.zeros(len(pos), np.int64)
-    rank_ng = np.zeros(len(pos), np.int64)
-    if mix.neural is not None:  # the network's distributions and states, batched over distinct windows
-        wins = {}
-        every = range(1, n)  # the neural cache remembers every position, scored or not
-        for i in every:
-            wins.setdefault(mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i]), None)
-        keys = list(wins)
-        for s in range(0, len(keys), batch):
-            chunk = keys[s : s + batch]
-            for key, out in zip(chunk, mix.neural.run(chunk)):
-                wins[key] = out
-        feats = np.zeros((n, mix.neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
-        for i in every:
-            feats[i] = wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])][1]
-        targets = np.asarray(ids, dtype=np.int64)
-    counts = np.zeros(total, np.float64)
-    window: list[int] = []
-    neural = mix.neural
+    buckets, rank_mix, rank_ng = (np.zeros(len(pos), np.int64) for _ in range(3))
+    wins, feats, targets = _network_pass(mix, ids, batch) if mix.neural is not None else ({}, None, None)
+    counts, window, neural = np.zeros(total, np.float64), [], mix.neural
     kn = mix.ngram.kn if mix.ngram is not None else None
     if neural is not None and kn is not None and neural.unk is not None and not ranks:
         missing = np.zeros(kn.vocab_size, bool)

@@ -17,14 +17,7 @@ from typing import Callable, Iterator
 from model.bundle import Bundle, load_bundle, save_result
 from model.config import Config
 from model.errors import StoryError
-
-
-def home() -> Path:
-    env = os.environ.get("STORY_REPL_HOME")
-    if env:
-        return Path(os.path.expanduser(env))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "story-repl"
+from model.home import home  # noqa: F401  (the cache's root; re-exported for callers)
 
 
 def file_sha256(path: Path) -> str:

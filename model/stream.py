@@ -86,17 +86,17 @@ class StreamData:
 
 
 def stream_plan(cfg: Config, train_ids: np.ndarray, replicas: int):
-    """The :class:`model.train.Plan` of a stream run: the inference windows (for the ceiling
-    and the exact accuracy the stopping rules use) and the stream batches' size and count."""
+    """The fields of a stream run's :class:`model.train.Plan`: the inference windows (for the
+    ceiling and the exact accuracy the stopping rules use) and the stream batches' size and
+    count, as (x, y, ceiling, batch, full_batch, steps)."""
     from model.data import ceiling, windows
-    from model.train import Plan
 
     if replicas > 1:
         raise StoryError(f"--arch stream trains on one device, not {replicas} replicas; pass --strategy default")
     data = stream_data(cfg, train_ids)
     x, y = windows(train_ids, int(cfg.context))
     ceil, _floor = ceiling(x, y)
-    return Plan(x, y, ceil, data.tokens_per_step, cfg.batch_size is None, data.steps)
+    return x, y, ceil, data.tokens_per_step, cfg.batch_size is None, data.steps
 
 
 def stream_data(cfg: Config, train_ids: np.ndarray) -> StreamData:

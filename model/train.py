@@ -165,7 +165,7 @@ def plan_batches(cfg: Config, train_ids: np.ndarray, replicas: int) -> Plan:
     if cfg.arch == "stream":  # parallel streams with a carried state (model/stream.py)
         from model.stream import stream_plan
 
-        return stream_plan(cfg, train_ids, replicas)
+        return Plan(*stream_plan(cfg, train_ids, replicas))
 
     x, y = windows(train_ids, cfg.context)
     ceil, _floor = ceiling(x, y)

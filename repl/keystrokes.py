@@ -527,7 +527,7 @@ def latency_summary(typists: Iterable[Typist]) -> dict[str, float]:
 
 def training_tokens(bundle, encoding: str = "utf-8") -> list[str]:
     """The training part of the model's corpus, as training split it."""
-    from repl.evaluate import split_tokens, training_corpus
+    from repl.texts import split_tokens, training_corpus
 
     return list(split_tokens(bundle, training_corpus(bundle, encoding))[0])
 
