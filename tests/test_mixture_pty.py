@@ -12,19 +12,19 @@ from test_repl_pty import Term
 def test_a_new_book_completes_while_its_lstm_trains(tmp_path):
     home = tmp_path / "fresh-home"  # nothing cached: no model, no ids, no n-gram
     start = time.monotonic()
-    t = Term(home, "--corpus", "tinyshakespeare")
+    t = Term(home, "--corpus", "aesops_fables")
     try:
         # The prompt comes first; the n-gram and the cache answer while the LSTM trains.
         t.expect(r"completing from the n-gram", timeout=120)
-        t.send("first citizen : before we proceed any further , hear me spe")
-        screen = t.expect(r"speak\s+\d+\.\d%", timeout=60)
+        t.send("the wolf came upon a stray lam")
+        screen = t.expect(r"lamb\s+\d+\.\d%", timeout=60)
         seconds = time.monotonic() - start
         assert "training" in screen and "ngram+cache" in screen  # the LSTM is not in yet
         print(f"first completion {seconds:.1f}s after start")
 
         # A name the corpus never had, typed on one line, is offered on the next after two letters.
         t.send("\x15")  # Ctrl-U: clear the line
-        t.send("and zorblath the brave came to rome\r")
+        t.send("and zorblath the brave came to the wood\r")
         t.expect(r"next word after .*›", timeout=60)
         t.send("then zo")
         screen = t.expect(r"zorblath\s+\d+\.\d%", timeout=60)
@@ -36,7 +36,7 @@ def test_a_new_book_completes_while_its_lstm_trains(tmp_path):
         assert t.child.exitstatus == 0
     finally:
         t.close()
-    assert list((home / "models").glob("tinyshakespeare-*/weights.npz"))  # Ctrl-D lost no training
+    assert list((home / "models").glob("aesops_fables-*/weights.npz"))  # Ctrl-D lost no training
     # What the user wrote is kept for the next session's cache.
     writing = list((home / "writing").glob("*.txt"))
     assert writing and "zorblath" in writing[0].read_text(encoding="utf-8")
