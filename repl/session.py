@@ -73,6 +73,17 @@ def _on_off(arg, current: bool, what: str) -> bool:
     raise StoryError(f"{what} expects on or off, got {str(arg).strip()[:40]!r}")
 
 
+def _generation_label(d: Decoding) -> str:
+    """How a continuation was made: "greedy", "sampled, T=0.8", "beam 4", plus settings changed from the defaults."""
+    base = {"greedy": "greedy", "beam": f"beam {d.beam}"}.get(d.mode, f"sampled, T={d.temperature:g}")
+    usual = set(Decoding(greedy=d.greedy, temperature=d.temperature, beam=d.beam).short().split())
+    mine = d.short().split()
+    changed = [part for part in mine[1:] if part not in usual]
+    keys = {part.split("=")[0] for part in mine}
+    changed += [f"{key} off" for key in ("p", "rep", "nr") if key not in keys and any(u.startswith(key + "=") for u in usual)]
+    return f"{base} ({' '.join(changed)})" if changed else base
+
+
 def _short(word: str, limit: int = 40) -> str:
     return word if len(word) <= limit else word[: limit - 1] + "…"
 
@@ -302,8 +313,6 @@ class Session:
             ("class:toolbar", f"{self.corpus_label()} "),
             ("class:toolbar.key", " model "),
             ("class:toolbar", f"{cfg.arch}/{cfg.context} "),
-            ("class:toolbar.key", " mode "),
-            ("class:toolbar", f"{mode} "),
             ("class:toolbar.key", " k "),
             ("class:toolbar", f"{self.k} "),
             ("class:toolbar.key", " len "),
@@ -315,6 +324,8 @@ class Session:
             parts.append(("class:toolbar.busy", f" {self.status} "))
         else:
             parts.append(("class:toolbar", " idle "))
+        # after the status, so a narrow terminal cuts the decoding settings, never what is under way
+        parts += [("class:toolbar.key", " mode "), ("class:toolbar", f"{mode} ")]
         parts.append(("class:toolbar.key", " keys "))
         parts.append(("class:toolbar", " Alt-1…9 pick  " + ("→ grey text  Alt-F a word " if self.menu.ghost_enabled else "grey text off ")))
         return parts
@@ -378,7 +389,7 @@ class Session:
         except KeyboardInterrupt:
             stopped = True
         words = pred.vocab.decode(gen)
-        mode = self.decoding.short()
+        mode = _generation_label(self.decoding)
         if stopped:
             mode += f"; stopped after {len(words)} words"
         copied = self.copied_run(words)
