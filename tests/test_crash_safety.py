@@ -259,7 +259,7 @@ def test_sigkill_during_saves_leaves_old_or_new(pair, tmp_path, mode):
 
         sigkill_after(proc, saving, delay)
         bundle = load_bundle(target)  # puts back a bundle moved aside, if the kill came mid-swap
-        assert set(os.listdir(target)) == {"weights.npz", "vocab.json", "config.json", "metrics.json"}
+        assert set(os.listdir(target)) in ({*os.listdir(a.path)}, {*os.listdir(b.path)})  # one whole bundle
         which = "A" if same_weights(bundle, a) else "B"
         assert same_weights(bundle, a if which == "A" else b), f"attempt {attempt} after {delay:.3f}s"
         assert bundle.vocab.tokens == a.vocab.tokens and bundle.config == a.config
