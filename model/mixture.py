@@ -47,6 +47,9 @@ BUCKET_PRIOR = 50.0  # positions' worth of pull toward the global weights, per b
 MIN_WEIGHT = 0.002  # no component's weight falls below this, so text unlike the held-out part stays scored sanely
 LSTM_CACHE = 4096  # LSTM distributions kept per context
 FIT_TOKENS = 8000  # held-out tokens the weights are fitted on (15 weights need no more)
+# The n-gram of a very large text is estimated on its last NGRAM_TOKENS training tokens (about
+# 50 bytes a token while counting: ~500 MB here); every training word stays in the vocabulary.
+NGRAM_TOKENS = 10_000_000
 
 
 class NgramComponent:
@@ -639,12 +642,10 @@ def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarra
     """(every word of the training part, in frequency order with ties by first appearance;
     the training part as ids of that vocabulary; the held-out part as corpus ids)."""
     train, valid = corpus.split(float(valid_fraction or 0.0))
-    n_words = len(corpus.words)
-    counts = np.bincount(np.asarray(train, dtype=np.int64), minlength=n_words)
-    first = np.full(n_words, np.iinfo(np.int64).max, dtype=np.int64)
-    seen, at = np.unique(np.asarray(train), return_index=True)
-    first[seen] = at
-    words = Vocab.from_counts(corpus.words, counts, first)
+    counts = np.bincount(np.asarray(train), minlength=len(corpus.words))
+    # The training part is the text's beginning, so a word's first appearance in it is its
+    # first appearance in the text (``corpus.first``).
+    words = Vocab.from_counts(corpus.words, counts, corpus.first)
     table = words.id_table(corpus.words)
     return words, table[np.asarray(train)].astype(np.int64), np.asarray(valid)
 
@@ -660,15 +661,15 @@ def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str
     from model.numpy_net import Network
 
     words, train_ids, valid_ids = training_vocabulary(corpus, config.valid_fraction)
-    kn = KneserNey(ORDER, vocab_size=len(words)).fit(train_ids)
+    kn = KneserNey(ORDER, vocab_size=len(words)).fit(train_ids[-NGRAM_TOKENS:])
     neural = None
     if weights is not None and lstm_vocab is not None:
         neural = NeuralComponent(Network(config, weights), lstm_vocab, words, int(config.context))
     mix = Mixture(words, NgramComponent(kn), neural, None)
     if len(valid_ids) >= 2:
-        heldout, where = [corpus.words[i] for i in valid_ids.tolist()], "validation split"
+        heldout, where = [corpus.words[i] for i in valid_ids[:FIT_TOKENS].tolist()], "validation split"
     else:
-        tail = train_ids[len(train_ids) - max(2, len(train_ids) // 10) :]
+        tail = train_ids[len(train_ids) - max(2, len(train_ids) // 10) :][:FIT_TOKENS]
         heldout, where = [words.tokens[i] for i in tail.tolist()], "last tenth of the training text"
     mix.weights = fit_mixture_weights(mix, heldout, where)
     return mix
