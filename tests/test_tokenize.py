@@ -47,7 +47,7 @@ def test_detokenize_english_spacing() -> None:
     assert detokenize(["he", "said", '"', "hi", "there", '"', "and", "left", "."]) == (
         'he said "hi there" and left.')
     assert detokenize(["[", "a", "]", "{", "b", "}"]) == "[a] {b}"
-    assert detokenize(["well", "-", "known", "-", "-", "dash"]) == "well-known -- dash"
+    assert detokenize(["well", "-", "known", "-", "-", "dash"]) == "well-known--dash"
     assert detokenize([]) == ""
 
 
