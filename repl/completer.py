@@ -178,7 +178,9 @@ class PredictorSource:
 
     def __init__(self, predictor: Any):
         self.predictor = predictor
-        self.index = prefix_index(predictor.vocab)
+        # An object that only offers ``top_k`` (a scripted stand-in) is asked through it.
+        self.full = all(hasattr(predictor, a) for a in ("vocab", "distribution", "ranking"))
+        self.index = prefix_index(predictor.vocab) if self.full else None
 
     def split(self, text: str) -> tuple[list[str], str]:
         context, prefix = self.predictor.split_prefix(text)
@@ -198,6 +200,8 @@ class PredictorSource:
     def candidates(self, context: Sequence[str], prefix: str, m: int, text: str = "") -> list[tuple[str, float]]:
         pred = self.predictor
         ids, _ = pred.encode(context)
+        if not self.full:
+            return list(pred.top_k(ids, m, prefix))
         tokens = pred.vocab.tokens
         if not prefix:
             probs, order = pred.ranking(ids)
@@ -365,12 +369,19 @@ class WordCompleter(Completer):
             return "", []
         return menu.lookup(text, self.menu_size())
 
+    def safe_lookup(self, text: str) -> tuple[str, list[Entry]]:
+        """:meth:`lookup` for the prompt: a failing request shows no menu rather than an error."""
+        try:
+            return self.lookup(text)
+        except Exception:  # noqa: BLE001 - typing goes on whatever the predictor does
+            return "", []
+
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor
         if text.lstrip().startswith(":"):
             yield from self._commands(text.lstrip(), complete_event)
             return
-        prefix, entries = self.lookup(text)
+        prefix, entries = self.safe_lookup(text)
         for rank, e in enumerate(entries, start=1):
             label = f"{rank} {e.word}" if rank <= DIRECT_PICKS else f"  {e.word}"
             yield Completion(insertion(e.word), start_position=-len(prefix), display=label, display_meta=f"{e.prob * 100:.1f}%")
@@ -402,10 +413,13 @@ class GhostSuggest(AutoSuggest):
         text = document.text
         if not document.is_cursor_at_the_end or text.lstrip().startswith(":") or len(text) > MAX_TEXT:
             return None
-        menu = self.completer.current()
-        if menu is None or not menu.ghost_enabled:
+        try:
+            menu = self.completer.current()
+            if menu is None or not menu.ghost_enabled:
+                return None
+            ghost = menu.ghost(text)
+        except Exception:  # noqa: BLE001 - typing goes on whatever the predictor does
             return None
-        ghost = menu.ghost(text)
         return Suggestion(ghost) if ghost else None
 
 
@@ -424,7 +438,7 @@ def pick(buffer: Any, completer: WordCompleter, n: int) -> bool:
     document = buffer.document
     if not document.is_cursor_at_the_end:
         return False
-    prefix, entries = completer.lookup(document.text)
+    prefix, entries = completer.safe_lookup(document.text)
     if len(entries) < n:
         return False
     if prefix:
