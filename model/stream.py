@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from model.config import Config
+from model.config import STREAM_BPTT, Config
 from model.errors import StoryError
 
 VALID_STREAMS = 10  # streams the held-out ids are cut into for the validation loss
@@ -101,15 +101,15 @@ def stream_plan(cfg: Config, train_ids: np.ndarray, replicas: int):
 
 def stream_data(cfg: Config, train_ids: np.ndarray) -> StreamData:
     """Training streams: ``batch_size`` of them (one, the whole text, when it is None)."""
-    return StreamData.cut(train_ids, cfg.batch_size or 1, int(cfg.bptt or 35), cfg.seed)
+    return StreamData.cut(train_ids, cfg.batch_size or 1, int(cfg.bptt or STREAM_BPTT), cfg.seed)
 
 
 def validation_data(cfg: Config, valid_ids: np.ndarray) -> StreamData | None:
     """The held-out ids as a few streams, read in order (None when there are too few)."""
     if len(valid_ids) < 2:
         return None
-    streams = max(1, min(VALID_STREAMS, len(valid_ids) // (2 * int(cfg.bptt or 35))))
-    return StreamData.cut(valid_ids, streams, int(cfg.bptt or 35), cfg.seed, shuffle_offset=False)
+    streams = max(1, min(VALID_STREAMS, len(valid_ids) // (2 * int(cfg.bptt or STREAM_BPTT))))
+    return StreamData.cut(valid_ids, streams, int(cfg.bptt or STREAM_BPTT), cfg.seed, shuffle_offset=False)
 
 
 class StreamNet:
