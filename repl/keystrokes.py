@@ -11,8 +11,10 @@ character): the typist enters each token followed by a space.
 
 The typist
 ----------
-The typist's buffer is what it has entered so far (the last ``WINDOW`` tokens, as if the
-text were written a line at a time; every predictor here reads fewer). Before every
+The typist's buffer is what it has entered so far, up to the last ``WINDOW`` to
+``WINDOW + LINE`` tokens (every predictor's context here is shorter); the tokens that leave
+it are given to the predictor's cache of the user's text (``observe``), as the REPL does with
+each line entered, so the cache sees everything typed. Before every
 character, the first included, it reads the first N entries of the menu for the buffer, and
 for each token it takes the cheapest way to enter it at the REPL's key costs (see
 :mod:`repl.completer`): typing it out with its space; or typing ``j`` characters (any ``j``,
