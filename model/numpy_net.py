@@ -130,6 +130,12 @@ class Network:
         Reading a text piece by piece, each piece from the state the previous one left, gives
         the same logits as reading it at once, so generation and scoring can take one step per
         word instead of re-reading a window. ``advance(x)[0][:, -1]`` equals ``logits(x)``."""
+        seq, new = self.advance_features(ids, state)
+        return seq @ self.w["logits/kernel"] + self.w["logits/bias"], new
+
+    def advance_features(self, ids: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """Like :meth:`advance`, returning the (B, T, U) top-layer outputs the logits layer
+        reads (``features`` at every position) instead of the logits."""
         if self.config.arch != "stream":
             raise ValueError(f"advance() needs the stream arch, not {self.config.arch}")
         ids = np.atleast_2d(np.asarray(ids, dtype=np.int64))
@@ -142,7 +148,7 @@ class Network:
                 x, mask, w[f"{name}/kernel"], w[f"{name}/recurrent"], w[f"{name}/bias"], state=None if state is None else state[k]
             )
             new.append((h, c))
-        return x @ self.w["logits/kernel"] + self.w["logits/bias"], new
+        return x, new
 
 
 class StreamStates:
@@ -163,21 +169,25 @@ class StreamStates:
         self.size = int(size)
         self._states: "OrderedDict[tuple[int, ...], State]" = OrderedDict()
 
-    def logits(self, window: tuple[int, ...]) -> np.ndarray:
-        """(V,) logits of the word after ``window`` (a tuple of vocabulary ids)."""
+    def features(self, window: tuple[int, ...]) -> np.ndarray:
+        """(U,) what :meth:`Network.features` gives for ``window`` (a tuple of vocabulary ids)."""
         window = tuple(int(i) for i in window)
         prev = self._states.get(window[:-1]) if window else None
         if prev is not None:
-            out, state = self.net.advance(np.asarray([[window[-1] + 1]]), prev)
+            out, state = self.net.advance_features(np.asarray([[window[-1] + 1]]), prev)
         elif window:
-            out, state = self.net.advance(np.asarray([window]) + 1)
+            out, state = self.net.advance_features(np.asarray([window]) + 1)
         else:
-            out, state = self.net.advance(np.zeros((1, 1), np.int64))  # padding only: the zero state
+            out, state = self.net.advance_features(np.zeros((1, 1), np.int64))  # padding only: the zero state
         self._states[window] = state
         self._states.move_to_end(window)
         if len(self._states) > self.size:
             self._states.popitem(last=False)
         return out[0, -1]
+
+    def logits(self, window: tuple[int, ...]) -> np.ndarray:
+        """(V,) logits of the word after ``window`` (a tuple of vocabulary ids)."""
+        return self.features(window) @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]
 
     def probabilities(self, window: tuple[int, ...]) -> np.ndarray:
         return softmax(self.logits(window))

@@ -290,6 +290,7 @@ def test_stream_states_extend_windows_one_step_at_a_time(trained, corpus):
         if w:
             row[0, -len(w) :] = np.asarray(w) + 1
         np.testing.assert_allclose(states.logits(w), net.logits(row)[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(states.features(w), net.features(row)[0], rtol=0, atol=1e-6)
     assert len(states._states) == 8  # bounded
     p = states.probabilities(windows[-1])
     assert abs(p.sum() - 1) < 1e-5
