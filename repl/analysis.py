@@ -90,10 +90,10 @@ def run_command(session, name: str, arg: Any = None) -> None:
 # ---- :eval ----------------------------------------------------------------------------
 def _eval(session, path: Any) -> None:
     bundle, pred = _need_model(session)
-    first, _, rest = str(path or "").strip().partition(" ")
-    keystrokes = first == "--keystrokes"
-    if keystrokes:
-        path = rest.strip() or None
+    spec = str(path or "").strip()
+    keystrokes = spec == "--keystrokes" or spec.startswith("--keystrokes ") or spec.endswith(" --keystrokes")
+    if keystrokes:  # :eval --keystrokes [FILE] or :eval FILE --keystrokes
+        path = (spec[len("--keystrokes") :] if spec.startswith("--keystrokes") else spec[: -len("--keystrokes")]).strip() or None
     if path:
         tokens = evaluate.text_tokens(str(path), bundle)
         source = str(path)
