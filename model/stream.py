@@ -13,7 +13,8 @@ state. The stream arch instead reads the training ids the way a language model r
   at a seeded random offset in ``[0, bptt)``, so the step boundaries fall elsewhere each time.
 
 Validation loss is the mean cross-entropy over the held-out ids read the same way (a few
-streams, state carried, no dropout). When it stops improving the learning rate is halved.
+streams, state carried, no dropout). The learning rate warms up over the first
+epoch (at most ``WARMUP_STEPS`` steps) and is halved after every epoch whose validation loss is no better.
 
 The layers are those of :func:`model.network.build_stream_network`, called here with an
 explicit initial state; the functional model they belong to is what is saved and what
@@ -33,6 +34,10 @@ from model.config import STREAM_BPTT, Config
 from model.errors import StoryError
 
 VALID_STREAMS = 10  # streams the held-out ids are cut into for the validation loss
+# The learning rate rises linearly over the first epoch or this many steps, whichever is
+# shorter: at full rate from the start, Adam could leave the network stuck for epochs near
+# the unigram distribution.
+WARMUP_STEPS = 200
 ANNEAL = 0.5  # learning-rate factor after an epoch without a better validation loss
 MIN_LR_FACTOR = 1 / 64  # the learning rate is never annealed below this share of the initial one
 ACC_ROWS = 4096  # predictions per step used for the running accuracy under the sampled objective
@@ -199,7 +204,15 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), acc_labels), tf.float32))
         return loss, acc, new
 
-    initial_lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    warmup = max(1, min(WARMUP_STEPS, train_data.steps))
+    it = int(keras.ops.convert_to_numpy(optimizer.iterations))  # a resumed model goes on from its step
+    # The rate after warm-up (annealing lowers it): a resumed model past warm-up keeps its own.
+    target = float(cfg.lr) if it < warmup else float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    floor = float(cfg.lr) * MIN_LR_FACTOR
+
+    def rate() -> float:
+        return target * min(1.0, (it + 1) / warmup)
+
     best_val = math.inf
     model.stop_training = False
     cb.on_train_begin()
@@ -210,7 +223,10 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
         total_loss = total_acc = 0.0
         b = 0
         for b, (x, y) in enumerate(train_data.batches(epoch)):
+            if it <= warmup:
+                optimizer.learning_rate.assign(rate())
             loss, acc, states = step(tf.constant(x), tf.constant(y), states)
+            it += 1
             total_loss += float(loss)
             total_acc += float(acc)
             logs: dict[str, Any] = {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)}
@@ -224,8 +240,8 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
             if logs["val_loss"] < best_val:
                 best_val = logs["val_loss"]
             else:  # no better: smaller steps from here on
-                lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                optimizer.learning_rate.assign(max(lr * ANNEAL, initial_lr * MIN_LR_FACTOR))
+                target = max(target * ANNEAL, floor)
+                optimizer.learning_rate.assign(rate())
         cb.on_epoch_end(epoch, logs)
         done = epoch + 1
         if model.stop_training:
