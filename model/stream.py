@@ -159,6 +159,35 @@ class StreamNet:
         return [tf.zeros((batch, self.units), tf.float32) for _ in range(4)]
 
 
+class Schedule:
+    """The learning rate of :func:`fit_stream`: a linear warm-up over the first epoch (at most
+    :data:`WARMUP_STEPS` steps), then the rate reached, multiplied by :data:`ANNEAL` after each
+    epoch without a better validation loss, never below :data:`MIN_LR_FACTOR` of ``cfg.lr``."""
+
+    def __init__(self, optimizer, cfg: Config, steps_per_epoch: int) -> None:
+        import keras
+
+        self.optimizer = optimizer
+        self.warmup = max(1, min(WARMUP_STEPS, steps_per_epoch))
+        self.step = int(keras.ops.convert_to_numpy(optimizer.iterations))  # a resumed model goes on
+        # after warm-up a resumed model keeps the (possibly annealed) rate it had
+        current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        self.target = float(cfg.lr) if self.step < self.warmup else current
+        self.floor = float(cfg.lr) * MIN_LR_FACTOR
+
+    def rate(self) -> float:
+        return self.target * min(1.0, (self.step + 1) / self.warmup)
+
+    def before_step(self) -> None:
+        if self.step <= self.warmup:
+            self.optimizer.learning_rate.assign(self.rate())
+        self.step += 1
+
+    def anneal(self) -> None:
+        self.target = max(self.target * ANNEAL, self.floor)
+        self.optimizer.learning_rate.assign(self.rate())
+
+
 def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData | None, epochs: int, callbacks: list) -> int:
     """Train ``model`` on ``train_data`` with the state carried across steps, driving
     ``callbacks`` as ``fit`` would. Returns the number of epochs run."""
@@ -204,15 +233,7 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), acc_labels), tf.float32))
         return loss, acc, new
 
-    warmup = max(1, min(WARMUP_STEPS, train_data.steps))
-    it = int(keras.ops.convert_to_numpy(optimizer.iterations))  # a resumed model goes on from its step
-    # The rate after warm-up (annealing lowers it): a resumed model past warm-up keeps its own.
-    target = float(cfg.lr) if it < warmup else float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    floor = float(cfg.lr) * MIN_LR_FACTOR
-
-    def rate() -> float:
-        return target * min(1.0, (it + 1) / warmup)
-
+    schedule = Schedule(optimizer, cfg, train_data.steps)
     best_val = math.inf
     model.stop_training = False
     cb.on_train_begin()
@@ -223,10 +244,8 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
         total_loss = total_acc = 0.0
         b = 0
         for b, (x, y) in enumerate(train_data.batches(epoch)):
-            if it <= warmup:
-                optimizer.learning_rate.assign(rate())
+            schedule.before_step()
             loss, acc, states = step(tf.constant(x), tf.constant(y), states)
-            it += 1
             total_loss += float(loss)
             total_acc += float(acc)
             logs: dict[str, Any] = {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)}
@@ -240,8 +259,7 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
             if logs["val_loss"] < best_val:
                 best_val = logs["val_loss"]
             else:  # no better: smaller steps from here on
-                target = max(target * ANNEAL, floor)
-                optimizer.learning_rate.assign(rate())
+                schedule.anneal()
         cb.on_epoch_end(epoch, logs)
         done = epoch + 1
         if model.stop_training:

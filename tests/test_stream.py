@@ -296,3 +296,27 @@ def test_stream_states_extend_windows_one_step_at_a_time(trained, corpus):
     assert abs(p.sum() - 1) < 1e-5
     with pytest.raises(ValueError):
         StreamStates(Network(Config(arch="lstm", units=4, embedding_dim=4, context=3), {}))
+
+
+def test_learning_rate_warms_up_then_anneals_to_its_floor():
+    import keras
+
+    from model.stream import ANNEAL, MIN_LR_FACTOR, WARMUP_STEPS, Schedule
+
+    cfg = Config(arch="stream", lr=0.004)
+    opt = keras.optimizers.Adam(learning_rate=cfg.lr)
+    steps = 10  # a short epoch: the warm-up lasts it, not WARMUP_STEPS
+    assert steps < WARMUP_STEPS
+    sched = Schedule(opt, cfg, steps)
+    rates = []
+    for _ in range(steps + 3):
+        sched.before_step()
+        rates.append(float(opt.learning_rate.numpy()))
+    assert rates[0] == pytest.approx(cfg.lr / steps)
+    assert all(a < b for a, b in zip(rates[: steps - 1], rates[1:steps]))  # rising
+    assert rates[steps - 1:] == [pytest.approx(cfg.lr)] * 4  # then held
+    sched.anneal()
+    assert float(opt.learning_rate.numpy()) == pytest.approx(cfg.lr * ANNEAL)
+    for _ in range(20):
+        sched.anneal()
+    assert float(opt.learning_rate.numpy()) == pytest.approx(cfg.lr * MIN_LR_FACTOR)
