@@ -4,22 +4,21 @@ Reading a large text never builds a list of every token, nor a copy of the text:
 
 * The file is read in chunks, decoded incrementally and cut into pieces of a few MB at
   whitespace, so no token and no blank line straddles two pieces.
-* Each piece is scanned by :func:`scan_piece`, in a pool of worker processes for large files
-  (no pool below :data:`POOL_MIN_BYTES`, so the shipped stories read instantly). It returns
-  the piece's distinct tokens in order of first appearance, the piece's ids into that list
-  and the token offsets where blank-line separated paragraphs start.
+* Each piece is scanned by a :class:`model.scanner.Scanner`, in a pool of worker processes
+  for large files (no pool below :data:`POOL_MIN_BYTES`, so the shipped stories read
+  instantly). A worker keeps its scanner for the whole file, so each distinct chunk is
+  tokenized once per worker. For each piece it returns the words it met there for the first
+  time (in order of first appearance), the piece's ids in its own numbering and the token
+  offsets where blank-line separated paragraphs start.
 * The main process merges pieces in text order into one dictionary (so a provisional id is
   the rank of a token's first appearance), adds up counts and appends the provisional ids to
   a raw int32 file. A second pass rewrites that file in place with the final ids: tokens
   ranked by count, ties by first appearance, exactly the order of
   :meth:`model.vocab.Vocab.build` over the whole text.
 
-The scanner is the tokenizer of :mod:`model.tokenize` with a fast path. Tokens never span
-whitespace, so a piece is split at whitespace (``str.split``, with a marker for each blank
-line) and each *distinct* chunk is tokenized once: printable ASCII by a small pattern (the
-tokenizer's own, restricted to ASCII), anything else by :func:`model.tokenize.tokenize`
-itself. The result is token for token the same as tokenizing the whole text at once; the
-tests check this on every shipped corpus and on random text.
+The scanner is the tokenizer of :mod:`model.tokenize` with a fast path (see
+:mod:`model.scanner`); the tests check that it gives the same tokens on every shipped corpus
+and on random text.
 
 Results for files of at least :data:`CACHE_MIN_BYTES` are cached under
 ``model.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
@@ -49,7 +48,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from model.errors import StoryError
-from model.tokenize import tokenize
+from model.scanner import Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
 TOKENIZER_VERSION = 1
@@ -64,25 +63,16 @@ MAX_WORKERS = 8
 #: Block size (ids) of the passes that rewrite or read the id file.
 BLOCK = 1 << 22
 
-# Line boundaries as str.splitlines() sees them ("\r\n" is one); a blank line is a line of
-# whitespace only, and one or more of them between two lines is a paragraph break.
-_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_BREAK = f"[{_LINE_BREAKS}](?:(?<=\r)\n|(?!(?<=\r)\n))"  # "\r\n" is never cut in two
-_PARAGRAPH_BREAK = re.compile(f"{_BREAK}(?:[^\\S{_LINE_BREAKS}]*{_BREAK})+")
-_POSSESSIVE = "+" if sys.version_info >= (3, 11) else ""
-# The tokenizer's pattern restricted to printable ASCII, where its cleaning, NFC and
-# lower-casing change nothing but case: ASCII words with apostrophe contractions, or one mark.
-_ASCII_TOKENS = re.compile(f"[A-Za-z0-9]+{_POSSESSIVE}(?:'[A-Za-z0-9]+{_POSSESSIVE})*{_POSSESSIVE}|[!-~]")
-# Stands for a paragraph break among the whitespace-separated chunks of a piece.
-_SENTINEL = "\x00"
 # Where a piece may end: after a non-space character that is followed by whitespace.
 _CUT = re.compile(r"\S(?=\s)")
 
 
 @dataclass
 class Piece:
-    """One scanned piece: distinct tokens (first-appearance order), ids into them, and the
-    token offsets (within the piece) of its blank-line paragraph breaks."""
+    """One scanned piece: the words first met in it (they continue the numbering of the
+    scanner that read it: for a piece read alone, every distinct token, in order of first
+    appearance), the ids of its tokens in that numbering, and the token offsets (within the
+    piece) of its blank-line paragraph breaks."""
 
     words: list[str]
     ids: np.ndarray  # int32
@@ -93,55 +83,9 @@ def scan_piece(text: str, keep_case: bool = False) -> Piece:
     """Tokenize ``text`` exactly as :func:`model.tokenize.tokenize` does, as ids.
 
     ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
-    token offsets where a blank line (a paragraph break) stands in the text.
-
-    Tokens never span whitespace, so the text is split at whitespace (``str.split``) and
-    each *distinct* chunk is tokenized once: a chunk of printable ASCII by a small pattern,
-    any other by :func:`model.tokenize.tokenize` itself."""
-    chunks = _chunks(text)
-    local: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    raw = np.fromiter(map(local.__getitem__, chunks), np.int32, len(chunks))
-    del chunks
-    words: dict[str, int] = {}
-    lens = np.zeros(len(local), np.int64)
-    para = np.zeros(len(local), bool)
-    flat: list[int] = []
-    for k, chunk in enumerate(local):
-        if chunk == _SENTINEL:
-            para[k] = True
-            continue
-        if chunk.isascii() and chunk.isprintable():
-            low = chunk if keep_case else chunk.lower()
-            toks: list[str] | tuple[str, ...] = (low,) if chunk.isalnum() else _ASCII_TOKENS.findall(low)
-        else:
-            toks = tokenize(chunk, keep_case=keep_case)
-        lens[k] = len(toks)
-        for t in toks:
-            flat.append(words.setdefault(t, len(words)))
-    table = np.asarray(flat, np.int32)
-    starts = np.zeros(len(local), np.int64)  # where each chunk's tokens start in ``table``
-    np.cumsum(lens[:-1], out=starts[1:])
-    n_of = lens[raw]
-    ends = np.cumsum(n_of)
-    breaks = ends[para[raw]]  # a break adds no token: its offset is the count so far
-    if len(lens) == 0 or lens.max() <= 1:  # one token per chunk (or none): a plain lookup
-        first = table[np.minimum(starts, len(table) - 1)] if len(table) else table
-        return Piece(list(words), first[raw[n_of == 1]], breaks)
-    total = int(ends[-1])
-    index = np.repeat(starts[raw] - (ends - n_of), n_of) + np.arange(total, dtype=np.int64)
-    return Piece(list(words), table[index], breaks)
-
-
-def _chunks(text: str) -> list[str]:
-    """The whitespace-separated chunks of ``text``, with :data:`_SENTINEL` at each paragraph break."""
-    if _SENTINEL not in text:
-        return _PARAGRAPH_BREAK.sub(" \x00 ", text).split()
-    out: list[str] = []  # the text has NUL characters of its own: mark breaks one by one
-    for i, part in enumerate(_PARAGRAPH_BREAK.split(text)):
-        if i:
-            out.append(_SENTINEL)
-        out += [c for c in part.split() if c != _SENTINEL] if _SENTINEL in part else part.split()
-    return out
+    token offsets where a blank line (a paragraph break) stands in the text."""
+    scan = Scanner(keep_case).scan(text.encode("utf-8", "surrogatepass"))
+    return Piece(scan.new_words, scan.ids, scan.breaks)
 
 
 # ---- worker processes --------------------------------------------------------------------
@@ -150,7 +94,7 @@ def _chunks(text: str) -> list[str]:
 # Plain subprocesses, in their own session: they import nothing of the caller's program, a
 # Ctrl-C at the terminal does not reach them, and they end when their stdin closes.
 
-_HEADER = struct.Struct("<4q")  # flag or status, then three byte lengths
+_HEADER = struct.Struct("<4q")  # a flag, or a count of words (-1: an error); then three byte lengths
 
 
 def _read_exact(stream, n: int) -> bytes:
@@ -162,22 +106,25 @@ def _read_exact(stream, n: int) -> bytes:
 
 def _worker_main() -> None:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
+    scanner: Scanner | None = None  # one per file: a pool reads one file
     while True:
         try:
             keep_case, n, _, _ = _HEADER.unpack(_read_exact(inp, _HEADER.size))
-            text = _read_exact(inp, n).decode("utf-8", "surrogatepass")
+            data = _read_exact(inp, n)
         except EOFError:
             return
         try:
-            piece = scan_piece(text, bool(keep_case))
-            words = "\n".join(piece.words).encode("utf-8", "surrogatepass")
+            if scanner is None or scanner.keep_case != bool(keep_case):
+                scanner = Scanner(bool(keep_case))
+            piece = scanner.scan(data)
+            words = "\n".join(piece.new_words).encode("utf-8", "surrogatepass")
             ids, breaks = piece.ids.astype("<i4").tobytes(), piece.breaks.astype("<i8").tobytes()
-            out.write(_HEADER.pack(0, len(words), len(ids), len(breaks)) + words + ids + breaks)
+            out.write(_HEADER.pack(len(piece.new_words), len(words), len(ids), len(breaks)) + words + ids + breaks)
         except Exception as e:  # noqa: BLE001 - reported by the parent as one line
             msg = f"{type(e).__name__}: {e}".encode("utf-8", "replace")
-            out.write(_HEADER.pack(1, len(msg), 0, 0) + msg)
+            out.write(_HEADER.pack(-1, len(msg), 0, 0) + msg)
         out.flush()
-        del text
+        del data
 
 
 class _Workers:
@@ -222,13 +169,13 @@ class _Workers:
     def receive(self, k: int) -> Piece:
         proc = self.procs[k]
         try:
-            status, a, b, c = _HEADER.unpack(_read_exact(proc.stdout, _HEADER.size))
+            n_words, a, b, c = _HEADER.unpack(_read_exact(proc.stdout, _HEADER.size))
             body = _read_exact(proc.stdout, a + b + c)
         except (EOFError, OSError):
             raise StoryError(self._died(k)) from None
-        if status:
+        if n_words < 0:
             raise StoryError(f"tokenizing failed in a worker process: {body.decode('utf-8', 'replace')}")
-        words = body[:a].decode("utf-8", "surrogatepass").split("\n") if a else []
+        words = body[:a].decode("utf-8", "surrogatepass").split("\n") if n_words else []
         ids = np.frombuffer(body, "<i4", b // 4, a).astype(np.int32, copy=False)
         breaks = np.frombuffer(body, "<i8", c // 8, a + b).astype(np.int64, copy=False)
         return Piece(words, ids, breaks)
@@ -440,33 +387,37 @@ def _last_cut(text: str) -> int:
 
 
 class _Merger:
-    """Merges scanned pieces in text order: provisional id = rank of first appearance."""
+    """Merges scanned pieces in text order: provisional id = rank of first appearance.
 
-    def __init__(self, sink) -> None:
+    Each source (a scanner, in a worker or here) numbers its words its own way; ``luts[k]``
+    maps source k's numbers to provisional ids. A source's new words come in order of first
+    appearance within their piece, and a word new to the merger is new to its source, so
+    taking them in that order keeps the provisional ids in order of first appearance."""
+
+    def __init__(self, sink, sources: int = 1) -> None:
         self.index: dict[str, int] = {}
         self.counts = np.zeros(1 << 16, np.int64)
+        self.luts = [np.zeros(0, np.int32) for _ in range(sources)]
         self.breaks: list[np.ndarray] = []
         self.n_tokens = 0
         self.sink = sink
 
-    def add(self, words: list[str], ids: np.ndarray, breaks: np.ndarray) -> None:
+    def add(self, source: int, piece: Piece) -> None:
         index = self.index
-        found = list(map(index.get, words))
-        if None in found:  # words not seen in earlier pieces get the next ids, in order
-            for i, w in enumerate(words):
-                if found[i] is None:
-                    found[i] = index[w] = len(index)
-        lut = np.asarray(found, dtype=np.int64)
+        found = [index.setdefault(w, len(index)) for w in piece.words]
+        lut = self.luts[source]
+        if found:
+            lut = self.luts[source] = np.concatenate([lut, np.asarray(found, np.int32)])
         if len(index) > len(self.counts):
             grown = np.zeros(max(len(index), 2 * len(self.counts)), np.int64)
             grown[: len(self.counts)] = self.counts
             self.counts = grown
-        if len(words):
-            self.counts[lut] += np.bincount(ids, minlength=len(words))
-        if len(breaks):
-            self.breaks.append(breaks + self.n_tokens)
-        self.sink(lut.astype(np.int32)[ids])
-        self.n_tokens += len(ids)
+        if len(lut):  # a source's numbers map to distinct ids: a plain indexed add
+            self.counts[lut] += np.bincount(piece.ids, minlength=len(lut))
+        if len(piece.breaks):
+            self.breaks.append(piece.breaks + self.n_tokens)
+        self.sink(lut[piece.ids])
+        self.n_tokens += len(piece.ids)
 
 
 def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, merger: _Merger,
@@ -480,10 +431,11 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
             progress(done, size)
 
     if workers <= 1:
+        scanner = Scanner(keep_case)
         for text, done in pieces:
             seen_text = seen_text or not text.isspace() and bool(text)
-            p = scan_piece(text, keep_case)
-            merger.add(p.words, p.ids, p.breaks)
+            scan = scanner.scan(text.encode("utf-8", "surrogatepass"))
+            merger.add(0, Piece(scan.new_words, scan.ids, scan.breaks))
             report(done)
         return seen_text
     pool = _Workers(workers)
@@ -497,7 +449,7 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
                 p = pool.receive(w)
                 pool.send(w, text, keep_case)
                 sent.append((w, done))
-                merger.add(p.words, p.ids, p.breaks)
+                merger.add(w, p)
                 report(d)
             else:
                 pool.send(k, text, keep_case)
@@ -507,7 +459,7 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
         while sent:
             w, d = sent.popleft()
             p = pool.receive(w)
-            merger.add(p.words, p.ids, p.breaks)
+            merger.add(w, p)
             report(d)
     finally:
         pool.close()
@@ -520,7 +472,7 @@ def _build(path: Path, encoding: str, keep_case: bool, progress, chunk: int, wor
     parts: list[np.ndarray] = []
     fh = open(out_dir / "ids.int32", "wb") if out_dir is not None else None
     try:
-        merger = _Merger(fh.write if fh is not None else parts.append)
+        merger = _Merger(fh.write if fh is not None else parts.append, max(1, workers))
         seen_text = _scan_all(_pieces(path, encoding, chunk), keep_case, workers, merger, progress, size, chunk)
         if fh is not None:
             fh.flush()

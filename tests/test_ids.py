@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model import corpus as corpus_mod
-from model import data, ids
+from model import data, ids, scanner
 from model.corpus import read_corpus
 from model.data import split_paragraphs
 from model.errors import StoryError
@@ -93,6 +93,60 @@ def test_scan_equals_tokenize_on_random_text(parts, keep_case):
     assert [piece.words[i] for i in piece.ids] == tokenize(text, keep_case=keep_case)
     assert sizes_of(piece) == [len(p) for p in old_paragraphs(text, keep_case)]
     assert list(piece.words) == list(dict.fromkeys(piece.words[i] for i in piece.ids))  # first-appearance order
+
+
+chunk_parts = st.lists(
+    st.one_of(
+        st.sampled_from(PIECES + ["\x00", "a\x00", "abcdefghijklmno", "abcdefghijklmnop", "abcdefghijklmnopq", "é" * 8]),
+        st.characters(blacklist_categories=("Cs",)),
+        st.text(alphabet="ab\x00é ", min_size=14, max_size=20),
+    ),
+    max_size=80,
+)
+
+
+def expected_breaks(text: str) -> list[int]:
+    """Chunk positions of the paragraph breaks, the way the scanner once found them: a regular
+    expression over the text for two line breaks with only whitespace between."""
+    import re
+
+    lb = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    one = f"[{lb}](?:(?<=\r)\n|(?!(?<=\r)\n))"
+    marked = re.sub(f"{one}(?:[^\\S{lb}]*{one})+", " \uffff\uffff ", text.replace("\uffff", "x"))
+    out, n = [], 0
+    for c in marked.split():
+        if c == "\uffff\uffff":
+            out.append(n)
+        else:
+            n += 1
+    return out
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunk_parts)
+def test_chunk_ids_are_str_split_with_the_paragraph_breaks(parts):
+    text = "".join(parts)
+    distinct, raw, break_at = scanner.chunk_ids(text)
+    assert [distinct[i] for i in raw] == text.split()
+    assert distinct == list(dict.fromkeys(text.split()))  # each once, in order of first appearance
+    assert break_at.tolist() == expected_breaks(text)
+
+
+def test_every_non_ascii_space_is_known():
+    import sys
+
+    spaces = {chr(c) for c in range(128, sys.maxunicode + 1) if chr(c).isspace()}
+    assert spaces == set(scanner.WIDE_SPACES)
+    breaks = {c for c in spaces if len(("a" + c + "b").splitlines()) == 2}
+    assert breaks == {c for c, rep in scanner.WIDE_SPACES.items() if rep.startswith(b"\x0b")}
+
+
+def test_chunks_whose_hashes_collide_are_still_told_apart(monkeypatch):
+    text = "the cat and the hat and a cat " * 50 + "abcdefghijklmnopqrstu " * 3
+    monkeypatch.setattr(scanner, "_HASH_MUL", (np.uint64(0), np.uint64(0)))  # every hash equal
+    distinct, raw, _ = scanner.chunk_ids(text)
+    assert [distinct[i] for i in raw] == text.split()
+    assert distinct == list(dict.fromkeys(text.split()))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -339,7 +393,7 @@ def test_random_words_in_many_pieces_keep_first_appearance_ties():
     rnd = random.Random(3)
     words = [f"w{i}" for i in range(300)]
     text = "\n".join(" ".join(rnd.choice(words) for _ in range(12)) for _ in range(2000))
-    merged = ids._Merger(lambda a: None)
+    merged = ids._Merger(lambda a: None, sources=2)
     pieces, pos = [], 0
     while pos < len(text):  # cut anywhere before whitespace, as the reader does
         end = text.find(" ", pos + rnd.randint(1, 400))
@@ -348,9 +402,11 @@ def test_random_words_in_many_pieces_keep_first_appearance_ties():
         pos = end
     out = []
     merged.sink = out.append
-    for p in pieces:
-        s = ids.scan_piece(p)
-        merged.add(s.words, s.ids, s.breaks)
+    # two scanners that keep what they saw, taking pieces in turn, as two worker processes do
+    scanners = [scanner.Scanner(), scanner.Scanner()]
+    for k, p in enumerate(pieces):
+        s = scanners[k % 2].scan(p.encode())
+        merged.add(k % 2, ids.Piece(s.new_words, s.ids, s.breaks))
     prov = np.concatenate(out)
     first_seen = list(merged.index)
     assert [first_seen[i] for i in prov] == tokenize(text)
