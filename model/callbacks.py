@@ -222,3 +222,36 @@ class TrainingControl(keras.callbacks.Callback):
                 time_limit=self.time_limit,
             )
         )
+
+
+def drive_epochs(model, callbacks: list, epochs: int, batches: Callable[[int], Any],
+                 step: Callable[[Any], tuple[Any, Any]], validate: Callable[[], float] | None = None) -> int:
+    """The epoch loop of a training loop of story-repl's own, driving ``callbacks`` as
+    ``fit`` would: ``step(batch)`` trains on each batch of ``batches(epoch)`` and returns
+    (loss, accuracy); ``validate()``, when given, returns the validation loss at the end of
+    each epoch. Reads ``model.stop_training`` after every batch. Returns the epochs run."""
+    cb = keras.callbacks.CallbackList(callbacks, model=model)
+    model.stop_training = False
+    cb.on_train_begin()
+    done = 0
+    for epoch in range(epochs):
+        cb.on_epoch_begin(epoch)
+        total_loss = total_acc = 0.0
+        b = 0
+        for b, batch in enumerate(batches(epoch)):
+            loss, acc = step(batch)
+            total_loss += float(loss)
+            total_acc += float(acc)
+            cb.on_train_batch_end(b, {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)})
+            if model.stop_training:
+                break
+        logs: dict[str, Any] = {"loss": total_loss / max(1, b + 1), "accuracy": total_acc / max(1, b + 1)}
+        if validate is not None:
+            val = float(validate())
+            logs["val_loss"] = val if math.isfinite(val) else math.inf
+        cb.on_epoch_end(epoch, logs)
+        done = epoch + 1
+        if model.stop_training:
+            break
+    cb.on_train_end()
+    return done

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -40,7 +39,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator

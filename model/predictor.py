@@ -23,6 +23,18 @@ from model.vocab import Vocab
 CACHE_SIZE = 4096
 
 
+
+def split_prefix(tokens: list[str], text: str) -> tuple[list[str], str]:
+    """(context tokens, partial word being typed, '' if none) for ``text`` whose tokens are
+    ``tokens``: the last token is a partial word unless the text ends in whitespace, or the
+    token is a CJK character or punctuation."""
+    if not tokens or not text or text[-1].isspace():
+        return tokens, ""
+    last = tokens[-1]
+    if is_cjk(last) or not (last[0].isalnum() or last[-1].isalnum()):
+        return tokens, ""
+    return tokens[:-1], last
+
 class Predictor:
     """Top-k next words, scoring and generation over a loaded bundle. Thread-safe for reads.
 
@@ -177,13 +189,7 @@ class Predictor:
     # ---- completion helpers -----------------------------------------------------------------
     def split_prefix(self, text: str) -> tuple[list[str], str]:
         """Context tokens and the partial word being typed at the end of ``text`` ('' if none)."""
-        tokens = self.tokenize(text)
-        if not tokens or not text or text[-1].isspace():
-            return tokens, ""
-        last = tokens[-1]
-        if is_cjk(last) or not (last[0].isalnum() or last[-1].isalnum()):
-            return tokens, ""
-        return tokens[:-1], last
+        return split_prefix(self.tokenize(text), text)
 
     def probabilities_batch(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
         """(N, context) vocabulary-id windows (-1 = padding) -> (N, V) probabilities."""

@@ -8,8 +8,6 @@ prediction, evaluation and validation loss use the full softmax.
 """
 from __future__ import annotations
 
-import math
-from typing import Any
 
 
 ACC_ROWS = 128  # predictions per batch used for the running accuracy
@@ -20,13 +18,14 @@ def fit_sampled(model, config, train_data, steps: int, epochs: int, callbacks: l
     import keras
     import tensorflow as tf
 
+    from model.callbacks import drive_epochs
+
     dense = model.get_layer("logits")
     encoder = keras.Model(model.input, dense.input)  # ids -> hidden states feeding the output layer
     vocab = int(dense.units)
     num_sampled = max(1, min(int(config.num_sampled), vocab - 1))
     optimizer = model.optimizer
     variables = model.trainable_variables
-    cb = keras.callbacks.CallbackList(callbacks, model=model)
 
     @tf.function(reduce_retracing=True)
     def step(x, y):
@@ -55,28 +54,9 @@ def fit_sampled(model, config, train_data, steps: int, epochs: int, callbacks: l
         return loss, acc
 
     it = iter(train_data)
-    model.stop_training = False
-    cb.on_train_begin()
-    done = 0
-    for epoch in range(epochs):
-        cb.on_epoch_begin(epoch)
-        total_loss = total_acc = 0.0
-        for b in range(steps):
-            x, y = next(it)
-            loss, acc = step(x, y)
-            total_loss += float(loss)
-            total_acc += float(acc)
-            logs: dict[str, Any] = {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)}
-            cb.on_train_batch_end(b, logs)
-            if model.stop_training:
-                break
-        logs = {"loss": total_loss / max(1, b + 1), "accuracy": total_acc / max(1, b + 1)}
-        if val_data is not None:
-            val = model.evaluate(val_data, verbose=0, return_dict=True)
-            logs["val_loss"] = float(val["loss"]) if math.isfinite(float(val["loss"])) else math.inf
-        cb.on_epoch_end(epoch, logs)
-        done = epoch + 1
-        if model.stop_training:
-            break
-    cb.on_train_end()
-    return done
+
+    def validate() -> float:
+        return float(model.evaluate(val_data, verbose=0, return_dict=True)["loss"])
+
+    return drive_epochs(model, callbacks, epochs, lambda epoch: range(steps), lambda _: step(*next(it)),
+                        validate if val_data is not None else None)

@@ -191,8 +191,9 @@ class Schedule:
 def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData | None, epochs: int, callbacks: list) -> int:
     """Train ``model`` on ``train_data`` with the state carried across steps, driving
     ``callbacks`` as ``fit`` would. Returns the number of epochs run."""
-    import keras
     import tensorflow as tf
+
+    from model.callbacks import drive_epochs
 
     net = StreamNet(model, cfg)
     optimizer = model.optimizer
@@ -200,7 +201,6 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
     sampled = cfg.objective == "sampled"
     vocab = int(net.output_weights()[1].shape[0])
     num_sampled = max(1, min(int(cfg.num_sampled), vocab - 1))
-    cb = keras.callbacks.CallbackList(callbacks, model=model)
 
     @tf.function(reduce_retracing=True)
     def step(x, y, states):
@@ -235,37 +235,30 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
 
     schedule = Schedule(optimizer, cfg, train_data.steps)
     best_val = math.inf
-    model.stop_training = False
-    cb.on_train_begin()
-    done = 0
-    for epoch in range(epochs):
-        cb.on_epoch_begin(epoch)
-        states = net.zero_state(train_data.streams)
-        total_loss = total_acc = 0.0
-        b = 0
-        for b, (x, y) in enumerate(train_data.batches(epoch)):
-            schedule.before_step()
-            loss, acc, states = step(tf.constant(x), tf.constant(y), states)
-            total_loss += float(loss)
-            total_acc += float(acc)
-            logs: dict[str, Any] = {"loss": total_loss / (b + 1), "accuracy": total_acc / (b + 1)}
-            cb.on_train_batch_end(b, logs)
-            if model.stop_training:
-                break
-        logs = {"loss": total_loss / max(1, b + 1), "accuracy": total_acc / max(1, b + 1)}
-        if val_data is not None:
-            val = stream_loss(net, val_data)
-            logs["val_loss"] = val if math.isfinite(val) else math.inf
-            if logs["val_loss"] < best_val:
-                best_val = logs["val_loss"]
-            else:  # no better: smaller steps from here on
-                schedule.anneal()
-        cb.on_epoch_end(epoch, logs)
-        done = epoch + 1
-        if model.stop_training:
-            break
-    cb.on_train_end()
-    return done
+    states = None
+
+    def batches(epoch: int):
+        nonlocal states
+        states = net.zero_state(train_data.streams)  # each epoch reads the streams afresh
+        return train_data.batches(epoch)
+
+    def train_step(batch) -> tuple[Any, Any]:
+        nonlocal states
+        schedule.before_step()
+        x, y = batch
+        loss, acc, states = step(tf.constant(x), tf.constant(y), states)
+        return loss, acc
+
+    def validate() -> float:
+        nonlocal best_val
+        val = stream_loss(net, val_data)
+        if val < best_val:
+            best_val = val
+        else:  # no better: smaller steps from here on
+            schedule.anneal()
+        return val
+
+    return drive_epochs(model, callbacks, epochs, batches, train_step, validate if val_data is not None else None)
 
 
 def stream_loss(net: StreamNet, data: StreamData) -> float:

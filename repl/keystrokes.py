@@ -65,7 +65,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from model.errors import StoryError
-from model.tokenize import is_cjk, tokenize
+from model.predictor import split_prefix
+from model.tokenize import tokenize
 from repl.completer import DIRECT_PICKS, Menu, ghost_fill, separator
 
 DEFAULT_MENUS = (1, 3, 5, 10)
@@ -100,16 +101,6 @@ ALONE = (
 
 
 # ---- the Kneser-Ney typist's predictor -------------------------------------------------------
-def split_prefix(tokens: list[str], text: str) -> tuple[list[str], str]:
-    """(context tokens, partial word) for ``text`` whose tokens are ``tokens`` (Predictor's rule)."""
-    if not tokens or not text or text[-1].isspace():
-        return tokens, ""
-    last = tokens[-1]
-    if is_cjk(last) or not (last[0].isalnum() or last[-1].isalnum()):
-        return tokens, ""
-    return tokens[:-1], last
-
-
 class KneserNeyPredictor:
     """:class:`model.ngram.KneserNey` behind the public interface of :class:`model.predictor.Predictor`.
 
