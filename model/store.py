@@ -8,7 +8,6 @@ lock, so two processes training the same corpus wait for each other instead of r
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -21,19 +20,12 @@ from model.home import home  # noqa: F401  (the cache's root; re-exported for ca
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a corpus file (a regular file); read errors are one-line StoryErrors."""
     from model.corpus import check_regular
+    from model.ids import file_digest
 
-    h = hashlib.sha256()
     check_regular(Path(path))
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    except PermissionError:
-        raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable") from None
-    except OSError as e:
-        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
-    return h.hexdigest()
+    return file_digest(Path(path))
 
 
 def cache_path(corpus_path: Path, config: Config, sha: str | None = None) -> Path:

@@ -223,6 +223,26 @@ def score_view(pred, text: str) -> Group:
 
 
 # ---- :vocab ---------------------------------------------------------------------------
+def _corpus_count(corpus, tok: str) -> int:
+    """How often ``tok`` occurs in the corpus (from its counts, no pass over the text)."""
+    try:
+        return int(corpus.counts[corpus.words.index(tok)])
+    except ValueError:
+        return 0
+
+
+def _followers(corpus, tok: str) -> Counter:
+    """The tokens that follow ``tok`` in the corpus, with their counts (from the ids)."""
+    try:
+        w = corpus.words.index(tok)
+    except ValueError:
+        return Counter()
+    ids = np.asarray(corpus.ids)
+    after = ids[np.flatnonzero(ids[:-1] == w) + 1]
+    counts = np.bincount(after)
+    return Counter({corpus.words[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()})
+
+
 def _corpus_or_none(bundle):
     try:
         return evaluate.training_corpus(bundle)
@@ -291,7 +311,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
         msg = Text()
         msg.append(f"{tok!r} is not in the training text", style="bold yellow")
         if corpus is not None:
-            seen = sum(1 for t in corpus.tokens if t == tok)
+            seen = _corpus_count(corpus, tok)
             if seen:
                 msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (in the held-out part)")
         msg.append("; once you write it, the cache offers it" if i is None else "; you have written it, so the cache offers it")
@@ -312,8 +332,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
     grid.add_column()
     grid.add_column()
     if corpus is not None:
-        toks_all = corpus.tokens
-        follow = Counter(toks_all[j + 1] for j, t in enumerate(toks_all[:-1]) if t == tok)
+        follow = _followers(corpus, tok)
         n = sum(follow.values())
         rows = [(w, cnt / n, cnt) for w, cnt in follow.most_common(k)] if n else []
         right: Any = _follow_table(f"followers in {bundle.corpus_name}", rows) if rows else notice(

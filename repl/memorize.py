@@ -28,7 +28,8 @@ def corpus_index(bundle: Bundle) -> tuple[np.ndarray, dict[int, np.ndarray]] | N
             corpus = read_corpus(path, keep_case=bundle.config.keep_case)
             if corpus.sha256 == bundle.corpus_sha256:
                 lookup = bundle.vocab.index
-                ids = np.fromiter((lookup.get(t, -1) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
+                table = np.asarray([lookup.get(w, -1) for w in corpus.words], dtype=np.int32)
+                ids = table[np.asarray(corpus.ids)]  # the corpus's ids in the model's vocabulary
                 order = np.argsort(ids, kind="stable")
                 sorted_ids = ids[order]
                 bounds = np.flatnonzero(np.diff(sorted_ids)) + 1

@@ -313,3 +313,13 @@ def test_repl_errors(models):
         analysis.run_command(s, "score", "   ")
     with pytest.raises(StoryError, match="not found"):
         analysis.run_command(s, "eval", "/no/such/file.txt")
+
+
+def test_longest_copied_run_is_measured_on_the_training_text(default_bundle):
+    from model.tokenize import tokenize
+    from repl.memorize import longest_copied_run
+
+    story = tokenize(CAT.read_text(encoding="utf-8"))
+    assert longest_copied_run(default_bundle, story[10:40]) == 30  # a stretch of the story itself
+    spliced = story[10:17] + ["zzz-never-seen"] + story[100:104]
+    assert longest_copied_run(default_bundle, spliced) == 7
