@@ -117,8 +117,11 @@ def _worker_main() -> None:
                 scanner = Scanner(bool(keep_case))
             piece = scanner.scan(data)
             words = "\n".join(piece.new_words).encode("utf-8", "surrogatepass")
-            ids, breaks = piece.ids.astype("<i4").tobytes(), piece.breaks.astype("<i8").tobytes()
-            out.write(_HEADER.pack(len(piece.new_words), len(words), len(ids), len(breaks)) + words + ids + breaks)
+            ids = memoryview(np.ascontiguousarray(piece.ids, "<i4")).cast("B")  # written without a copy
+            breaks = piece.breaks.astype("<i8").tobytes()
+            out.write(_HEADER.pack(len(piece.new_words), len(words), len(ids), len(breaks)) + words)
+            out.write(ids)
+            out.write(breaks)
         except Exception as e:  # noqa: BLE001 - reported by the parent as one line
             msg = f"{type(e).__name__}: {e}".encode("utf-8", "replace")
             out.write(_HEADER.pack(-1, len(msg), 0, 0) + msg)

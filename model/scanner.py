@@ -196,7 +196,7 @@ class Scanner:
         """Chunk id of each key, -1 where it is not in the table."""
         mask = len(self._table) - 1
         slot = self._slot(low, high)
-        rows = self._table[slot]
+        rows = np.take(self._table, slot, axis=0)  # (take: far faster than [] on rows)
         hit = (rows[:, 0] == low) & (rows[:, 1] == high)
         out = np.where(hit, rows[:, 2].view(np.int64), -1)
         on = ~hit & (rows[:, 2] != FREE)  # the slot holds another key: probe the next ones
@@ -206,7 +206,7 @@ class Scanner:
                 break
             slot = (slot[on] + 1) & mask
             lo, hi = low[idx], high[idx]
-            rows = self._table[slot]
+            rows = np.take(self._table, slot, axis=0)
             hit = (rows[:, 0] == lo) & (rows[:, 1] == hi)
             out[idx[hit]] = rows[hit, 2].view(np.int64)
             on = ~hit & (rows[:, 2] != FREE)
@@ -225,7 +225,7 @@ class Scanner:
         idx = np.arange(len(low))
         slot = self._slot(low, high)
         while len(idx):
-            free = self._table[slot, 2] == FREE
+            free = np.take(self._table[:, 2], slot) == FREE
             cand, cslot = idx[free], slot[free]
             _, first = np.unique(cslot, return_index=True)
             win, wslot = cand[first], cslot[first]
