@@ -638,16 +638,19 @@ def heldout_for_weights(train_tokens: list[str], valid_tokens: list[str]) -> tup
     return train_tokens[n - max(2, n // 10) :], "last tenth of the training text"
 
 
-def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarray, np.ndarray]:
+def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarray, np.ndarray, np.ndarray]:
     """(every word of the training part, in frequency order with ties by first appearance;
-    the training part as ids of that vocabulary; the held-out part as corpus ids)."""
+    the table from corpus ids to that vocabulary's ids; the training and held-out parts as
+    corpus ids). The parts are views of the corpus ids (memory-mapped for a large text),
+    counted block by block, so that no copy of a large text's ids is made here."""
+    from model.ids import count_ids
+
     train, valid = corpus.split(float(valid_fraction or 0.0))
-    counts = np.bincount(np.asarray(train), minlength=len(corpus.words))
+    counts = count_ids(train, len(corpus.words))
     # The training part is the text's beginning, so a word's first appearance in it is its
     # first appearance in the text (``corpus.first``).
     words = Vocab.from_counts(corpus.words, counts, corpus.first)
-    table = words.id_table(corpus.words)
-    return words, table[np.asarray(train)].astype(np.int64), np.asarray(valid)
+    return words, words.id_table(corpus.words), train, valid
 
 
 def ngram_mixture(corpus, config) -> Mixture:
@@ -660,8 +663,9 @@ def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str
     """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
     from model.numpy_net import Network
 
-    words, train_ids, valid_ids = training_vocabulary(corpus, config.valid_fraction)
-    kn = KneserNey(ORDER, vocab_size=len(words)).fit(train_ids[-NGRAM_TOKENS:])
+    words, table, train, valid_ids = training_vocabulary(corpus, config.valid_fraction)
+    # the n-gram of a very large text: its last NGRAM_TOKENS training tokens
+    kn = KneserNey(ORDER, vocab_size=len(words)).fit(table[np.asarray(train[-NGRAM_TOKENS:])].astype(np.int64))
     neural = None
     if weights is not None and lstm_vocab is not None:
         neural = NeuralComponent(Network(config, weights), lstm_vocab, words, int(config.context))
@@ -669,7 +673,8 @@ def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str
     if len(valid_ids) >= 2:
         heldout, where = [corpus.words[i] for i in valid_ids[:FIT_TOKENS].tolist()], "validation split"
     else:
-        tail = train_ids[len(train_ids) - max(2, len(train_ids) // 10) :][:FIT_TOKENS]
+        start = len(train) - max(2, len(train) // 10)
+        tail = table[np.asarray(train[start : start + FIT_TOKENS])]
         heldout, where = [words.tokens[i] for i in tail.tolist()], "last tenth of the training text"
     mix.weights = fit_mixture_weights(mix, heldout, where)
     return mix

@@ -134,9 +134,10 @@ class KneserNey:
         self._vocab_arg: int | None = None if vocab_size is None else int(vocab_size)
         self.vocab_size: int | None = self._vocab_arg
         self._levels: list[_Level] = []
-        # _index[j] maps the key ``rank(prefix) * V + last`` of a j-gram to its
-        # rank among the unique j-grams (j = 1..order-1); _index[0] unused.
-        self._index: list[dict[int, int]] = []
+        # _index[j] holds the keys ``rank(prefix) * V + last`` of the unique j-grams, sorted:
+        # a j-gram's rank is the position of its key (j = 1..order-1; _index[0] unused).
+        # Sorted arrays rather than dictionaries: 8 bytes a gram, not about 100.
+        self._index: list[np.ndarray] = []
         self._base: np.ndarray | None = None
         self._fitted = False
 
@@ -166,11 +167,10 @@ class KneserNey:
         self._fitted = False
         self.vocab_size = V
         self._levels = []
-        self._index = [dict()]
+        self._index = [np.zeros(0, np.int64)]
 
-        uniq_keys, ranks, first_pos, raw_counts = self._rank_grams(arr, V)
-        for k in range(1, n + 1):
-            self._levels.append(self._level(k, uniq_keys, ranks, first_pos, raw_counts, V))
+        for k, level in enumerate(self._rank_levels(arr, V), start=1):
+            self._levels.append(level)
 
         # Unigram-level distribution (order 1 interpolated with uniform).
         lvl = self._levels[0]
@@ -180,37 +180,36 @@ class KneserNey:
         self._fitted = True
         return self
 
-    def _rank_grams(self, arr: np.ndarray, V: int):
-        """Rank the k-grams of ``arr``, k = 1..order: (unique keys, ranks per position,
-        first positions, raw counts), each a list indexed by k (index 0: the empty gram).
-        ``ranks[k][i]`` is the rank of the k-gram starting at position i among the sorted
-        unique k-grams; a k-gram's key is ``rank(its (k-1)-gram prefix) * V + last id``."""
+    def _rank_levels(self, arr: np.ndarray, V: int):
+        """The levels of orders 1..n, in order, from the ranked k-grams of ``arr``.
+
+        The k-gram starting at position i has a rank among the sorted unique k-grams; its key
+        is ``rank(its (k-1)-gram prefix) * V + last id``. Level k needs the ranks of order k
+        and the first positions of order k + 1, so it is built as soon as order k + 1 is
+        ranked and the ranks of order k are dropped: at most two arrays of N ranks at once."""
         n = self.order
         N = int(arr.size)
-        prev_rank = np.zeros(N, dtype=np.int64)  # rank of the empty 0-gram
-        uniq_keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
-        ranks: list[np.ndarray] = [prev_rank]
-        first_pos: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
-        raw_counts: list[np.ndarray] = [np.array([N], dtype=np.int64)]
+        prev = {"keys": np.zeros(1, np.int64), "ranks": np.zeros(N, np.int64)}  # the empty 0-gram
+        pending = None  # order k waiting for the first positions of order k + 1
         for k in range(1, n + 1):
             m = N - k + 1  # number of k-gram occurrences
             if m <= 0:
-                keys = np.zeros(0, dtype=np.int64)
-                uk, first, inv, cnt = keys, keys, keys, keys
+                empty = np.zeros(0, dtype=np.int64)
+                uk, first, inv, cnt = empty, empty, empty, empty
             else:
-                keys = prev_rank[:m] * V + arr[k - 1 : k - 1 + m]
-                uk, first, inv, cnt = np.unique(
-                    keys, return_index=True, return_inverse=True, return_counts=True
-                )
+                keys = prev["ranks"][:m] * V + arr[k - 1 : k - 1 + m]
+                uk, first, inv, cnt = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+                del keys
                 inv = inv.reshape(-1).astype(np.int64, copy=False)
-            uniq_keys.append(uk)
-            ranks.append(inv)
-            first_pos.append(first.astype(np.int64, copy=False))
-            raw_counts.append(cnt.astype(np.int64, copy=False))
+            cur = {"keys": uk, "ranks": inv, "first": first.astype(np.int64, copy=False),
+                   "counts": cnt.astype(np.int64, copy=False), "contexts": len(prev["keys"])}
             if k < n:
-                self._index.append(dict(zip(uk.tolist(), range(len(uk)))))
-            prev_rank = inv
-        return uniq_keys, ranks, first_pos, raw_counts
+                self._index.append(uk)  # np.unique's keys are sorted
+            if pending is not None:
+                yield self._level(k - 1, pending, cur["first"], V)
+                pending["ranks"] = None
+            pending, prev = cur, cur
+        yield self._level(n, pending, None, V)
 
     @staticmethod
     def _per_context(values: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -218,22 +217,24 @@ class KneserNey:
         s = np.concatenate(([0], np.cumsum(values)))
         return (s[start[1:]] - s[start[:-1]]).astype(np.float64)
 
-    def _level(self, k: int, uniq_keys, ranks, first_pos, raw_counts, V: int) -> _Level:
+    def _level(self, k: int, grams: dict, next_first: np.ndarray | None, V: int) -> _Level:
         """Order ``k``: counts (raw at the top order, continuation below), discounts,
-        back-off weights and discounted probabilities of every seen k-gram."""
-        uk = uniq_keys[k]
-        n_ctx = len(uniq_keys[k - 1])  # number of possible contexts (unique (k-1)-grams)
+        back-off weights and discounted probabilities of every seen k-gram. ``grams`` holds
+        the order's sorted unique keys, ranks per position, raw counts and the number of
+        possible contexts (unique (k-1)-grams); ``next_first`` the first occurrence of each
+        (k+1)-gram."""
+        uk = grams["keys"]
+        n_ctx = grams["contexts"]
         if k == self.order:
-            counts = raw_counts[k]
+            counts = grams["counts"]
         else:
             # continuation counts: distinct left extensions (+1 for the
             # k-gram at position 0, preceded by the virtual <s>)
             counts = np.zeros(len(uk), dtype=np.int64)
             if len(uk):
-                fp = first_pos[k + 1]  # first occurrence of each (k+1)-gram
-                if len(fp):
-                    counts += np.bincount(ranks[k][fp + 1], minlength=len(uk))
-                counts[ranks[k][0]] += 1
+                if next_first is not None and len(next_first):
+                    counts += np.bincount(grams["ranks"][next_first + 1], minlength=len(uk))
+                counts[grams["ranks"][0]] += 1
         c1, c2, c3, c4 = (int(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
         cc = (c1, c2, c3, c4)
         D = estimate_discounts(*cc)
@@ -268,7 +269,7 @@ class KneserNey:
             out[f"l{k}_counts"] = lvl.counts
             out[f"l{k}_stats"] = np.asarray(list(lvl.discounts) + list(lvl.count_of_counts), dtype=np.float64)
         for j in range(1, self.order):
-            out[f"keys{j}"] = np.fromiter(self._index[j].keys(), dtype=np.int64, count=len(self._index[j]))
+            out[f"keys{j}"] = self._index[j]
         return out
 
     @classmethod
@@ -292,10 +293,12 @@ class KneserNey:
                         tuple(int(x) for x in stats[3:7]),
                     )
                 )
-            kn._index = [dict()]
+            kn._index = [np.zeros(0, np.int64)]
             for j in range(1, order):
                 keys = np.asarray(arrays[f"keys{j}"], dtype=np.int64)
-                kn._index.append(dict(zip(keys.tolist(), range(len(keys)))))
+                if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+                    raise ValueError("not a saved Kneser-Ney model: the n-gram keys are not sorted")
+                kn._index.append(keys)
         except (KeyError, TypeError, IndexError) as e:
             raise ValueError(f"not a saved Kneser-Ney model: {e}") from None
         if kn._base.shape != (V,):
@@ -348,8 +351,10 @@ class KneserNey:
         for j, w in enumerate(gram, start=1):
             if not 0 <= w < V:
                 return -1
-            r = index[j].get(r * V + w, -1)
-            if r < 0:
+            keys = index[j]
+            key = r * V + w
+            r = int(keys.searchsorted(key))
+            if r >= len(keys) or int(keys[r]) != key:
                 return -1
         return r
 
