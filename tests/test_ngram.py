@@ -314,3 +314,19 @@ def test_speed_sanity() -> None:
     print(f"fit 200k tokens: {t1 - t0:.2f}s; evaluate 2k tokens: {t2 - t1:.2f}s")
     assert r["tokens"] == 1_999 and math.isfinite(r["perplexity"])
     assert abs(m.distribution(list(ids[-4:])).sum() - 1.0) < 1e-9
+
+
+def test_saved_arrays_round_trip_and_unsorted_keys_are_refused():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 30, 4000)
+    kn = KneserNey(4, vocab_size=30).fit(ids)
+    arrays = kn.to_arrays()
+    back = KneserNey.from_arrays(arrays)
+    for ctx in ([], [3], [3, 7], [1, 2, 3], [29, 29, 29], [5, 99]):
+        assert np.array_equal(kn.distribution(ctx), back.distribution(ctx))
+    for j in range(1, 4):  # the index is sorted keys: a gram's rank is its key's position
+        keys = arrays[f"keys{j}"]
+        assert keys.dtype == np.int64 and (np.diff(keys) > 0).all()
+    broken = dict(arrays, keys2=arrays["keys2"][::-1].copy())
+    with pytest.raises(ValueError, match="not sorted"):
+        KneserNey.from_arrays(broken)
