@@ -38,6 +38,10 @@ KEY_BYTES = 15
 #: with the same tokens: harmless).
 MAX_PROBES = 8
 _FIRST_SLOTS = 1 << 15
+#: Distinct chunks a scanner keeps at most (about 90 bytes each): past this, it forgets them
+#: all before its next piece and learns the frequent ones again, so a text of ever new
+#: chunks cannot grow a worker without bound.
+MAX_CHUNKS = 2_000_000
 
 # Whitespace as str.split() sees it, by UTF-8 byte, and the line breaks among it, as
 # str.splitlines() sees them ("\r\n" is one). A blank line is a line of whitespace only, and
@@ -87,6 +91,9 @@ class Scanner:
         self.keep_case = keep_case
         self.words: list[str] = []
         self._word_ids: dict[str, int] = {}
+        self._forget_chunks()
+
+    def _forget_chunks(self) -> None:
         # the chunk table, a row a slot: key (low, high) and chunk id (FREE: an empty slot),
         # side by side so that a probe reads one place
         self._table = _empty_table(_FIRST_SLOTS)
@@ -101,6 +108,8 @@ class Scanner:
 
     def scan(self, data: bytes) -> Scan:
         """Tokenize the UTF-8 ``data`` (a piece that starts and ends at a chunk boundary)."""
+        if self._n_chunks > MAX_CHUNKS:
+            self._forget_chunks()
         before = len(self.words)
         b = _ascii_spaces(data)
         starts, ends, break_at = split_chunks(b)

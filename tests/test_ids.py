@@ -410,3 +410,17 @@ def test_random_words_in_many_pieces_keep_first_appearance_ties():
     prov = np.concatenate(out)
     first_seen = list(merged.index)
     assert [first_seen[i] for i in prov] == tokenize(text)
+
+
+def test_a_scanner_that_forgets_its_chunks_gives_the_same_ids(monkeypatch):
+    rnd = random.Random(11)
+    words = [f"w{i}" for i in range(500)] + ["naïve", "漢字", "don't", "abcdefghijklmnopqrstuvwxyz."]
+    pieces = [" ".join(rnd.choice(words) for _ in range(300)) + "\n\n" for _ in range(12)]
+    keeps = scanner.Scanner()
+    monkeypatch.setattr(scanner, "MAX_CHUNKS", 50)  # forgets before nearly every piece
+    forgets = scanner.Scanner()
+    for p in pieces:
+        a, b = keeps.scan(p.encode()), forgets.scan(p.encode())
+        assert a.new_words == b.new_words and np.array_equal(a.ids, b.ids) and np.array_equal(a.breaks, b.breaks)
+    assert forgets._n_chunks <= 50 + len(words) and keeps.words == forgets.words
+    assert [keeps.words[i] for p in pieces for i in keeps.scan(p.encode()).ids] == tokenize("".join(pieces))
