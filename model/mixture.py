@@ -473,23 +473,40 @@ def stream_ids(mix: Mixture, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndar
     return ids, ids < mix.corpus_size
 
 
-def _network_pass(mix: Mixture, ids: np.ndarray, batch: int):
-    """The network's (probabilities, state) for every position's window, batched over the
-    distinct windows; (windows -> entries, states by position, ids as int64)."""
+def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
+    """The network run over every position's window, batched over the distinct windows:
+    (windows -> (probabilities, state) when ``keep``, states by position, ids as int64,
+    picks). Without ``keep`` no distribution is kept (a few thousand of them over a large
+    vocabulary are gigabytes); ``picks[i]`` holds instead what the true word's score needs:
+    the LSTM's probability of ``ids[i]`` (through its vocabulary), of ``<unk>``, and the mass
+    of the words it shares with the full vocabulary."""
+    neural = mix.neural
     n = len(ids)
+    slot: dict = {}
+    row_of = np.zeros(n, np.int64)  # the neural cache remembers every position, scored or not
+    for i in range(1, n):
+        row_of[i] = slot.setdefault(neural.window(ids[max(0, i - 4 * neural.context) : i]), len(slot))
+    keys = list(slot)
+    y = np.asarray(ids, dtype=np.int64)
     wins: dict = {}
-    every = range(1, n)  # the neural cache remembers every position, scored or not
-    for i in every:
-        wins.setdefault(mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i]), None)
-    keys = list(wins)
+    feats = np.zeros((n, neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
+    picks = None if keep else np.zeros((n, 3))
     for s in range(0, len(keys), batch):
-        chunk = keys[s : s + batch]
-        for key, out in zip(chunk, mix.neural.run(chunk)):
-            wins[key] = out
-    feats = np.zeros((n, mix.neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
-    for i in every:
-        feats[i] = wins[mix.neural.window(ids[max(0, i - 4 * mix.neural.context) : i])][1]
-    return wins, feats, np.asarray(ids, dtype=np.int64)
+        outs = neural.run(keys[s : s + batch])
+        at = np.flatnonzero((row_of >= s) & (row_of < s + len(outs)))
+        at = at[at >= 1]
+        r = row_of[at] - s
+        feats[at] = np.stack([o[1] for o in outs])[r]
+        if keep:
+            wins.update(zip(keys[s : s + batch], outs))
+            continue
+        P = np.stack([o[0] for o in outs])
+        known = (y[at] >= 0) & (y[at] < len(neural.to_lstm))  # unscored positions may hold other ids
+        picks[at[known], 0] = P[r[known], neural.to_lstm[y[at[known]]]]
+        if neural.unk is not None:
+            picks[at, 1] = P[r, neural.unk]
+        picks[at, 2] = P[:, neural.known_lstm].sum(axis=1)[r]
+    return wins, feats, y, picks
 
 
 def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256) -> dict:
@@ -505,7 +522,7 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
     total = len(mix.words)
     probs = {c: np.zeros(len(pos)) for c in names}
     buckets, rank_mix, rank_ng = (np.zeros(len(pos), np.int64) for _ in range(3))
-    wins, feats, targets = _network_pass(mix, ids, batch) if mix.neural is not None else ({}, None, None)
+    wins, feats, targets, picks = _network_pass(mix, ids, batch, keep=ranks) if mix.neural is not None else ({}, None, None, None)
     counts, window, neural = np.zeros(total, np.float64), [], mix.neural
     kn = mix.ngram.kn if mix.ngram is not None else None
     if neural is not None and kn is not None and neural.unk is not None and not ranks:
@@ -527,9 +544,9 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             buckets[j] = mix.ngram.bucket(ctx)
         if "cache" in probs:
             probs["cache"][j] = (1.0 - CACHE_FLOOR) * counts[y] / max(1, len(window)) + CACHE_FLOOR / total
-        lstm_key = neural.window(ids[max(0, i - 4 * neural.context) : i]) if neural is not None else None
+        lstm_key = neural.window(ids[max(0, i - 4 * neural.context) : i]) if neural is not None and ranks else None
         if neural is not None:
-            pl = wins[lstm_key][0]
+            pl = wins[lstm_key][0] if ranks else None
             lo = max(1, i - mix.ncache.size)
             if "ncache" in probs:
                 probs["ncache"][j] = mix.ncache.prob(feats[i], feats[lo:i], targets[lo:i], y, total)
@@ -537,15 +554,16 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             if kn is not None:
                 probs["ngram"][j] = kn.prob(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], y)
             if neural is not None:
+                p_true, p_unk, p_known = picks[i]
                 if not neural.missing[y]:
-                    probs["lstm"][j] = pl[int(neural.to_lstm[y])]
+                    probs["lstm"][j] = p_true
                 elif kn is not None:
                     share = kn.mass(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], missing, base_missing)
-                    probs["lstm"][j] = pl[neural.unk] * probs["ngram"][j] / share if share > 0 else 0.0
+                    probs["lstm"][j] = p_unk * probs["ngram"][j] / share if share > 0 else 0.0
                 else:
-                    probs["lstm"][j] = pl[neural.unk] / max(1, int(neural.missing.sum()))
+                    probs["lstm"][j] = p_unk / max(1, int(neural.missing.sum()))
                 if neural.unk is None or not neural.missing.any():
-                    probs["lstm"][j] /= max(float(pl[neural.known_lstm].sum()), 1e-300)
+                    probs["lstm"][j] /= max(float(p_known), 1e-300)
             j += 1
             continue
         parts: dict[str, np.ndarray] = {}
