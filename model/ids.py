@@ -47,7 +47,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from model.errors import StoryError
-from model.scanner import Scanner
+from model.scanner import Piece, Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
 TOKENIZER_VERSION = 1
@@ -66,25 +66,12 @@ BLOCK = 1 << 22
 _CUT = re.compile(r"\S(?=\s)")
 
 
-@dataclass
-class Piece:
-    """One scanned piece: the words first met in it (they continue the numbering of the
-    scanner that read it: for a piece read alone, every distinct token, in order of first
-    appearance), the ids of its tokens in that numbering, and the token offsets (within the
-    piece) of its blank-line paragraph breaks."""
-
-    words: list[str]
-    ids: np.ndarray  # int32
-    breaks: np.ndarray  # int64
-
-
 def scan_piece(text: str, keep_case: bool = False) -> Piece:
     """Tokenize ``text`` exactly as :func:`model.tokenize.tokenize` does, as ids.
 
     ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
     token offsets where a blank line (a paragraph break) stands in the text."""
-    scan = Scanner(keep_case).scan(text.encode("utf-8", "surrogatepass"))
-    return Piece(scan.new_words, scan.ids, scan.breaks)
+    return Scanner(keep_case).scan(text.encode("utf-8", "surrogatepass"))
 
 
 # ---- worker processes --------------------------------------------------------------------
@@ -116,10 +103,10 @@ def _worker_main() -> None:
             if scanner is None or scanner.keep_case != bool(keep_case):
                 scanner = Scanner(bool(keep_case))
             piece = scanner.scan(data)
-            words = "\n".join(piece.new_words).encode("utf-8", "surrogatepass")
+            words = "\n".join(piece.words).encode("utf-8", "surrogatepass")
             ids = memoryview(np.ascontiguousarray(piece.ids, "<i4")).cast("B")  # written without a copy
             breaks = piece.breaks.astype("<i8").tobytes()
-            out.write(_HEADER.pack(len(piece.new_words), len(words), len(ids), len(breaks)) + words)
+            out.write(_HEADER.pack(len(piece.words), len(words), len(ids), len(breaks)) + words)
             out.write(ids)
             out.write(breaks)
         except Exception as e:  # noqa: BLE001 - reported by the parent as one line
@@ -440,8 +427,7 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
         scanner = Scanner(keep_case)
         for text, done in pieces:
             seen_text = seen_text or not text.isspace() and bool(text)
-            scan = scanner.scan(text.encode("utf-8", "surrogatepass"))
-            merger.add(0, Piece(scan.new_words, scan.ids, scan.breaks))
+            merger.add(0, scanner.scan(text.encode("utf-8", "surrogatepass")))
             report(done)
         return seen_text
     pool = _Workers(workers)

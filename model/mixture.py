@@ -475,8 +475,8 @@ def stream_ids(mix: Mixture, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndar
 
 def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
     """The network run over every position's window, batched over the distinct windows:
-    (windows -> (probabilities, state) when ``keep``, states by position, ids as int64,
-    picks). Without ``keep`` no distribution is kept (a few thousand of them over a large
+    ((the (probabilities, state) of each distinct window when ``keep``, the window row of
+    each position), states by position, ids as int64, picks). Without ``keep`` no distribution is kept (a few thousand of them over a large
     vocabulary are gigabytes); ``picks[i]`` holds instead what the true word's score needs:
     the LSTM's probability of ``ids[i]`` (through its vocabulary), of ``<unk>``, and the mass
     of the words it shares with the full vocabulary."""
@@ -488,7 +488,7 @@ def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
         row_of[i] = slot.setdefault(neural.window(ids[max(0, i - 4 * neural.context) : i]), len(slot))
     keys = list(slot)
     y = np.asarray(ids, dtype=np.int64)
-    wins: dict = {}
+    wins: list = []  # by window row (row_of[i] for position i), when kept
     feats = np.zeros((n, neural.net.w["logits/kernel"].shape[0]))  # row i: the state after ids[:i]
     picks = None if keep else np.zeros((n, 3))
     for s in range(0, len(keys), batch):
@@ -498,7 +498,7 @@ def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
         r = row_of[at] - s
         feats[at] = np.stack([o[1] for o in outs])[r]
         if keep:
-            wins.update(zip(keys[s : s + batch], outs))
+            wins += outs
             continue
         P = np.stack([o[0] for o in outs])
         known = (y[at] >= 0) & (y[at] < len(neural.to_lstm))  # unscored positions may hold other ids
@@ -506,7 +506,7 @@ def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
         if neural.unk is not None:
             picks[at, 1] = P[r, neural.unk]
         picks[at, 2] = P[:, neural.known_lstm].sum(axis=1)[r]
-    return wins, feats, y, picks
+    return (wins, row_of), feats, y, picks
 
 
 def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256) -> dict:
@@ -522,7 +522,9 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
     total = len(mix.words)
     probs = {c: np.zeros(len(pos)) for c in names}
     buckets, rank_mix, rank_ng = (np.zeros(len(pos), np.int64) for _ in range(3))
-    wins, feats, targets, picks = _network_pass(mix, ids, batch, keep=ranks) if mix.neural is not None else ({}, None, None, None)
+    (wins, row_of), feats, targets, picks = (
+        _network_pass(mix, ids, batch, keep=ranks) if mix.neural is not None else (([], None), None, None, None)
+    )
     counts, window, neural = np.zeros(total, np.float64), [], mix.neural
     kn = mix.ngram.kn if mix.ngram is not None else None
     if neural is not None and kn is not None and neural.unk is not None and not ranks:
@@ -544,9 +546,8 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             buckets[j] = mix.ngram.bucket(ctx)
         if "cache" in probs:
             probs["cache"][j] = (1.0 - CACHE_FLOOR) * counts[y] / max(1, len(window)) + CACHE_FLOOR / total
-        lstm_key = neural.window(ids[max(0, i - 4 * neural.context) : i]) if neural is not None and ranks else None
         if neural is not None:
-            pl = wins[lstm_key][0] if ranks else None
+            pl = wins[row_of[i]][0] if ranks else None
             lo = max(1, i - mix.ncache.size)
             if "ncache" in probs:
                 probs["ncache"][j] = mix.ncache.prob(feats[i], feats[lo:i], targets[lo:i], y, total)

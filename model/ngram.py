@@ -162,15 +162,10 @@ class KneserNey:
         if arr.size and arr.max() >= V:
             raise ValueError(f"id {int(arr.max())} is out of range for vocab_size={V}")
 
-        n = self.order
-        N = int(arr.size)
         self._fitted = False
         self.vocab_size = V
-        self._levels = []
         self._index = [np.zeros(0, np.int64)]
-
-        for k, level in enumerate(self._rank_levels(arr, V), start=1):
-            self._levels.append(level)
+        self._levels = list(self._rank_levels(arr, V))
 
         # Unigram-level distribution (order 1 interpolated with uniform).
         lvl = self._levels[0]
@@ -190,7 +185,6 @@ class KneserNey:
         n = self.order
         N = int(arr.size)
         prev = {"keys": np.zeros(1, np.int64), "ranks": np.zeros(N, np.int64)}  # the empty 0-gram
-        pending = None  # order k waiting for the first positions of order k + 1
         for k in range(1, n + 1):
             m = N - k + 1  # number of k-gram occurrences
             if m <= 0:
@@ -205,11 +199,10 @@ class KneserNey:
                    "counts": cnt.astype(np.int64, copy=False), "contexts": len(prev["keys"])}
             if k < n:
                 self._index.append(uk)  # np.unique's keys are sorted
-            if pending is not None:
-                yield self._level(k - 1, pending, cur["first"], V)
-                pending["ranks"] = None
-            pending, prev = cur, cur
-        yield self._level(n, pending, None, V)
+            if k > 1:  # order k - 1 waited for these first positions
+                yield self._level(k - 1, prev, cur["first"], V)
+            prev = cur
+        yield self._level(n, prev, None, V)
 
     @staticmethod
     def _per_context(values: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -67,11 +67,13 @@ _ASCII_TOKENS = re.compile(f"[A-Za-z0-9]+{_POSSESSIVE}(?:'[A-Za-z0-9]+{_POSSESSI
 
 
 @dataclass
-class Scan:
-    """One scanned piece: the scanner's word ids of its tokens, the token offsets of its
-    paragraph breaks, and the words first met in it (they continue the scanner's numbering)."""
+class Piece:
+    """One scanned piece: the words first met in it (they continue the numbering of the
+    scanner that read it: for a piece read alone, every distinct token, in order of first
+    appearance), the ids of its tokens in that numbering, and the token offsets (within the
+    piece) of its blank-line paragraph breaks."""
 
-    new_words: list[str]
+    words: list[str]
     ids: np.ndarray  # int32
     breaks: np.ndarray  # int64
 
@@ -106,7 +108,7 @@ class Scanner:
         self._n_chunks = 0
         self._n_flat = 0
 
-    def scan(self, data: bytes) -> Scan:
+    def scan(self, data: bytes) -> Piece:
         """Tokenize the UTF-8 ``data`` (a piece that starts and ends at a chunk boundary)."""
         if self._n_chunks > MAX_CHUNKS:
             self._forget_chunks()
@@ -124,7 +126,7 @@ class Scanner:
             total = int(ends_tok[-1])
             index = np.repeat(first - (ends_tok - n_of), n_of) + np.arange(total, dtype=np.int64)
             ids = self._flat[index]
-        return Scan(self.words[before:], ids, breaks)
+        return Piece(self.words[before:], ids, breaks)
 
     # ---- chunks to chunk ids ---------------------------------------------------------
     def chunk_ids(self, data: bytes, b: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -151,15 +153,10 @@ class Scanner:
             group[short] = inv
             firsts.append(short[first])
         if len(long_):
-            seen: dict[bytes, int] = {}
-            long_first: list[int] = []
-            base = len(firsts[0]) if firsts else 0
-            for j in long_.tolist():
-                g = seen.setdefault(data[starts[j] : starts[j] + lengths[j]], len(long_first))
-                if g == len(long_first):
-                    long_first.append(j)
-                group[j] = base + g
-            firsts.append(np.asarray(long_first, np.int64))
+            spans = zip(starts[long_].tolist(), lengths[long_].tolist())
+            first, inv = group_items(data[j : j + n] for j, n in spans)
+            group[long_] = (len(firsts[0]) if firsts else 0) + inv
+            firsts.append(long_[first])
         first_chunk = np.concatenate(firsts)
         order = np.argsort(first_chunk, kind="stable")  # groups by first appearance
         new_id = np.empty(len(order), np.int64)
@@ -356,21 +353,22 @@ def group_keys(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarra
     inv[order] = np.cumsum(new) - 1
     rep = first[inv]
     if not (np.array_equal(low[rep], low) and np.array_equal(high[rep], high)):
-        return _group_rows(np.stack([low, high], axis=1))
+        return group_items(map(bytes, np.stack([low, high], axis=1)))
     return first, inv
 
 
-def _group_rows(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each distinct row, in order; each row's group), by a dictionary."""
-    seen: dict[bytes, int] = {}
+def group_items(items) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each distinct item's first occurrence, in order; each item's group), by a
+    dictionary of the (hashable) items."""
+    seen: dict = {}
     first: list[int] = []
-    inv = np.empty(len(mat), np.int64)
-    for i, row in enumerate(map(bytes, mat)):
-        g = seen.setdefault(row, len(first))
+    inv: list[int] = []
+    for i, item in enumerate(items):
+        g = seen.setdefault(item, len(first))
         if g == len(first):
             first.append(i)
-        inv[i] = g
-    return np.asarray(first, np.int64), inv
+        inv.append(g)
+    return np.asarray(first, np.int64), np.asarray(inv, np.int64)
 
 
 def chunk_ids(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:

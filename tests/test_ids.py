@@ -406,7 +406,7 @@ def test_random_words_in_many_pieces_keep_first_appearance_ties():
     scanners = [scanner.Scanner(), scanner.Scanner()]
     for k, p in enumerate(pieces):
         s = scanners[k % 2].scan(p.encode())
-        merged.add(k % 2, ids.Piece(s.new_words, s.ids, s.breaks))
+        merged.add(k % 2, s)
     prov = np.concatenate(out)
     first_seen = list(merged.index)
     assert [first_seen[i] for i in prov] == tokenize(text)
@@ -421,6 +421,6 @@ def test_a_scanner_that_forgets_its_chunks_gives_the_same_ids(monkeypatch):
     forgets = scanner.Scanner()
     for p in pieces:
         a, b = keeps.scan(p.encode()), forgets.scan(p.encode())
-        assert a.new_words == b.new_words and np.array_equal(a.ids, b.ids) and np.array_equal(a.breaks, b.breaks)
+        assert a.words == b.words and np.array_equal(a.ids, b.ids) and np.array_equal(a.breaks, b.breaks)
     assert forgets._n_chunks <= 50 + len(words) and keeps.words == forgets.words
     assert [keeps.words[i] for p in pieces for i in keeps.scan(p.encode()).ids] == tokenize("".join(pieces))
