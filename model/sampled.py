@@ -8,8 +8,6 @@ prediction, evaluation and validation loss use the full softmax.
 """
 from __future__ import annotations
 
-
-
 ACC_ROWS = 128  # predictions per batch used for the running accuracy
 
 

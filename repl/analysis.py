@@ -223,19 +223,24 @@ def score_view(pred, text: str) -> Group:
 
 
 # ---- :vocab ---------------------------------------------------------------------------
+def _corpus_word(corpus, tok: str) -> int | None:
+    """``tok``'s id in the corpus's full vocabulary, or None."""
+    try:
+        return corpus.words.index(tok)
+    except ValueError:
+        return None
+
+
 def _corpus_count(corpus, tok: str) -> int:
     """How often ``tok`` occurs in the corpus (from its counts, no pass over the text)."""
-    try:
-        return int(corpus.counts[corpus.words.index(tok)])
-    except ValueError:
-        return 0
+    w = _corpus_word(corpus, tok)
+    return 0 if w is None else int(corpus.counts[w])
 
 
 def _followers(corpus, tok: str) -> Counter:
     """The tokens that follow ``tok`` in the corpus, with their counts (from the ids)."""
-    try:
-        w = corpus.words.index(tok)
-    except ValueError:
+    w = _corpus_word(corpus, tok)
+    if w is None:
         return Counter()
     ids = np.asarray(corpus.ids)
     after = ids[np.flatnonzero(ids[:-1] == w) + 1]
