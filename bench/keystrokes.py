@@ -20,6 +20,11 @@ training word, and over Presage (trigram database from the same training text), 
 Output: JSON lines on stdout, the first describing the machine. Progress goes to stderr.
 
     python bench/keystrokes.py [--corpus NAME ...] [--tokens 3000] [--menus 1,3,5,10] [--compare model|all]
+                               [--scale-weight NAME=F ...] [--only-now]
+
+``--scale-weight lstm=2`` multiplies that component's fitted mixture weight by F in every
+n-gram bucket (the rows are renormalised when used), to measure whether weights fitted for
+likelihood also place words best in the menu; ``--only-now`` runs only the REPL as it is.
 """
 from __future__ import annotations
 
@@ -82,12 +87,16 @@ def bench_corpus(corpus: str, args) -> dict:
 
     bundle = load(corpus, args.valid_fraction)
     predictor = Predictor(bundle)
+    scaled = scale_weights(predictor, args.scale_weight or [])
     tokens = validation_tokens(bundle)[: args.tokens]
     menus = ks.parse_menus(args.menus)
     emit({"bench": "keystrokes", "figure": "model", "corpus": corpus, "path": str(bundle.path), "arch": bundle.config.arch,
           "context": bundle.config.context, "lstm_vocab": len(bundle.vocab), "predictor_vocab": len(predictor.vocab),
-          "components": predictor.components() if hasattr(predictor, "components") else ["lstm"], "tokens_typed": len(tokens)})
+          "components": predictor.components() if hasattr(predictor, "components") else ["lstm"], "tokens_typed": len(tokens),
+          "weight_scale": scaled})
     everyone, model_only = configurations(args.compare)
+    if args.only_now:
+        everyone, model_only = [ks.NOW], []
     results: dict[str, dict] = {}
     with ks.contenders(bundle, predictor, ks.PREDICTORS, menus) as found:
         emit({"bench": "keystrokes", "figure": "presage", "corpus": corpus, "available": found.presage is not None, "note": found.presage_note})
@@ -107,11 +116,30 @@ def bench_corpus(corpus: str, args) -> dict:
     return results
 
 
+def scale_weights(predictor, specs) -> dict:
+    """Apply ``NAME=F`` scalings to the predictor's fitted mixture weights; returns {name: F}."""
+    weights = getattr(getattr(predictor, "mixture", None), "weights", None)
+    out = {}
+    for spec in specs:
+        name, _, factor = spec.partition("=")
+        if weights is None or name not in weights.names:
+            raise SystemExit(f"--scale-weight: no fitted weight named {name!r} (have {weights.names if weights else []})")
+        try:
+            f = float(factor)
+        except ValueError:
+            raise SystemExit(f"--scale-weight expects NAME=FACTOR, got {spec!r}") from None
+        i = weights.names.index(name)
+        for row in [*weights.by_bucket, weights.overall]:
+            row[i] *= f
+        out[name] = f
+    return out
+
+
 def ratios(corpus: str, results: dict, menus) -> dict:
     """Same-run comparisons: the model against each baseline, each configuration against "before"."""
     from repl import keystrokes as ks
 
-    now, before = results[ks.NOW.name], results[ks.BEFORE.name]
+    now, before = results[ks.NOW.name], results.get(ks.BEFORE.name, results[ks.NOW.name])
     out: dict = {"bench": "keystrokes", "figure": "ratios", "corpus": corpus, "baseline_of_features": ks.BEFORE.name}
     for other in ("baseline", "presage"):
         if now.get(other):
@@ -138,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--compare", choices=("model", "all"), default="model",
                    help="run the feature-by-feature comparison for the model only (default) or for all three")
+    p.add_argument("--scale-weight", action="append", metavar="NAME=F", help="multiply a fitted mixture weight by F (repeatable)")
+    p.add_argument("--only-now", action="store_true", help="type only with the REPL as it is (no feature comparison)")
     args = p.parse_args(argv)
     emit(machine_info("keystrokes", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS")))
     ok = True
