@@ -46,15 +46,32 @@ class Term:
                 return seen
             if time.time() > deadline or eof:
                 raise AssertionError(f"never saw {pattern!r}; output since last match:\n{clean[self.pos:][-3000:]}")
-            try:
-                chunk = self.child.read_nonblocking(100000, timeout=0.2)
-                if "\x1b[6n" in chunk:  # answer cursor-position requests, as a terminal does
-                    self.child.send("\x1b[1;1R" * chunk.count("\x1b[6n"))
-                self.text += chunk
-            except pexpect.TIMEOUT:
-                pass
-            except pexpect.EOF:
-                eof = True
+            eof = not self._read()
+
+    def printed(self, pattern: str, timeout: float = 30) -> bool:
+        """Wait up to ``timeout`` for ``pattern`` anywhere in everything printed (the next
+        expect still starts where it did): prompt_toolkit redraws only what changed, so a
+        toolbar label may come before or after the line that prompted it."""
+        deadline = time.time() + timeout
+        while not re.search(pattern, ANSI.sub("", self.text), re.S):
+            if time.time() > deadline:
+                return False
+            if not self._read():
+                return bool(re.search(pattern, ANSI.sub("", self.text), re.S))
+        return True
+
+    def _read(self) -> bool:
+        """Add what the child printed in the next 0.2 s to ``text``; False at end of file."""
+        try:
+            chunk = self.child.read_nonblocking(100000, timeout=0.2)
+            if "\x1b[6n" in chunk:  # answer cursor-position requests, as a terminal does
+                self.child.send("\x1b[1;1R" * chunk.count("\x1b[6n"))
+            self.text += chunk
+        except pexpect.TIMEOUT:
+            pass
+        except pexpect.EOF:
+            return False
+        return True
 
     def quit_with(self, keys: str) -> int:
         self.child.send(keys)
