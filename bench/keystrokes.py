@@ -139,11 +139,14 @@ def ratios(corpus: str, results: dict, menus) -> dict:
     """Same-run comparisons: the model against each baseline, each configuration against "before"."""
     from repl import keystrokes as ks
 
-    now, before = results[ks.NOW.name], results.get(ks.BEFORE.name, results[ks.NOW.name])
-    out: dict = {"bench": "keystrokes", "figure": "ratios", "corpus": corpus, "baseline_of_features": ks.BEFORE.name}
+    now, before = results[ks.NOW.name], results.get(ks.BEFORE.name)
+    out: dict = {"bench": "keystrokes", "figure": "ratios", "corpus": corpus}
     for other in ("baseline", "presage"):
         if now.get(other):
             out[f"model_over_{other}"] = {str(m): round(now["model"][str(m)] / now[other][str(m)], 4) for m in menus}
+    if before is None:  # --only-now: no configuration to compare with
+        return out
+    out["baseline_of_features"] = ks.BEFORE.name
     out["over_before"] = {}
     for name, res in results.items():
         for pred in ("model", "baseline", "presage"):

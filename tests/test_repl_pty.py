@@ -53,12 +53,13 @@ class Term:
         expect still starts where it did): prompt_toolkit redraws only what changed, so a
         toolbar label may come before or after the line that prompted it."""
         deadline = time.time() + timeout
-        while not re.search(pattern, ANSI.sub("", self.text), re.S):
-            if time.time() > deadline:
+        eof = False
+        while True:
+            if re.search(pattern, ANSI.sub("", self.text), re.S):
+                return True
+            if time.time() > deadline or eof:
                 return False
-            if not self._read():
-                return bool(re.search(pattern, ANSI.sub("", self.text), re.S))
-        return True
+            eof = not self._read()
 
     def _read(self) -> bool:
         """Add what the child printed in the next 0.2 s to ``text``; False at end of file."""
