@@ -20,11 +20,13 @@ training word, and over Presage (trigram database from the same training text), 
 Output: JSON lines on stdout, the first describing the machine. Progress goes to stderr.
 
     python bench/keystrokes.py [--corpus NAME ...] [--tokens 3000] [--menus 1,3,5,10] [--compare model|all]
-                               [--scale-weight NAME=F ...] [--only-now]
+                               [--scale-weight NAME=F ...] [--only-now] [--partner ARCH]
 
 ``--scale-weight lstm=2`` multiplies that component's fitted mixture weight by F in every
 n-gram bucket (the rows are renormalised when used), to measure whether weights fitted for
 likelihood also place words best in the menu; ``--only-now`` runs only the REPL as it is.
+``--partner stream`` adds the cached stream-arch model of the same corpus and split to the
+mixture as a second network (``lstm2``), its weights refitted on the validation split.
 """
 from __future__ import annotations
 
@@ -85,15 +87,19 @@ def bench_corpus(corpus: str, args) -> dict:
     from repl import keystrokes as ks
     from repl.evaluate import validation_tokens
 
+    from repl.models import partner_bundle
+
     bundle = load(corpus, args.valid_fraction)
-    predictor = Predictor(bundle)
+    partner = partner_bundle(bundle, args.partner)
+    predictor = Predictor(bundle, partner=partner)
     scaled = scale_weights(predictor, args.scale_weight or [])
     tokens = validation_tokens(bundle)[: args.tokens]
     menus = ks.parse_menus(args.menus)
     emit({"bench": "keystrokes", "figure": "model", "corpus": corpus, "path": str(bundle.path), "arch": bundle.config.arch,
           "context": bundle.config.context, "lstm_vocab": len(bundle.vocab), "predictor_vocab": len(predictor.vocab),
           "components": predictor.components() if hasattr(predictor, "components") else ["lstm"], "tokens_typed": len(tokens),
-          "weight_scale": scaled})
+          "weight_scale": scaled, "partner": None if partner is None else {"path": str(partner.path), "arch": partner.config.arch},
+          "weights": predictor.mixture.weights.to_dict()["overall"] if predictor.mixture.weights else None})
     everyone, model_only = configurations(args.compare)
     if args.only_now:
         everyone, model_only = [ks.NOW], []
@@ -171,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the feature-by-feature comparison for the model only (default) or for all three")
     p.add_argument("--scale-weight", action="append", metavar="NAME=F", help="multiply a fitted mixture weight by F (repeatable)")
     p.add_argument("--only-now", action="store_true", help="type only with the REPL as it is (no feature comparison)")
+    p.add_argument("--partner", metavar="ARCH", help="add the cached ARCH model of the corpus as the lstm2 component (e.g. stream)")
     args = p.parse_args(argv)
     emit(machine_info("keystrokes", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS")))
     ok = True

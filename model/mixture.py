@@ -39,6 +39,8 @@ from model.vocab import Vocab
 ORDER = 5
 CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
 COMPONENTS = ("lstm", "ngram", "cache", "ncache")
+PARTNER = "lstm2"  # a second network (another bundle of the same text and split), when one is attached
+ALL = COMPONENTS + (PARTNER,)
 NCACHE_TOKENS = 500  # positions the neural cache compares the current state with
 NCACHE_THETAS = (0.1, 0.3, 1.0)  # sharpness values tried when the weights are fitted
 NCACHE_THETA = 0.3  # used when a bundle's weights carry none
@@ -317,8 +319,10 @@ class Mixture:
         neural: NeuralComponent | None,
         weights: Weights | None,
         cache: CacheComponent | None = None,
+        partner: NeuralComponent | None = None,
     ):
         self.words = words
+        self.partner = partner
         self.corpus_size = len(words)  # ids below this are training words
         self.ngram = ngram
         self.neural = neural
@@ -330,13 +334,13 @@ class Mixture:
         self.states: list[np.ndarray] = []
         self.targets: list[int] = []
         self.version = 0  # bumped whenever the history changes (distribution caches key on it)
-        self.active: list[str] = [n for n in COMPONENTS if self.available(n)]
+        self.active: list[str] = [n for n in ALL if self.available(n)]
 
     def fresh(self) -> "Mixture":
         """The same components and weights with an empty cache and the corpus's vocabulary
         (for scoring a text from scratch)."""
         words = Vocab(list(self.words.tokens[: self.corpus_size]), list(self.words.counts[: self.corpus_size]))
-        other = Mixture(words, self.ngram, self.neural, self.weights, CacheComponent(self.cache.size))
+        other = Mixture(words, self.ngram, self.neural, self.weights, CacheComponent(self.cache.size), self.partner)
         other.ncache = NeuralCacheComponent(self.ncache.theta, self.ncache.size)
         other.active = list(self.active)
         return other
@@ -348,40 +352,41 @@ class Mixture:
             "ngram": self.ngram is not None,
             "cache": True,
             "ncache": self.neural is not None,
+            PARTNER: self.partner is not None,
         }.get(name, False)
 
     def set_active(self, names: Sequence[str]) -> list[str]:
         from model.errors import StoryError
 
         names = [n.strip().lower() for n in names if n.strip()]
-        bad = [n for n in names if n not in COMPONENTS]
+        bad = [n for n in names if n not in ALL]
         if bad:
-            raise StoryError(f"unknown component {bad[0]!r}; choose from {', '.join(COMPONENTS)}")
+            raise StoryError(f"unknown component {bad[0]!r}; choose from {', '.join(COMPONENTS)} (and {PARTNER} with --partner)")
         missing = [n for n in names if not self.available(n)]
         if missing:
             raise StoryError(f"the {missing[0]} component is not available for this model")
         if not names:
             raise StoryError(f"give at least one component of {', '.join(COMPONENTS)}")
-        self.active = [n for n in COMPONENTS if n in names]
+        self.active = [n for n in ALL if n in names]
         self.version += 1
         return self.active
 
     def weight_row(self, bucket: int, live: bool | Sequence[str] = True) -> np.ndarray:
-        """Weights of the components in ``COMPONENTS`` order for this context. ``live`` names
+        """Weights of the components in ``ALL`` order for this context. ``live`` names
         the components that can answer now (True: all; a cache with no text cannot); the
         others' weight is shared out."""
         active = [n for n in self.active if live is True or n in live]
         if not active:
             active = [n for n in self.active if n not in ("cache", "ncache")] or list(self.active)
         if self.weights is None:
-            w = np.asarray([1.0 if n in active else 0.0 for n in COMPONENTS])
+            w = np.asarray([1.0 if n in active else 0.0 for n in ALL])
             others = len([n for n in active if n not in ("cache", "ncache")])
-            for k, n in enumerate(COMPONENTS):
+            for k, n in enumerate(ALL):
                 if n in ("cache", "ncache") and n in active and others:
                     w[k] = 0.1 * others
             return w / w.sum()
         row = self.weights.row(bucket, active)
-        return np.asarray([row[self.weights.names.index(n)] if n in self.weights.names else 0.0 for n in COMPONENTS])
+        return np.asarray([row[self.weights.names.index(n)] if n in self.weights.names else 0.0 for n in ALL])
 
     # ---- the user's text ----------------------------------------------------------------
     def word_id(self, token: str, add: bool = False) -> int | None:
@@ -426,6 +431,8 @@ class Mixture:
             out["ngram"] = _pad(ng, total)
         if self.neural is not None:
             out["lstm"] = _pad(self.neural.distribution(ids, ng), total)
+        if self.partner is not None:
+            out[PARTNER] = _pad(self.partner.distribution(ids, ng), total)
         hist = (self.history + [int(i) for i in ids]) if with_history else [int(i) for i in ids]
         c = self.cache.distribution(hist, total)
         if c is not None:
@@ -451,7 +458,7 @@ class Mixture:
         w = self.weight_row(self.bucket(ids), list(parts))
         total = len(self.words)
         p = np.zeros(total, np.float64)
-        for k, name in enumerate(COMPONENTS):
+        for k, name in enumerate(ALL):
             if w[k] > 0 and name in parts:
                 p += w[k] * parts[name]
         s = p.sum()
@@ -473,14 +480,13 @@ def stream_ids(mix: Mixture, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndar
     return ids, ids < mix.corpus_size
 
 
-def _network_pass(mix: Mixture, ids: np.ndarray, batch: int, keep: bool = True):
+def _network_pass(neural: NeuralComponent, ids: np.ndarray, batch: int, keep: bool = True):
     """The network run over every position's window, batched over the distinct windows:
     ((the (probabilities, state) of each distinct window when ``keep``, the window row of
     each position), states by position, ids as int64, picks). Without ``keep`` no distribution is kept (a few thousand of them over a large
     vocabulary are gigabytes); ``picks[i]`` holds instead what the true word's score needs:
     the LSTM's probability of ``ids[i]`` (through its vocabulary), of ``<unk>``, and the mass
     of the words it shares with the full vocabulary."""
-    neural = mix.neural
     n = len(ids)
     slot: dict = {}
     row_of = np.zeros(n, np.int64)  # the neural cache remembers every position, scored or not
@@ -517,20 +523,24 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
     n-gram bucket of each position and, with ``ranks``, the 0-based rank of the true word
     under the mixture's active components and under the n-gram alone."""
     n = len(ids)
-    names = [c for c in COMPONENTS if mix.available(c)]
+    names = [c for c in ALL if mix.available(c)]
     pos = [i for i in range(1, n) if scored[i]]
     total = len(mix.words)
     probs = {c: np.zeros(len(pos)) for c in names}
     buckets, rank_mix, rank_ng = (np.zeros(len(pos), np.int64) for _ in range(3))
     (wins, row_of), feats, targets, picks = (
-        _network_pass(mix, ids, batch, keep=ranks) if mix.neural is not None else (([], None), None, None, None)
+        _network_pass(mix.neural, ids, batch, keep=ranks) if mix.neural is not None else (([], None), None, None, None)
     )
+    partner = mix.partner
+    (wins2, row_of2), _, _, picks2 = _network_pass(partner, ids, batch, keep=ranks) if partner is not None else (([], None), None, None, None)
     counts, window, neural = np.zeros(total, np.float64), [], mix.neural
     kn = mix.ngram.kn if mix.ngram is not None else None
-    if neural is not None and kn is not None and neural.unk is not None and not ranks:
-        missing = np.zeros(kn.vocab_size, bool)
-        missing[: len(neural.missing)] = neural.missing
-        base_missing = float(kn._base[missing].sum())
+    lacking = {}  # network name -> (mask of the full-vocabulary words it lacks, their unigram base mass)
+    for name, net in (("lstm", neural), (PARTNER, partner)):
+        if net is not None and kn is not None and net.unk is not None and not ranks:
+            missing = np.zeros(kn.vocab_size, bool)
+            missing[: len(net.missing)] = net.missing
+            lacking[name] = (missing, float(kn._base[missing].sum()))
     j = 0
     for i in range(1, n):
         prev = int(ids[i - 1])
@@ -554,17 +564,9 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
         if not ranks:  # the true word's probability only: O(order) per position, no full distribution
             if kn is not None:
                 probs["ngram"][j] = kn.prob(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], y)
-            if neural is not None:
-                p_true, p_unk, p_known = picks[i]
-                if not neural.missing[y]:
-                    probs["lstm"][j] = p_true
-                elif kn is not None:
-                    share = kn.mass(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], missing, base_missing)
-                    probs["lstm"][j] = p_unk * probs["ngram"][j] / share if share > 0 else 0.0
-                else:
-                    probs["lstm"][j] = p_unk / max(1, int(neural.missing.sum()))
-                if neural.unk is None or not neural.missing.any():
-                    probs["lstm"][j] /= max(float(p_known), 1e-300)
+            for name, net, pk in (("lstm", neural, picks), (PARTNER, partner, picks2)):
+                if net is not None:
+                    probs[name][j] = _network_prob(net, pk[i], y, ctx, kn, probs["ngram"][j] if kn is not None else 0.0, lacking.get(name))
             j += 1
             continue
         parts: dict[str, np.ndarray] = {}
@@ -576,11 +578,13 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
             parts["lstm"] = _pad(neural.spread(pl, ng), total)
             nc = mix.ncache.distribution(feats[i], feats[lo:i], targets[lo:i], total) if i > lo else None
             parts["ncache"] = nc if nc is not None else np.full(total, 1.0 / total)
+        if partner is not None:
+            parts[PARTNER] = _pad(partner.spread(wins2[row_of2[i]][0], ng), total)
         parts["cache"] = smooth_cache(counts, len(window))
         for c in names:
             probs[c][j] = parts[c][y]
         w = mix.weight_row(int(buckets[j]), live_at(i))
-        p = sum(w[k] * parts[c] for k, c in enumerate(COMPONENTS) if c in parts and w[k] > 0)
+        p = sum(w[k] * parts[c] for k, c in enumerate(ALL) if c in parts and w[k] > 0)
         rank_mix[j] = _rank(p, y)
         if ng is not None:
             rank_ng[j] = _rank(parts["ngram"], y)
@@ -594,7 +598,25 @@ def score_stream(mix: Mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool 
 def live_at(i: int) -> tuple[str, ...]:
     """The components that can answer at position ``i`` of a scored text: the neural cache
     needs one earlier (state, word) pair, so not at the second word."""
-    return COMPONENTS if i > 1 else tuple(c for c in COMPONENTS if c != "ncache")
+    return ALL if i > 1 else tuple(c for c in ALL if c != "ncache")
+
+
+def _network_prob(neural: NeuralComponent, pick: np.ndarray, y: int, ctx: np.ndarray, kn, p_ngram: float, lacking) -> float:
+    """A network's probability of the full-vocabulary word ``y`` from its ``picks`` row (see
+    :func:`_network_pass`): its own probability of the word, or, for a word it lacks, its
+    ``<unk>`` probability times the n-gram's share of that word among the words it lacks."""
+    p_true, p_unk, p_known = pick
+    if not neural.missing[y]:
+        p = p_true
+    elif kn is not None and lacking is not None:
+        missing, base_missing = lacking
+        share = kn.mass(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], missing, base_missing)
+        p = p_unk * p_ngram / share if share > 0 else 0.0
+    else:
+        p = p_unk / max(1, int(neural.missing.sum()))
+    if neural.unk is None or not neural.missing.any():
+        p /= max(float(p_known), 1e-300)
+    return float(p)
 
 
 def _rank(p: np.ndarray, y: int) -> int:
@@ -611,7 +633,7 @@ def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> 
         res = score_stream(mix, ids, known)
     finally:  # held-out words must not join the model's vocabulary
         mix.words = Vocab(saved[0], saved[1])
-    names = [c for c in COMPONENTS if mix.available(c)]
+    names = [c for c in ALL if mix.available(c)]
     theta = mix.ncache.theta
     if "ncache" in names and len(res["positions"]) > 1:  # the neural cache's sharpness, by likelihood
         best = None
@@ -736,10 +758,56 @@ def read_extras(bundle) -> tuple[Vocab, KneserNey, Weights] | None:
     return words, kn, weights
 
 
-def load_mixture(bundle) -> Mixture:
+def load_mixture(bundle, partner=None) -> Mixture:
     """The bundle's mixture. An older bundle without components gets them built from its
     training text (and saved into it when it can be written); without that text, the LSTM
-    alone over its own vocabulary."""
+    alone over its own vocabulary. ``partner``: another bundle of the same text and split
+    whose network joins as the ``lstm2`` component (:func:`attach_partner`)."""
+    mix = _load_mixture(bundle)
+    if partner is not None:
+        attach_partner(mix, bundle, partner)
+    return mix
+
+
+def attach_partner(mix: Mixture, bundle, other) -> None:
+    """Add ``other``'s network to ``mix`` as the ``lstm2`` component and refit every weight
+    by EM on the same held-out text as the bundle's own (a few seconds; not saved).
+
+    Two networks of different recipes (the windowed LSTM and the stream LSTM, say) make
+    different errors, so their mixture beats either (``bench/keystrokes.py --partner``)."""
+    from model.corpus import read_corpus
+    from model.errors import StoryError
+    from model.numpy_net import Network
+
+    if mix.neural is None or mix.ngram is None:
+        raise StoryError(f"{bundle.path}: a partner network needs a model with its n-gram and network")
+    if str(other.path) == str(bundle.path):
+        raise StoryError("the partner is the model itself; give another recipe (e.g. --partner stream)")
+    mine, theirs = dict(bundle.info.get("corpus") or {}), dict(other.info.get("corpus") or {})
+    same = (
+        mine.get("sha256")
+        and mine.get("sha256") == theirs.get("sha256")
+        and float(bundle.config.valid_fraction or 0) == float(other.config.valid_fraction or 0)
+        and bool(bundle.config.keep_case) == bool(other.config.keep_case)
+    )
+    if not same:
+        raise StoryError(f"{other.path}: the partner was not trained on the same text, split and case as {bundle.path}")
+    try:
+        corpus = read_corpus(mine["path"], keep_case=bool(bundle.config.keep_case))
+    except StoryError as e:
+        raise StoryError(f"a partner network needs the training text to refit the weights: {e}") from None
+    if corpus.sha256 != mine["sha256"]:
+        raise StoryError(f"{mine['path']} changed since the model was trained; retrain it to use a partner network")
+    mix.partner = NeuralComponent(Network(other.config, other.weights), other.vocab, mix.words, int(other.config.context))
+    mix.partner.name = PARTNER
+    train, valid = training_split(corpus, bundle.config.valid_fraction)
+    heldout, where = heldout_for_weights(train, valid)
+    mix.active = [n for n in ALL if mix.available(n)]
+    mix.weights = fit_mixture_weights(mix, heldout, where)
+    mix.version += 1
+
+
+def _load_mixture(bundle) -> Mixture:
     from model.numpy_net import Network
 
     saved = read_extras(bundle)

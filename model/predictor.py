@@ -40,12 +40,14 @@ class Predictor:
 
     ``vocab`` is the full vocabulary; ``lstm_vocab`` the network's own (maybe capped) one."""
 
-    def __init__(self, bundle: Bundle, mixture: Mixture | None = None):
+    def __init__(self, bundle: Bundle, mixture: Mixture | None = None, partner: Bundle | None = None):
+        """``partner``: another bundle of the same text and split, whose network joins the
+        mixture as the ``lstm2`` component (its weights refitted at load)."""
         self.bundle = bundle
         self.config: Config = bundle.config
         self.context: int = int(bundle.config.context)
         self.keep_case = bool(bundle.config.keep_case)
-        self.mixture = mixture if mixture is not None else load_mixture(bundle)
+        self.mixture = mixture if mixture is not None else load_mixture(bundle, partner)
         self.vocab: Vocab = self.mixture.words
         self.lstm_vocab: Vocab = bundle.vocab
         self.net = self.mixture.neural.net if self.mixture.neural is not None else Network(bundle.config, bundle.weights)

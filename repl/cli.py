@@ -61,7 +61,15 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
         "--components", metavar="LIST", help="the predictor's parts to use: any of lstm,ngram,cache,ncache (default: all)"
     )
     p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
+    add_partner_arg(p)
     add_config_args(p)
+
+
+def add_partner_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--partner", metavar="ARCH|DIR",
+        help="a second network in the mixture (component lstm2): the cached model of this corpus with that arch (e.g. stream), or a model directory",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +127,7 @@ def repl_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", metavar="PATH", help="corpus to load or train (default belling_the_cat)")
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_partner_arg(p)
     add_config_args(p)
     return p
 

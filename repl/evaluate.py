@@ -120,7 +120,7 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
     tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
     (positions x (lstm, ngram, cache)), and with ``ranks`` the 0-based ranks ``rank``
     (mixture) and ``rank_ngram``."""
-    from model.mixture import COMPONENTS, live_at, score_stream, stream_ids
+    from model.mixture import ALL as COMPONENTS, live_at, score_stream, stream_ids
 
     mix = predictor.mixture.fresh()
     ids, known = stream_ids(mix, list(tokens))
@@ -177,7 +177,7 @@ def evaluate_text(
 
     ``predictor`` reuses a loaded :class:`model.predictor.Predictor` (its active components
     are the ones scored; its cache is not used: scoring starts from an empty one)."""
-    from model.mixture import COMPONENTS, ORDER
+    from model.mixture import ALL as COMPONENTS, ORDER
     from model.predictor import Predictor
 
     order = _check_order(order)

@@ -8,6 +8,7 @@ import json
 import sys
 import signal
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -146,11 +147,37 @@ def parse_components(text: str | None) -> list[str] | None:
     return [p for p in text.replace(",", " ").split() if p]
 
 
+def partner_bundle(bundle, spec: str | None):
+    """The bundle ``--partner SPEC`` names for ``bundle``: a saved model directory, or an arch
+    whose cached model of the same corpus and held-out split is used; None without SPEC."""
+    from model import store
+    from model.bundle import load_bundle
+    from model.config import ARCHS, Config
+
+    if not spec:
+        return None
+    if spec not in ARCHS:
+        if not Path(spec).is_dir():
+            raise StoryError(f"--partner expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {spec!r}")
+        return load_bundle(spec)
+    corpus = dict(bundle.info.get("corpus") or {}).get("path")
+    if not corpus:
+        raise StoryError(f"{bundle.path} does not record its corpus; give --partner a model directory")
+    vf = float(bundle.config.valid_fraction or 0)
+    config = Config().replace(arch=spec, valid_fraction=vf)
+    other = store.cached(Path(corpus), config.replace(keep_case=True) if bundle.config.keep_case else config)
+    if other is None:
+        flag = f" --valid-fraction {vf:g}" if vf else ""
+        raise StoryError(f"no cached {spec} model for {Path(corpus).name}; train it first: story-repl train {corpus} --arch {spec}{flag}")
+    return other
+
+
 def make_predictor(bundle, args: argparse.Namespace | None = None):
-    """The predictor over ``bundle``, with the components ``--components`` names switched on."""
+    """The predictor over ``bundle``, with the components ``--components`` names switched on
+    and the network ``--partner`` names in the mixture."""
     from model.predictor import Predictor
 
-    pred = Predictor(bundle)
+    pred = Predictor(bundle, partner=partner_bundle(bundle, getattr(args, "partner", None)))
     names = parse_components(getattr(args, "components", None)) if args is not None else None
     if names is not None:
         pred.components(names)

@@ -114,6 +114,7 @@ class Session:
         self._lock = threading.Lock()
         self.writing: list[str] = []  # tokens the user wrote with this corpus (the cache's text)
         self.writing_sha = ""
+        self.partner_spec: str | None = None  # --partner: a second network for the mixture
 
     # ---- output ---------------------------------------------------------------------
     def console(self, file=None) -> Console:
@@ -141,8 +142,20 @@ class Session:
         self.out(render.error(message))
 
     # ---- model ------------------------------------------------------------------------
-    def set_bundle(self, bundle: Bundle) -> None:
-        pred = Predictor(bundle)
+    def set_bundle(self, bundle: Bundle, strict: bool = False) -> None:
+        """Use ``bundle``'s predictor (with the ``--partner`` network when one is cached for it;
+        without ``strict``, a missing partner is a notice and the model is used alone)."""
+        from repl.models import partner_bundle
+
+        partner = None
+        try:
+            partner = partner_bundle(bundle, self.partner_spec)
+            pred = Predictor(bundle, partner=partner)
+        except StoryError as e:
+            if strict or self.partner_spec is None:
+                raise
+            self.out(render.notice(f"without the partner network: {e}", "yellow"))
+            pred = Predictor(bundle)
         self.set_predictor(pred, bundle.corpus_sha256)
         self.bundle = bundle
         self.last_history = dict(bundle.metrics.get("history") or {})
@@ -718,12 +731,14 @@ def components_line(pred: Predictor | None) -> str:
 
 def component_rows(pred: Predictor) -> list[tuple[str, str, str, str]]:
     """(component, state, weight, held-out perplexity) rows for :components and :info."""
-    from model.mixture import COMPONENTS
+    from model.mixture import ALL, PARTNER
 
     mix = pred.mixture
     w = mix.weights
     rows = []
-    for k, name in enumerate(COMPONENTS):
+    for k, name in enumerate(ALL):
+        if name == PARTNER and not mix.available(name):
+            continue  # only with --partner
         if not mix.available(name):
             state = "training" if name == "lstm" else "not available"
             rows.append((name, state, "", ""))
@@ -756,6 +771,7 @@ def run_session(args) -> int:
     config = config_from(args)
     session = Session(args.corpus or DEFAULT_CORPUS, config, debug=args.debug)
     session.encoding = getattr(args, "encoding", None) or "utf-8"
+    session.partner_spec = getattr(args, "partner", None)
     if args.model:
         bundle = load_bundle(args.model)
         session.config = bundle.config
@@ -775,5 +791,5 @@ def run_session(args) -> int:
             note = result.vocab.unk_note() if result is not None else None
             if note:
                 con.print(render.notice(note, "dim"))
-    session.set_bundle(bundle)
+    session.set_bundle(bundle, strict=True)
     return session.loop()

@@ -1,0 +1,107 @@
+"""A second network in the mixture (``--partner``): the lstm2 component, on tiny real models."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.bundle import load_bundle, save_result
+from model.config import Config
+from model.corpus import read_corpus
+from model.errors import StoryError
+from model.mixture import PARTNER, score_stream, stream_ids
+from model.predictor import Predictor
+from repl import evaluate
+from repl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT = ROOT / "corpora" / "belling_the_cat.txt"
+TINY = dict(units=32, embedding_dim=16, epochs=30, min_count=2, valid_fraction=0.25)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORY_REPL_HOME", str(tmp_path / "home"))
+    evaluate.BaselineCache.clear()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The windowed LSTM and the stream LSTM of one text and split, and one of another split."""
+    from model.train import train
+
+    tmp = tmp_path_factory.mktemp("partner")
+    corpus = tmp / "cat.txt"
+    shutil.copyfile(CAT, corpus)
+    text = read_corpus(corpus)
+    main_path = save_result(train(text, Config(**TINY)), tmp / "lstm")
+    stream_path = save_result(train(text, Config(**{**TINY, "arch": "stream", "epochs": 20})), tmp / "stream")
+    other_split = save_result(train(text, Config(**{**TINY, "valid_fraction": 0.4, "epochs": 5})), tmp / "other")
+    return main_path, stream_path, other_split
+
+
+def test_the_partner_joins_the_mixture_with_refitted_weights(pair):
+    main_path, stream_path, _ = pair
+    alone = Predictor(load_bundle(main_path))
+    both = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
+    assert PARTNER not in alone.components()
+    assert both.components() == ["lstm", "ngram", "cache", "ncache", PARTNER]
+    w = both.mixture.weights
+    assert PARTNER in w.names and w.fitted_on == "validation split"
+    assert all(abs(sum(row) - 1) < 1e-9 for row in w.by_bucket)
+    assert w.overall[w.names.index(PARTNER)] > 0.01
+    # Same vocabulary; a proper distribution over it.
+    assert both.vocab.tokens == alone.vocab.tokens
+    ids, _ = both.encode(both.tokenize("the mice had a general"))
+    p = both.distribution(ids)
+    assert p.shape == (len(both.vocab),) and p.sum() == pytest.approx(1.0) and (p > 0).all()
+    # EM over a superset of the components fits the held-out text at least as well (up to
+    # the weight floor and the per-bucket pull toward the overall weights).
+    assert w.perplexity["mixture"] <= alone.mixture.weights.perplexity["mixture"] * 1.02
+    # The partner's own distribution is the stream network's, spread over the full vocabulary.
+    part = both.mixture.parts(ids)[PARTNER]
+    assert part.sum() == pytest.approx(1.0)
+    assert not np.allclose(part, both.mixture.parts(ids)["lstm"])
+
+
+def test_fast_and_full_scoring_agree_for_the_partner(pair):
+    main_path, stream_path, _ = pair
+    pred = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
+    tokens = pred.tokenize(CAT.read_text(encoding="utf-8"))[-100:] + ["zorblat", "the", "mice"]
+    mix = pred.mixture.fresh()
+    assert mix.partner is pred.mixture.partner
+    ids, known = stream_ids(mix, tokens)
+    fast = score_stream(mix, ids, known, ranks=False)
+    full = score_stream(mix, ids, known, ranks=True)
+    np.testing.assert_allclose(fast["probs"][PARTNER], full["probs"][PARTNER], rtol=1e-6, atol=1e-12)
+
+
+def test_eval_reports_the_partner_and_reproduces_it_alone(pair, capsys):
+    main_path, stream_path, _ = pair
+
+    def run(*extra):
+        assert main(["eval", "--valid", "--model", str(main_path), "--partner", str(stream_path), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    out = run()
+    assert set(out["components"]) == {"lstm", "ngram", "cache", "ncache", PARTNER}
+    assert sum(c["weight"] for c in out["components"].values()) == pytest.approx(1.0)
+    alone = run("--components", PARTNER)
+    assert alone["active"] == [PARTNER]
+    assert alone["perplexity"] == pytest.approx(out["components"][PARTNER]["perplexity"], rel=1e-9)
+
+
+def test_a_partner_of_another_split_or_a_bad_spec_is_a_one_line_error(pair, capsys):
+    main_path, _, other_split = pair
+    with pytest.raises(StoryError, match="not trained on the same text, split and case"):
+        Predictor(load_bundle(main_path), partner=load_bundle(other_split))
+    with pytest.raises(StoryError, match="the partner is the model itself"):
+        Predictor(load_bundle(main_path), partner=load_bundle(main_path))
+    for spec, message in ((str(other_split), "not trained on the same text"), ("nonsense", "--partner expects an arch"),
+                          ("stream", "no cached stream model for cat.txt; train it first")):
+        assert main(["predict", "the mice", "--model", str(main_path), "--partner", spec]) != 0
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
