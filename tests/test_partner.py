@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -105,3 +106,33 @@ def test_a_partner_of_another_split_or_a_bad_spec_is_a_one_line_error(pair, caps
         assert main(["predict", "the mice", "--model", str(main_path), "--partner", spec]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
+    import pexpect
+
+    from test_repl_pty import ANSI, Term
+
+    main_path, stream_path, _ = pair
+    t = Term(tmp_path / "home", "--model", str(main_path), "--partner", str(stream_path))
+    try:
+        t.expect(r"›", timeout=120)
+        t.send(":components\r")
+        screen = t.expect(r"mixture\s+lstm\+ngram\+cache\+ncache\+lstm2", timeout=60)
+        assert re.search(r"lstm2\s+on\s+0\.\d{3}", screen), screen
+        t.send("the mice had a gen")
+        screen = t.expect(r"general\s+\d+\.\d%", timeout=60)
+        assert "general" in screen
+        t.send("\x15")
+        assert t.quit_with("\x04") == 0
+    finally:
+        t.close()
+    bad = Term(tmp_path / "home", "--model", str(main_path), "--partner", "nonsense")
+    try:
+        bad.child.expect(pexpect.EOF, timeout=120)
+        bad.child.close()
+        out = ANSI.sub("", bad.child.before or "") + ANSI.sub("", bad.text)
+        assert bad.child.exitstatus != 0
+        assert "--partner expects an arch" in out and "Traceback" not in out
+    finally:
+        bad.close()
