@@ -24,7 +24,10 @@ Targets: mixture <= 0.80x Kneser-Ney and the LSTM component alone <= 0.95x. The 
 is 0 when every corpus meets them.
 
     python bench/quality.py [--corpus NAME ...] [--budget-seconds 600] [--valid-fraction 0.1]
-                            [--cached] [--set FIELD=VALUE ...] [--save DIR]
+                            [--cached] [--set FIELD=VALUE ...] [--save DIR] [--partner ARCH]
+
+``--partner stream`` adds the cached stream-arch model of the same corpus and split to the
+mixture as the ``lstm2`` component (its ratio is in ``components``).
 """
 from __future__ import annotations
 
@@ -156,7 +159,10 @@ def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
         bundle = load_bundle(save_result(result, target))
     metrics = bundle.metrics
     t0 = time.perf_counter()
-    pred = Predictor(bundle)
+    from repl.models import partner_bundle
+
+    partner = partner_bundle(bundle, args.partner)
+    pred = Predictor(bundle, partner=partner)
     _, valid = split_tokens(bundle, corpus)
     out = evaluate_text(bundle, valid, predictor=pred)
     eval_seconds = time.perf_counter() - t0
@@ -195,6 +201,7 @@ def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
         "stop_reason": metrics.get("stop_reason"),
         "eval_seconds": round(eval_seconds, 1),
         "recipe": bundle.config.to_dict(),
+        "partner": None if partner is None else {"path": str(partner.path), "recipe": partner.config.to_dict()},
     }
 
 
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a Config field")
     p.add_argument("--save", metavar="DIR", help="save each trained bundle under DIR/NAME (default: the model cache)")
+    p.add_argument("--partner", metavar="ARCH", help="add the cached ARCH model of the corpus to the mixture as lstm2 (e.g. stream)")
     args = p.parse_args(argv)
     if args.budget_seconds <= 0:
         raise SystemExit("--budget-seconds expects a positive number")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +14,10 @@ from model.corpus import read_corpus
 from model.errors import StoryError
 from model.mixture import PARTNER, score_stream, stream_ids
 from model.predictor import Predictor
-from repl import evaluate
 from repl.cli import main
+from test_mixture import CAT, _home  # noqa: F401  (the fresh home for every test)
 
-ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "corpora" / "belling_the_cat.txt"
 TINY = dict(units=32, embedding_dim=16, epochs=30, min_count=2, valid_fraction=0.25)
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STORY_REPL_HOME", str(tmp_path / "home"))
-    evaluate.BaselineCache.clear()
 
 
 @pytest.fixture(scope="module")
