@@ -17,6 +17,9 @@ words the user has written that the corpus never had (they get ids after the cor
 - ``ncache`` (:class:`NeuralCacheComponent`): a neural cache over the same text: the words
   that followed the recent LSTM states most like the current one (``bench/cache.py`` measured
   it against the unigram cache; the mixture keeps both, weighted by EM).
+- ``lstm2`` (optional, :func:`attach_partner`): a second network, from another bundle of the
+  same text and split (the stream arch beside the windowed one, say), spread over the full
+  vocabulary as ``lstm`` is. The neural cache stays on the first network's states.
 
 The weights are fitted by EM on held-out text (the validation split, or the last tenth of
 the training text when there is none) and depend on the context: one weight vector per

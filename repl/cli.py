@@ -58,7 +58,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument(
-        "--components", metavar="LIST", help="the predictor's parts to use: any of lstm,ngram,cache,ncache (default: all)"
+        "--components", metavar="LIST", help="the predictor's parts to use: any of lstm,ngram,cache,ncache, and lstm2 with --partner (default: all)"
     )
     p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
     add_partner_arg(p)
