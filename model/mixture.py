@@ -774,7 +774,10 @@ def load_mixture(bundle, partner=None) -> Mixture:
 
 def attach_partner(mix: Mixture, bundle, other) -> None:
     """Add ``other``'s network to ``mix`` as the ``lstm2`` component and refit every weight
-    by EM on the same held-out text as the bundle's own (a few seconds; not saved).
+    by EM on the same held-out text as the bundle's own. The refit takes seconds on a book
+    (25 s for tinyshakespeare here), so its weights are kept in ``$STORY_REPL_HOME/partners/``
+    under a digest of both networks and of the bundle's saved components; the next load reads
+    them back (an unreadable file is refitted and rewritten).
 
     Two networks of different recipes (the windowed LSTM and the stream LSTM, say) make
     different errors, so their mixture beats either (``bench/keystrokes.py --partner``)."""
@@ -795,19 +798,67 @@ def attach_partner(mix: Mixture, bundle, other) -> None:
     )
     if not same:
         raise StoryError(f"{other.path}: the partner was not trained on the same text, split and case as {bundle.path}")
-    try:
-        corpus = read_corpus(mine["path"], keep_case=bool(bundle.config.keep_case))
-    except StoryError as e:
-        raise StoryError(f"a partner network needs the training text to refit the weights: {e}") from None
-    if corpus.sha256 != mine["sha256"]:
-        raise StoryError(f"{mine['path']} changed since the model was trained; retrain it to use a partner network")
     mix.partner = NeuralComponent(Network(other.config, other.weights), other.vocab, mix.words, int(other.config.context))
     mix.partner.name = PARTNER
-    train, valid = training_split(corpus, bundle.config.valid_fraction)
-    heldout, where = heldout_for_weights(train, valid)
     mix.active = [n for n in ALL if mix.available(n)]
-    mix.weights = fit_mixture_weights(mix, heldout, where)
+    saved = partner_weights_path(bundle, other)
+    weights = _read_weights(saved, mix)
+    if weights is None:
+        try:
+            corpus = read_corpus(mine["path"], keep_case=bool(bundle.config.keep_case))
+        except StoryError as e:
+            raise StoryError(f"a partner network needs the training text to fit the weights: {e}") from None
+        if corpus.sha256 != mine["sha256"]:
+            raise StoryError(f"{mine['path']} changed since the model was trained; retrain it to use a partner network")
+        train, valid = training_split(corpus, bundle.config.valid_fraction)
+        heldout, where = heldout_for_weights(train, valid)
+        weights = fit_mixture_weights(mix, heldout, where)
+        _write_weights(saved, weights)
+    mix.weights = weights
+    mix.ncache.theta = float(weights.theta)
     mix.version += 1
+
+
+def partner_weights_path(bundle, other):
+    """Where the weights of ``bundle`` with ``other`` as partner are kept: a digest of both
+    networks' weights and of the bundle's n-gram, vocabulary and own weights."""
+    import hashlib
+
+    from model.home import home
+
+    h = hashlib.sha256()
+    for b, names in ((bundle, ("weights.npz", "words.json", "ngram.npz", "mixture.json")), (other, ("weights.npz",))):
+        for name in names:
+            f = b.path / name
+            h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"") + b"\0")
+    return home() / "partners" / f"{h.hexdigest()[:24]}.json"
+
+
+def _read_weights(path, mix: Mixture) -> Weights | None:
+    import json
+
+    try:
+        w = Weights.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = [n for n in ALL if mix.available(n)]
+    if w.names != names or any(len(row) != len(names) for row in w.by_bucket):
+        return None
+    return w
+
+
+def _write_weights(path, weights: Weights) -> None:
+    """Write atomically (a temporary file, then one rename); a cache that cannot be written is skipped."""
+    import json
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(weights.to_dict(), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _load_mixture(bundle) -> Mixture:

@@ -127,3 +127,27 @@ def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
         assert "--partner expects an arch" in out and "Traceback" not in out
     finally:
         bad.close()
+
+
+def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeypatch):
+    import model.mixture as mixture
+
+    main_path, stream_path, _ = pair
+    first = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
+    saved = list((tmp_path / "home" / "partners").glob("*.json"))
+    assert len(saved) == 1 and not list(saved[0].parent.glob("*.tmp*"))
+
+    def no_refit(*a, **k):
+        raise AssertionError("the weights were refitted instead of read back")
+
+    with monkeypatch.context() as m:
+        m.setattr(mixture, "fit_mixture_weights", no_refit)
+        second = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
+    assert second.mixture.weights.to_dict() == first.mixture.weights.to_dict()
+    ids, _ = first.encode(first.tokenize("the mice had a general"))
+    assert np.array_equal(first.distribution(ids), second.distribution(ids))
+    # An unreadable file is refitted and rewritten; the weights come out the same.
+    saved[0].write_text("{not json", encoding="utf-8")
+    third = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
+    assert third.mixture.weights.to_dict() == first.mixture.weights.to_dict()
+    assert json.loads(saved[0].read_text(encoding="utf-8"))["names"][-1] == PARTNER
