@@ -86,7 +86,6 @@ def bench_corpus(corpus: str, args) -> dict:
     from model.predictor import Predictor
     from repl import keystrokes as ks
     from repl.evaluate import validation_tokens
-
     from repl.models import partner_bundle
 
     bundle = load(corpus, args.valid_fraction)

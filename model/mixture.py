@@ -825,12 +825,13 @@ def partner_weights_path(bundle, other):
     import hashlib
 
     from model.home import home
+    from model.ids import file_digest
 
     h = hashlib.sha256()
     for b, names in ((bundle, ("weights.npz", "words.json", "ngram.npz", "mixture.json")), (other, ("weights.npz",))):
         for name in names:
             f = b.path / name
-            h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"") + b"\0")
+            h.update(f"{name}\0{file_digest(f) if f.is_file() else ''}\0".encode())
     return home() / "partners" / f"{h.hexdigest()[:24]}.json"
 
 

@@ -118,19 +118,19 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
     """Score ``tokens`` from scratch (empty cache) with the predictor's mixture, under the
     module's rule. Returns ``ids``, ``known``, ``positions`` (scored indexes into the
     tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
-    (positions x (lstm, ngram, cache)), and with ``ranks`` the 0-based ranks ``rank``
+    (positions x the components of ``model.mixture.ALL``), and with ``ranks`` the 0-based ranks ``rank``
     (mixture) and ``rank_ngram``."""
-    from model.mixture import ALL as COMPONENTS, live_at, score_stream, stream_ids
+    from model.mixture import ALL, live_at, score_stream, stream_ids
 
     mix = predictor.mixture.fresh()
     ids, known = stream_ids(mix, list(tokens))
     res = score_stream(mix, ids, known, ranks=ranks)
     m = len(res["positions"])
-    w = np.zeros((m, len(COMPONENTS)))
+    w = np.zeros((m, len(ALL)))
     p = np.zeros(m)
     for j in range(m):
         w[j] = mix.weight_row(int(res["buckets"][j]), live_at(int(res["positions"][j])))
-        for k, name in enumerate(COMPONENTS):
+        for k, name in enumerate(ALL):
             if w[j, k] > 0 and name in res["probs"]:
                 p[j] += w[j, k] * res["probs"][name][j]
     res.update(ids=ids, known=known, p=p, w=w, mixture=mix)
@@ -177,7 +177,7 @@ def evaluate_text(
 
     ``predictor`` reuses a loaded :class:`model.predictor.Predictor` (its active components
     are the ones scored; its cache is not used: scoring starts from an empty one)."""
-    from model.mixture import ALL as COMPONENTS, ORDER
+    from model.mixture import ALL, ORDER
     from model.predictor import Predictor
 
     order = _check_order(order)
@@ -208,7 +208,7 @@ def evaluate_text(
             "perplexity": float(math.exp(-np.mean(np.log(np.maximum(scored["probs"][name], 1e-300))))),
             "active": name in active,
         }
-        for k, name in enumerate(COMPONENTS)
+        for k, name in enumerate(ALL)
         if name in scored["probs"]
     }
     out["active"] = active

@@ -147,10 +147,8 @@ class Session:
         without ``strict``, a missing partner is a notice and the model is used alone)."""
         from repl.models import partner_bundle
 
-        partner = None
         try:
-            partner = partner_bundle(bundle, self.partner_spec)
-            pred = Predictor(bundle, partner=partner)
+            pred = Predictor(bundle, partner=partner_bundle(bundle, self.partner_spec))
         except StoryError as e:
             if strict or self.partner_spec is None:
                 raise
