@@ -65,6 +65,12 @@ COMMANDS: dict[str, Spec] = {
         "the predictor's parts (lstm, ngram, cache, ncache) with their weights; with LIST (e.g. lstm,ngram) use only those",
         "text?",
     ),
+    "partner": Spec(
+        ":partner [ARCH|DIR|off] [--time-limit D]",
+        "a second network in the mixture (lstm2): the cached ARCH model of this text and split, trained in the "
+        "background (for at most D) when there is none, or a model saved in DIR; off drops it; alone, shows it",
+        "train",
+    ),
     "ghost": Spec(":ghost on|off", "the grey continuation after a word (→ accepts it, Alt-F one word)", "word?"),
     "repeat": Spec(":repeat on|off", "offer again the menu's words you passed over while typing the same word (default off)", "word?"),
     "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
@@ -186,20 +192,20 @@ def parse(line: str) -> Command:
     if kind == "path":
         return Command(name, parse_path(rest))
     if kind == "train":
-        path, time_limit = parse_train(rest)
+        path, time_limit = parse_train(rest, f":{name}")
         return Command(name, path, {"time_limit": time_limit} if time_limit is not None else {})
     return Command(name, rest)
 
 
-def parse_train(text: str) -> tuple[str | None, float | None]:
-    """``[PATH] [--time-limit D]`` of ``:train`` (the option may come first or last)."""
+def parse_train(text: str, what: str = ":train") -> tuple[str | None, float | None]:
+    """``[PATH] [--time-limit D]`` of ``:train`` and ``:partner`` (the option may come first or last)."""
     m = re.search(r"(?:^|\s)--time-limit(?:\s+|=)(\S+)\s*$", text) or re.match(r"^--time-limit(?:\s+|=)(\S+)(?:\s+|$)", text)
     limit = None
     if m:
-        limit = parse_duration(m.group(1), ":train --time-limit")
+        limit = parse_duration(m.group(1), f"{what} --time-limit")
         text = (text[: m.start()] + text[m.end() :]).strip()
     elif re.search(r"(?:^|\s)--time-limit\s*$", text):
-        raise StoryError(":train --time-limit needs a duration such as 90s, 10m or 1h")
+        raise StoryError(f"{what} --time-limit needs a duration such as 90s, 10m or 1h")
     return (parse_path(text) if text.strip() else None), limit
 
 

@@ -147,12 +147,26 @@ def parse_components(text: str | None) -> list[str] | None:
     return [p for p in text.replace(",", " ").split() if p]
 
 
+def partner_config(bundle, arch: str) -> tuple[Path, Config]:
+    """The corpus file and the configuration of ``bundle``'s partner of ``arch``: the recipe's
+    defaults with the bundle's held-out split and case, so that the cached model is found again."""
+    from model.config import ARCHS
+
+    if arch not in ARCHS:
+        raise StoryError(f"the partner's arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    corpus = dict(bundle.info.get("corpus") or {}).get("path")
+    if not corpus:
+        raise StoryError(f"{bundle.path} does not record its corpus; give the partner as a model directory")
+    config = Config().replace(arch=arch, valid_fraction=float(bundle.config.valid_fraction or 0))
+    return Path(corpus), (config.replace(keep_case=True) if bundle.config.keep_case else config)
+
+
 def partner_bundle(bundle, spec: str | None):
     """The bundle ``--partner SPEC`` names for ``bundle``: a saved model directory, or an arch
     whose cached model of the same corpus and held-out split is used; None without SPEC."""
     from model import store
     from model.bundle import load_bundle
-    from model.config import ARCHS, Config
+    from model.config import ARCHS
 
     if not spec:
         return None
@@ -160,15 +174,12 @@ def partner_bundle(bundle, spec: str | None):
         if not Path(spec).is_dir():
             raise StoryError(f"--partner expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {spec!r}")
         return load_bundle(spec)
-    corpus = dict(bundle.info.get("corpus") or {}).get("path")
-    if not corpus:
-        raise StoryError(f"{bundle.path} does not record its corpus; give --partner a model directory")
-    vf = float(bundle.config.valid_fraction or 0)
-    config = Config().replace(arch=spec, valid_fraction=vf)
-    other = store.cached(Path(corpus), config.replace(keep_case=True) if bundle.config.keep_case else config)
+    corpus, config = partner_config(bundle, spec)
+    other = store.cached(corpus, config)
     if other is None:
+        vf = float(config.valid_fraction or 0)
         flag = f" --valid-fraction {vf:g}" if vf else ""
-        raise StoryError(f"no cached {spec} model for {Path(corpus).name}; train it first: story-repl train {corpus} --arch {spec}{flag}")
+        raise StoryError(f"no cached {spec} model for {corpus.name}; train it first: story-repl train {corpus} --arch {spec}{flag}")
     return other
 
 

@@ -27,6 +27,7 @@ from model.bundle import Bundle, copy_bundle, load_bundle
 from model.config import ARCHS, Config
 from model.decoding import Decoding, parse_settings
 from model.errors import StoryError
+from model.mixture import ALL, PARTNER
 from model.predictor import Predictor
 from model.tokenize import detokenize
 from repl import commands as cmds
@@ -114,7 +115,8 @@ class Session:
         self._lock = threading.Lock()
         self.writing: list[str] = []  # tokens the user wrote with this corpus (the cache's text)
         self.writing_sha = ""
-        self.partner_spec: str | None = None  # --partner: a second network for the mixture
+        self.partner_spec: str | None = None  # --partner / :partner: a second network for the mixture
+        self.partner_training = False  # :partner ARCH is training that network in the background
 
     # ---- output ---------------------------------------------------------------------
     def console(self, file=None) -> Console:
@@ -161,17 +163,25 @@ class Session:
     def set_predictor(self, pred: Predictor, corpus_sha256: str) -> None:
         """Use ``pred`` from now on; its cache starts with what the user wrote with this corpus
         (the writing file of earlier sessions, then this session's lines)."""
-        if self.predictor is not None and pred.components() != self.predictor.components():
-            try:  # keep the parts the user chose with :components
-                pred.components(self.predictor.components())
-            except StoryError:
-                pass
+        self._keep_switched_off(pred)
         self.writing_sha = corpus_sha256
         if corpus_sha256 != getattr(self, "_writing_loaded_for", None):
             self.writing = self.read_writing(corpus_sha256, pred)
             self._writing_loaded_for = corpus_sha256
         pred.observe(self.writing)
         self.predictor = pred
+
+    def _keep_switched_off(self, pred: Predictor) -> None:
+        """The parts the user switched off with :components stay off in ``pred``; parts the
+        old predictor did not have (the LSTM of a book that was training, a partner) come on."""
+        old = self.predictor
+        mix = getattr(old, "mixture", None)
+        if mix is None or not hasattr(pred, "components"):
+            return
+        off = {n for n in ALL if mix.available(n) and n not in old.components()}
+        keep = [n for n in pred.components() if n not in off]
+        if keep and keep != pred.components():
+            pred.components(keep)
 
     # ---- what the user wrote (the cache) --------------------------------------------------
     def writing_file(self, corpus_sha256: str) -> Path | None:
@@ -219,8 +229,12 @@ class Session:
     def training(self) -> bool:
         return self.train_thread is not None and self.train_thread.is_alive()
 
-    def start_model(self, corpus_spec: str, config: Config, force: bool, what: str, time_limit: float | None = None) -> None:
-        """Load the cached model for (corpus, config), or train it in the background."""
+    def start_model(
+        self, corpus_spec: str, config: Config, force: bool, what: str, time_limit: float | None = None, partner: bool = False
+    ) -> None:
+        """Load the cached model for (corpus, config), or train it in the background. With
+        ``partner``, the model trained joins the current one's mixture as ``lstm2`` instead of
+        replacing it."""
         from model import store
         from model.corpus import resolve_path
 
@@ -229,7 +243,7 @@ class Session:
         path = resolve_path(corpus_spec)
         if path.is_dir():
             raise StoryError(f"{path} is a directory; give a text file")
-        if not force:
+        if not force and not partner:
             hit = store.cached(path, config)
             if hit is not None:
                 self.set_bundle(hit)
@@ -240,7 +254,7 @@ class Session:
         self.progress = None
         self.status = "starting"
         self.train_thread = threading.Thread(
-            target=self._train_worker, args=(str(path), config, force, what, time_limit), name="story-repl-train", daemon=True
+            target=self._train_worker, args=(str(path), config, force, what, time_limit, partner), name="story-repl-train", daemon=True
         )
         self.train_thread.start()
 
@@ -266,9 +280,12 @@ class Session:
         self.set_predictor(Predictor.from_mixture(ngram_mixture(corpus, cfg), cfg), corpus.sha256)
         self.out(render.notice("completing from the n-gram and what you write; the LSTM joins when it is trained", "cyan"))
 
-    def _train_worker(self, path: str, config: Config, force: bool, what: str, time_limit: float | None = None) -> None:
+    def _train_worker(
+        self, path: str, config: Config, force: bool, what: str, time_limit: float | None = None, partner: bool = False
+    ) -> None:
         from model import store
 
+        main = self.bundle
         try:
             self.status = "reading corpus"
             from model.corpus import read_corpus
@@ -289,14 +306,20 @@ class Session:
             bundle, result = store.train_and_cache(
                 corpus, config, on_progress=self._on_progress, stop=self.stop_event, force=force, time_limit=time_limit
             )
-            self.set_bundle(bundle)
-            self.corpus_spec, self.config = path, config
+            if partner:
+                self.partner_training = False
+                self.status = "fitting the mixture's weights"
+                now = self._attach_partner(main, bundle, config.arch)
+            else:
+                self.set_bundle(bundle)
+                self.corpus_spec, self.config = path, config
+                now = f"now using {bundle.path}"
             if result is not None:
                 style = "yellow" if result.interrupted else "green"
                 self.out(
                     render.notice(
                         f"{result.stop_reason}: accuracy {result.accuracy:.3f} (ceiling {result.ceiling:.3f}), "
-                        f"{result.epochs} epochs in {result.train_seconds:.1f}s; now using {bundle.path}",
+                        f"{result.epochs} epochs in {result.train_seconds:.1f}s; {now}",
                         style,
                     )
                 )
@@ -305,6 +328,8 @@ class Session:
                     self.out(render.notice(note, "dim"))
                 if len(result.history.get("loss", [])) > 1:
                     self.out(render.history_charts(result.history))
+            elif partner:
+                self.out(render.notice(now, "green"))
         except StoryError as e:
             self.error(str(e))
         except Exception as e:  # noqa: BLE001
@@ -314,6 +339,7 @@ class Session:
         finally:
             self.status = ""
             self.progress = None
+            self.partner_training = False
 
     # ---- toolbar --------------------------------------------------------------------
     def toolbar(self):
@@ -346,7 +372,9 @@ class Session:
         if pred is None or not hasattr(pred, "components"):
             return "-"
         label = "+".join(pred.components())
-        return label + (" (lstm training)" if pred.mixture.neural is None and self.training else "")
+        if self.training and pred.mixture.neural is None:
+            return label + " (lstm training)"
+        return label + (f" ({PARTNER} training)" if self.training and self.partner_training else "")
 
     # ---- lines ------------------------------------------------------------------------
     def run_line(self, line: str) -> bool:
@@ -564,6 +592,87 @@ class Session:
             pred.components(parse_components(str(arg)))
             self.out(render.notice(f"predicting with {' + '.join(pred.components())}", "green"))
         self.out(render.components_table(component_rows(pred)))
+
+    def do_partner(self, arg, time_limit: float | None = None) -> None:
+        """``:partner [ARCH|DIR|off] [--time-limit D]``: a second network as the ``lstm2`` component."""
+        from repl.models import partner_bundle, partner_config
+
+        if arg is None:
+            if time_limit is not None:
+                raise StoryError(":partner --time-limit needs the arch to train, e.g. :partner stream --time-limit 10m")
+            self.out(render.notice(self.partner_line(), "green"))
+            return
+        spec = str(arg).strip()
+        if spec.lower() == "off":
+            if time_limit is not None:
+                raise StoryError(":partner off takes no --time-limit")
+            had = self.predictor is not None and getattr(self.predictor.mixture, "partner", None) is not None
+            self.partner_spec = None
+            if had and self.bundle is not None:
+                self.set_bundle(self.bundle, strict=True)
+            self.out(render.notice("no partner network" + (f"; predicting with {' + '.join(self.predictor.components())}" if had else ""), "green"))
+            return
+        if self.bundle is None or self.predictor is None or self.predictor.mixture.neural is None:
+            raise StoryError("no trained model is loaded yet; wait for training or :load a model")
+        if self.training:
+            raise StoryError("training is under way; wait for it or :stop it first")
+        if spec in ARCHS:
+            corpus, config = partner_config(self.bundle, spec)
+            from model import store
+
+            if store.cached(corpus, config) is None:
+                if not corpus.is_file():
+                    raise StoryError(f"cannot train the {spec} partner: the corpus {corpus} is not there any more")
+                self.partner_training = True
+                self.start_model(str(corpus), config, force=False, what=f"partner ({spec})", time_limit=time_limit, partner=True)
+                return
+        elif time_limit is not None:
+            raise StoryError(":partner --time-limit applies to an arch to train (e.g. :partner stream --time-limit 10m), not to a saved model")
+        other = partner_bundle(self.bundle, spec)  # a one-line error for a bad spec
+        main = self.bundle
+        self.status = "fitting the mixture's weights"
+
+        def attach() -> None:
+            try:
+                self.out(render.notice(self._attach_partner(main, other, spec), "green"))
+            except StoryError as e:
+                self.error(str(e))
+            except Exception as e:  # noqa: BLE001 - the loop never dies
+                self.error(f"the partner could not join: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            finally:
+                self.status = ""
+
+        if not self.tty:  # scripts and tests: at once
+            attach()
+            return
+        threading.Thread(target=attach, name="story-repl-partner", daemon=True).start()
+
+    def _attach_partner(self, main: Bundle | None, other: Bundle, spec: str) -> str:
+        """``main``'s predictor with ``other``'s network as ``lstm2`` (refitting every weight can
+        take seconds on a book, once); used if ``main`` is still the model in use. The line to say."""
+        if main is None:
+            raise StoryError("no model to add the partner to")
+        pred = Predictor(main, partner=other)
+        with self._lock:
+            current = self.bundle is main
+        if not current:
+            return f"the {spec} network was not added: the model changed meanwhile (:partner {spec} adds it to this one)"
+        self.partner_spec = spec
+        self.set_predictor(pred, main.corpus_sha256)
+        w = pred.mixture.weights
+        share = f", weight {w.overall[w.names.index(PARTNER)]:.3f}" if w is not None and PARTNER in w.names else ""
+        return f"{other.config.arch} network from {other.path} joins the mixture as {PARTNER}{share}; predicting with {' + '.join(pred.components())}"
+
+    def partner_line(self) -> str:
+        pred = self.predictor
+        part = getattr(getattr(pred, "mixture", None), "partner", None)
+        if part is None:
+            busy = " (training it now)" if self.partner_training and self.training else ""
+            return f"no partner network{busy}; :partner stream adds the stream-arch network of this text (trained in the background if there is none)"
+        w = pred.mixture.weights
+        share = f"weight {w.overall[w.names.index(PARTNER)]:.3f}, " if w is not None and PARTNER in w.names else ""
+        state = "on" if PARTNER in pred.components() else "off (:components)"
+        return f"partner {PARTNER}: {self.partner_spec} ({share}{state}); :partner off drops it"
 
     def do_info(self, arg) -> None:
         self.show_info()

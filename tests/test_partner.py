@@ -115,6 +115,13 @@ def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
         screen = t.expect(r"general\s+\d+\.\d%", timeout=60)
         assert "general" in screen
         t.send("\x15")
+        # :partner off drops it; :partner DIR adds it again (its weights fitted in the background).
+        t.send(":partner off\r")
+        t.expect(r"no partner network; predicting with lstm \+ ngram \+ cache \+ ncache", timeout=60)
+        t.send(f":partner {stream_path}\r")
+        t.expect(r"joins the mixture as lstm2, weight 0\.\d{3}", timeout=60)
+        t.send(":partner\r")
+        t.expect(r"partner lstm2: .* \(weight 0\.\d{3}, on\)", timeout=60)
         assert t.quit_with("\x04") == 0
     finally:
         t.close()
@@ -151,3 +158,68 @@ def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeyp
     third = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
     assert third.mixture.weights.to_dict() == first.mixture.weights.to_dict()
     assert json.loads(saved[0].read_text(encoding="utf-8"))["names"][-1] == PARTNER
+
+
+def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
+    """:partner stream trains the stream network of the same text and split in the background
+    (here for at most 3 s) and adds it; once cached it is added at once; off drops it."""
+    from test_robustness import Repl, error_line
+
+    main_path, stream_path, _ = pair
+    repl = Repl(load_bundle(main_path))
+    repl.session.length = 3
+    assert "no partner network" in repl.run(":partner")
+    out = repl.run(":partner stream --time-limit 3s")  # waits for the background run
+    assert "partner (stream) on cat.txt: training in the background for at most 3s" in out, out
+    assert f"joins the mixture as {PARTNER}" in out and "error" not in out, out
+    pred = repl.session.predictor
+    assert pred.components() == ["lstm", "ngram", "cache", "ncache", PARTNER]
+    assert pred.mixture.partner is not None and repl.session.partner_spec == "stream"
+    assert re.search(rf"partner {PARTNER}: stream \(weight 0\.\d{{3}}, on\)", repl.run(":partner"))
+    assert re.search(rf"{PARTNER}\s+on\s+0\.\d{{3}}", repl.run(":components"))
+    assert "next word after" in repl.run("the mice had a")
+
+    # Off: the model alone again; the parts the user switched off stay off across the change.
+    assert "predicting with lstm + ngram + cache + ncache" in repl.run(":partner off")
+    assert repl.session.predictor.mixture.partner is None
+    repl.run(":components lstm,ngram,cache")
+    # Cached now: no training, added at once; ncache stays off, lstm2 comes on.
+    out = repl.run(":partner stream")
+    assert "training" not in out and f"joins the mixture as {PARTNER}" in out, out
+    assert repl.session.predictor.components() == ["lstm", "ngram", "cache", PARTNER]
+    # A saved model directory.
+    out = repl.run(f":partner {stream_path}")
+    assert f"from {stream_path} joins the mixture" in out, out
+    # Bad input: one line each, and the partner in use stays.
+    for line, message in (
+        (":partner nonsense", "--partner expects an arch"),
+        (":partner --time-limit 3s", ":partner --time-limit needs the arch to train"),
+        (":partner off --time-limit 3s", ":partner off takes no --time-limit"),
+        (f":partner {stream_path} --time-limit 3s", "applies to an arch to train"),
+        (":partner stream --time-limit soon", ":partner --time-limit expects a duration"),
+        (f":partner {main_path}", "the partner is the model itself"),
+    ):
+        assert message in error_line(repl.run(line)), line
+    assert repl.session.predictor.mixture.partner is not None
+
+
+def test_a_trained_lstm_joins_the_mixture_and_switched_off_parts_stay_off(pair):
+    """While a book's LSTM trains the n-gram and the cache answer; when it is trained it comes
+    on (with the neural cache), and what the user switched off meanwhile stays off."""
+    from model.config import resolve
+    from model.mixture import ngram_mixture
+    from repl.session import Session
+
+    main_path, _, _ = pair
+    bundle = load_bundle(main_path)
+    corpus = read_corpus(bundle.corpus_path)
+    for only, expect in ((None, ["lstm", "ngram", "cache", "ncache"]), ("ngram", ["lstm", "ngram", "ncache"])):
+        s = Session(bundle.corpus_path, bundle.config)
+        s.out = lambda *r: None
+        cfg = resolve(bundle.config, len(corpus.tokens))
+        s.set_predictor(Predictor.from_mixture(ngram_mixture(corpus, cfg), cfg), corpus.sha256)
+        assert s.predictor.components() == ["ngram", "cache"]
+        if only:  # the cache off
+            s.run_line(f":components {only}")
+        s.set_bundle(bundle)
+        assert s.predictor.components() == expect
