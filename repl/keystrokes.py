@@ -104,8 +104,8 @@ ALONE = (
 class KneserNeyPredictor:
     """:class:`model.ngram.KneserNey` behind the public interface of :class:`model.predictor.Predictor`.
 
-    Its vocabulary is every word of ``train_tokens`` (min count 1, no ``<unk>``); unknown
-    words are skipped as context, as the predictor does for a vocabulary without ``<unk>``.
+    Its vocabulary is every word of ``train_tokens`` (min count 1, no ``<unk>``); a word the
+    training text never had breaks the context (:meth:`encode`), as in the mixture's n-gram.
     """
 
     CACHE_SIZE = 8192
@@ -128,7 +128,13 @@ class KneserNeyPredictor:
         return tokenize(text, keep_case=self.keep_case)
 
     def encode(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
-        return self.vocab.split_known(tokens)
+        """Ids of ``tokens``, and the words the training text never had. Such a word becomes
+        the id ``len(vocab)``, which no n-gram context holds, so the context breaks there and
+        the model backs off, as the mixture's n-gram does at a word it never saw (and as
+        ``eval`` scores it), rather than bridging over the word."""
+        index, gap = self.vocab.index, len(self.vocab)
+        ids = [index.get(t, gap) for t in tokens]
+        return ids, [t for t, i in zip(tokens, ids) if i == gap]
 
     def split_prefix(self, text: str) -> tuple[list[str], str]:
         return split_prefix(self.tokenize(text), text)

@@ -248,7 +248,11 @@ def test_kneser_ney_predictor_keeps_every_training_word():
     kn = ks.KneserNeyPredictor(words, 5)
     assert set(kn.vocab.tokens) == set(words) and kn.vocab.unk_id is None and kn.context == 4
     ids, unknown = kn.encode(["had", "a", "zebra", "general"])
-    assert unknown == ["zebra"] and len(ids) == 3
+    # A word the training text never had breaks the context, as in the mixture's n-gram and eval.
+    assert unknown == ["zebra"] and len(ids) == 4 and ids[2] == len(kn.vocab)
+    general, _ = kn.encode(["general"])
+    np.testing.assert_array_equal(kn.distribution(ids), kn.distribution(general))
+    ids, _ = kn.encode(["had", "a", "general"])
     probs, order = kn.ranking(ids)
     assert probs.sum() == pytest.approx(1.0) and kn.vocab.tokens[order[0]] == "council"
     assert np.all(np.diff(probs[order]) <= 0)
