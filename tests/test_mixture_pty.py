@@ -6,6 +6,7 @@ import time
 
 import pexpect
 
+from conftest import ROOT
 from test_repl_pty import ANSI, Term
 
 
@@ -44,3 +45,25 @@ def test_a_new_book_completes_while_its_lstm_trains(tmp_path):
     # What the user wrote is kept for the next session's cache.
     writing = list((home / "writing").glob("*.txt"))
     assert writing and "zorblath" in writing[0].read_text(encoding="utf-8")
+
+
+def test_the_lstm_joins_the_mixture_when_its_background_training_ends(tmp_path):
+    """A book (over 64 KB) opens on the n-gram; the LSTM it trains in the background (one
+    small epoch here) comes into the mixture with the neural cache, with no restart."""
+    book = tmp_path / "fables.txt"
+    text = (ROOT / "corpora" / "aesops_fables.txt").read_text(encoding="utf-8")
+    book.write_text(text[:70_000], encoding="utf-8")
+    t = Term(tmp_path / "home", "--corpus", str(book), "--epochs", "1", "--units", "32", "--embedding-dim", "16")
+    try:
+        t.expect(r"completing from the n-gram", timeout=120)
+        assert t.printed(r"parts\s+ngram\+cache\s+\(lstm training\)", timeout=60), ANSI.sub("", t.text)[-3000:]
+        t.expect(r"now using", timeout=300)
+        t.send("the lion and the mo")  # a keystroke redraws the toolbar
+        t.expect(r"mouse\s+\d+\.\d%", timeout=60)
+        assert t.printed(r"parts\s+lstm\+ngram\+cache\+ncache", timeout=60), ANSI.sub("", t.text)[-3000:]
+        t.send("\x15")
+        t.send(":components\r")
+        t.expect(r"mixture\s+lstm\+ngram\+cache\+ncache", timeout=60)
+        assert t.quit_with("\x04") == 0
+    finally:
+        t.close()
