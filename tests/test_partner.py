@@ -119,7 +119,7 @@ def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
         t.send(":partner off\r")
         t.expect(r"no partner network; predicting with lstm \+ ngram \+ cache \+ ncache", timeout=60)
         t.send(f":partner {stream_path}\r")
-        t.expect(r"joins the mixture as lstm2, weight 0\.\d{3}", timeout=60)
+        t.expect(r"joins\s+the\s+mixture\s+as\s+lstm2,\s+weight\s+0\.\d{3}", timeout=60)
         t.send(":partner\r")
         t.expect(r"partner lstm2: .* \(weight 0\.\d{3}, on\)", timeout=60)
         assert t.quit_with("\x04") == 0
