@@ -96,8 +96,7 @@ def bench_corpus(corpus: str, args) -> list[dict]:
     from repl.evaluate import evaluate_text, validation_tokens
     from repl.models import partner_bundle
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from keystrokes import load
+    from keystrokes import load  # the cached model of the corpus (bench/keystrokes.py)
 
     bundle = load(corpus, args.valid_fraction)
     partner = partner_bundle(bundle, args.partner)
