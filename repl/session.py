@@ -606,6 +606,8 @@ class Session:
         if spec.lower() == "off":
             if time_limit is not None:
                 raise StoryError(":partner off takes no --time-limit")
+            if self.partner_training and self.training:
+                raise StoryError("the partner network is training; :stop it first (it joins with its best weights), then :partner off")
             had = self.predictor is not None and getattr(self.predictor.mixture, "partner", None) is not None
             self.partner_spec = None
             if had and self.bundle is not None:
@@ -653,9 +655,7 @@ class Session:
         if main is None:
             raise StoryError("no model to add the partner to")
         pred = Predictor(main, partner=other)
-        with self._lock:
-            current = self.bundle is main
-        if not current:
+        if self.bundle is not main:
             return f"the {spec} network was not added: the model changed meanwhile (:partner {spec} adds it to this one)"
         self.partner_spec = spec
         self.set_predictor(pred, main.corpus_sha256)
