@@ -161,9 +161,10 @@ def partner_config(bundle, arch: str) -> tuple[Path, Config]:
     return Path(corpus), (config.replace(keep_case=True) if bundle.config.keep_case else config)
 
 
-def partner_bundle(bundle, spec: str | None):
-    """The bundle ``--partner SPEC`` names for ``bundle``: a saved model directory, or an arch
-    whose cached model of the same corpus and held-out split is used; None without SPEC."""
+def partner_bundle(bundle, spec: str | None, what: str = "--partner"):
+    """The bundle ``--partner SPEC`` (or ``:partner SPEC``, ``what``) names for ``bundle``: a
+    saved model directory, or an arch whose cached model of the same corpus and held-out split
+    is used; None without SPEC."""
     from model import store
     from model.bundle import load_bundle
     from model.config import ARCHS
@@ -172,7 +173,7 @@ def partner_bundle(bundle, spec: str | None):
         return None
     if spec not in ARCHS:
         if not Path(spec).is_dir():
-            raise StoryError(f"--partner expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {spec!r}")
+            raise StoryError(f"{what} expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {spec!r}")
         return load_bundle(spec)
     corpus, config = partner_config(bundle, spec)
     other = store.cached(corpus, config)

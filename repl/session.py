@@ -630,7 +630,7 @@ class Session:
                 return
         elif time_limit is not None:
             raise StoryError(":partner --time-limit applies to an arch to train (e.g. :partner stream --time-limit 10m), not to a saved model")
-        other = partner_bundle(self.bundle, spec)  # a one-line error for a bad spec
+        other = partner_bundle(self.bundle, spec, ":partner")  # a one-line error for a bad spec
         main = self.bundle
         self.status = "fitting the mixture's weights"
 

@@ -197,7 +197,7 @@ def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
     assert f"from {stream_path} joins the mixture" in out, out
     # Bad input: one line each, and the partner in use stays.
     for line, message in (
-        (":partner nonsense", "--partner expects an arch"),
+        (":partner nonsense", ":partner expects an arch"),
         (":partner --time-limit 3s", ":partner --time-limit needs the arch to train"),
         (":partner off --time-limit 3s", ":partner off takes no --time-limit"),
         (f":partner {stream_path} --time-limit 3s", "applies to an arch to train"),
