@@ -74,23 +74,10 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
     return a, b, r2
 
 
-def held_out_scores(mix, tokens):
-    """Every component's probability of each true word of the weight-fitting text."""
-    from model.mixture import FIT_TOKENS, score_stream, stream_ids
-    from model.vocab import Vocab
-
-    saved = (list(mix.words.tokens), list(mix.words.counts))
-    ids, known = stream_ids(mix, list(tokens)[:FIT_TOKENS])
-    try:
-        return score_stream(mix, ids, known)
-    finally:  # held-out words must not join the model's vocabulary
-        mix.words = Vocab(saved[0], saved[1])
-
-
 def bench_corpus(corpus: str, args) -> list[dict]:
     import numpy as np
 
-    from model.mixture import fit_weights
+    from model.mixture import fit_weights, heldout_scores
     from model.predictor import Predictor
     from repl import keystrokes as ks
     from repl.evaluate import evaluate_text, validation_tokens
@@ -105,7 +92,7 @@ def bench_corpus(corpus: str, args) -> list[dict]:
     valid = validation_tokens(bundle)
     tokens = valid[: args.tokens]
     menus = (int(args.menu),)
-    fitted = held_out_scores(mix, valid)
+    fitted = heldout_scores(mix, valid)
     n_buckets = mix.ngram.kn.order
     theta = mix.weights.theta
 

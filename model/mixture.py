@@ -628,14 +628,20 @@ def _rank(p: np.ndarray, y: int) -> int:
     return int(np.count_nonzero(p > py)) + int(np.count_nonzero(p[:y] == py))
 
 
-def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> Weights:
-    """EM weights on held-out ``tokens`` (the cache starts empty and fills as the text goes)."""
+def heldout_scores(mix: Mixture, tokens: Sequence[str]) -> dict:
+    """:func:`score_stream` of the first ``FIT_TOKENS`` of held-out ``tokens``: every
+    component's probability of each true word, what the weights are fitted on."""
     saved = (list(mix.words.tokens), list(mix.words.counts))
     ids, known = stream_ids(mix, list(tokens)[:FIT_TOKENS])
     try:
-        res = score_stream(mix, ids, known)
+        return score_stream(mix, ids, known)
     finally:  # held-out words must not join the model's vocabulary
         mix.words = Vocab(saved[0], saved[1])
+
+
+def fit_mixture_weights(mix: Mixture, tokens: Sequence[str], fitted_on: str) -> Weights:
+    """EM weights on held-out ``tokens`` (the cache starts empty and fills as the text goes)."""
+    res = heldout_scores(mix, tokens)
     names = [c for c in ALL if mix.available(c)]
     theta = mix.ncache.theta
     if "ncache" in names and len(res["positions"]) > 1:  # the neural cache's sharpness, by likelihood

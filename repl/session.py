@@ -619,10 +619,11 @@ class Session:
         if self.training:
             raise StoryError("training is under way; wait for it or :stop it first")
         if spec in ARCHS:
-            corpus, config = partner_config(self.bundle, spec)
             from model import store
 
-            if store.cached(corpus, config) is None:
+            corpus, config = partner_config(self.bundle, spec)
+            other = store.cached(corpus, config)
+            if other is None:
                 if not corpus.is_file():
                     raise StoryError(f"cannot train the {spec} partner: the corpus {corpus} is not there any more")
                 self.partner_training = True
@@ -630,7 +631,8 @@ class Session:
                 return
         elif time_limit is not None:
             raise StoryError(":partner --time-limit applies to an arch to train (e.g. :partner stream --time-limit 10m), not to a saved model")
-        other = partner_bundle(self.bundle, spec, ":partner")  # a one-line error for a bad spec
+        else:
+            other = partner_bundle(self.bundle, spec, ":partner")  # a saved model, or a one-line error
         main = self.bundle
         self.status = "fitting the mixture's weights"
 
