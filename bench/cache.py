@@ -75,14 +75,14 @@ def neural_cache_probs(h: np.ndarray, targets: np.ndarray, theta: float, window:
 
 
 def em(p: np.ndarray, steps: int = 60) -> np.ndarray:
-    from model.mixture import em_weights
+    from model.prediction.mixture import em_weights
 
     return em_weights(p, steps)
 
 
 def twofold_ppl(p: np.ndarray, buckets: np.ndarray, n_buckets: int) -> float:
     """Perplexity with per-bucket EM weights fitted on the other half (both ways)."""
-    from model.mixture import fit_weights
+    from model.prediction.mixture import fit_weights
 
     half = len(p) // 2
     nll = 0.0
@@ -94,11 +94,11 @@ def twofold_ppl(p: np.ndarray, buckets: np.ndarray, n_buckets: int) -> float:
 
 
 def run_one(name: str, args) -> dict:
-    from model import store
+    from model.storage import store
     from model.config import Config
-    from model.corpus import read_corpus
-    from model.mixture import score_stream, stream_ids
-    from model.predictor import Predictor
+    from model.text.corpus import read_corpus
+    from model.prediction.mixture import score_stream, stream_ids
+    from model.prediction.predictor import Predictor
     from repl.evaluate import split_tokens
 
     corpus = read_corpus(name)

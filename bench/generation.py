@@ -10,7 +10,7 @@ generates ``--n`` tokens after each with every decoding variant. Each variant re
 * ``self_repeat``: the longest span that occurs twice in one continuation (a loop);
 * ``distinct1`` / ``distinct2``: distinct words / bigrams over all words / bigrams;
 * ``kn_ppl``: the perplexity of the continuations under the order-5 Kneser-Ney model of the
-  training part (model/ngram.py) over the predictor's vocabulary, each scored after its seed
+  training part (model/prediction/ngram.py) over the predictor's vocabulary, each scored after its seed
   (held-out words the training part lacks are dropped, as the predictor drops them);
 * ``copied``: the longest run copied verbatim from the training part (repl/memorize.py).
 
@@ -146,7 +146,7 @@ def summarize(seqs: list[list[int]], seeds: list[list[int]] | None, kn, to_kn, t
 # ---- the run -------------------------------------------------------------------------------
 def variants(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
     """(name, Decoding, baseline name) for every variant of this run."""
-    from model.decoding import Decoding, parse_settings
+    from model.prediction.decoding import Decoding, parse_settings
 
     plain = dict(repeat_penalty=1.0, no_repeat_ngram=0, top_p=1.0)
     out: list[tuple[str, Any, str]] = [
@@ -168,8 +168,8 @@ def variants(args: argparse.Namespace) -> list[tuple[str, Any, str]]:
 
 def load(name: str, valid_fraction: float):
     from model.config import Config
-    from model.corpus import resolve_path
-    from model.store import cached
+    from model.text.corpus import resolve_path
+    from model.storage.store import cached
 
     bundle = cached(resolve_path(name), Config(valid_fraction=valid_fraction))
     if bundle is None:
@@ -178,11 +178,11 @@ def load(name: str, valid_fraction: float):
 
 
 def run_corpus(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from model.corpus import read_corpus
-    from model.data import split_paragraphs
-    from model.decoding import generate_ids
-    from model.ngram import KneserNey
-    from model.predictor import Predictor
+    from model.text.corpus import read_corpus
+    from model.training.data import split_paragraphs
+    from model.prediction.decoding import generate_ids
+    from model.prediction.ngram import KneserNey
+    from model.prediction.predictor import Predictor
 
     bundle = load(name, args.valid_fraction)
     if bundle is None:
@@ -278,7 +278,7 @@ def run_corpus(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _example(words, seed: Sequence[int], cont: Sequence[int]) -> str:
-    from model.tokenize import detokenize
+    from model.text.tokenize import detokenize
 
     return detokenize(words.decode(list(seed))) + " ‖ " + detokenize(words.decode(list(cont[:60])))
 

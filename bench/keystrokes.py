@@ -54,9 +54,9 @@ def log(msg: str) -> None:
 
 
 def load(name: str, valid_fraction: float):
-    from model import store
+    from model.storage import store
     from model.config import Config
-    from model.corpus import resolve_path
+    from model.text.corpus import resolve_path
 
     bundle = store.cached(resolve_path(name), Config().replace(valid_fraction=valid_fraction))
     if bundle is None:
@@ -83,7 +83,7 @@ def record(corpus: str, res: dict, name: str, seconds: float) -> dict:
 
 
 def bench_corpus(corpus: str, args) -> dict:
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
     from repl import keystrokes as ks
     from repl.evaluate import validation_tokens
     from repl.models import partner_bundle

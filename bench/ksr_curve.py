@@ -77,8 +77,8 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
 def bench_corpus(corpus: str, args) -> list[dict]:
     import numpy as np
 
-    from model.mixture import fit_weights, heldout_scores
-    from model.predictor import Predictor
+    from model.prediction.mixture import fit_weights, heldout_scores
+    from model.prediction.predictor import Predictor
     from repl import keystrokes as ks
     from repl.evaluate import evaluate_text, validation_tokens
     from repl.models import partner_bundle

@@ -56,7 +56,7 @@ def prepare_child(home: str, name: str) -> None:
 
     os.environ["STORY_REPL_HOME"] = home
     from model.config import Config
-    from model.store import train_and_cache
+    from model.storage.store import train_and_cache
 
     corpus, kw, _, batches = MODELS[name]
     stop = threading.Event()
@@ -243,8 +243,8 @@ def completer_latency(name: str, bundle_path: str, corpus: Path, n_prefixes: int
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    from model.bundle import load_bundle
-    from model.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.prediction.predictor import Predictor
     from repl.completer import GhostSuggest, WordCompleter
 
     bundle = load_bundle(bundle_path)
@@ -333,8 +333,8 @@ def complete_latency(home: Path, name: str, bundle_path: str, corpus: Path, n_pr
 
 
 def generation_latency(name: str, bundle_path: str, corpus: Path, words: int, trials: int) -> list[dict]:
-    from model.bundle import load_bundle
-    from model.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.prediction.predictor import Predictor
 
     pred = Predictor(load_bundle(bundle_path))
     lines = typing_prefixes(corpus, 100_000)

@@ -89,7 +89,7 @@ def twofold(pred, valid: list[str]) -> float:
     """Mixture/Kneser-Ney perplexity ratio with the weights refitted on the other half."""
     import numpy as np
 
-    from model.mixture import fit_mixture_weights
+    from model.prediction.mixture import fit_mixture_weights
     from repl.evaluate import evaluate_text
 
     half = len(valid) // 2
@@ -125,11 +125,11 @@ def global_weights_ratio(pred, valid: list[str]) -> float:
 
 
 def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
-    from model import store
-    from model.bundle import load_bundle, save_result
+    from model.storage import store
+    from model.storage.bundle import load_bundle, save_result
     from model.config import Config
-    from model.corpus import read_corpus
-    from model.predictor import Predictor
+    from model.text.corpus import read_corpus
+    from model.prediction.predictor import Predictor
     from repl.evaluate import evaluate_text, split_tokens
 
     corpus = read_corpus(name, keep_case=bool(extra.get("keep_case", False)))
@@ -137,7 +137,7 @@ def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
     result = None
     bundle = store.cached(corpus.path, cfg) if args.cached else None
     if bundle is None:
-        from model.train import train
+        from model.training.train import train
 
         last = {"t": 0.0}
 
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.corpus or list(DEFAULT_CORPORA)
     from _common import emit, machine_info
 
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     import_tensorflow()
     emit(machine_info("quality", blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default")))

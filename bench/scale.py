@@ -93,7 +93,7 @@ def hwm_mb(pid="self"):
 READ_SNIPPET = HWM + """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from model.corpus import read_corpus
+from model.text.corpus import read_corpus
 c = read_corpus(sys.argv[1])
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "tokens": c.n_tokens, "words": len(c.words), "paragraphs": len(c.paragraph_starts),
@@ -104,8 +104,8 @@ OLD_SNIPPET = HWM + """
 import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from model.tokenize import tokenize
-from model.vocab import Vocab
+from model.text.tokenize import tokenize
+from model.text.vocab import Vocab
 text = Path(sys.argv[1]).read_text(encoding="utf-8")
 tokens = tokenize(text)
 v = Vocab.build(tokens)

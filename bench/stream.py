@@ -84,7 +84,7 @@ def lstm_perplexity_at(bundle, tokens, context: int) -> float:
     """The LSTM component's held-out perplexity when it reads ``context`` previous words."""
     from dataclasses import replace
 
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
     from repl.evaluate import evaluate_text
 
     other = replace(bundle, config=bundle.config.replace(context=context))
@@ -93,11 +93,11 @@ def lstm_perplexity_at(bundle, tokens, context: int) -> float:
 
 
 def run_one(corpus_name: str, variant: str, fields: dict, args: argparse.Namespace, out_dir: Path) -> dict:
-    from model.bundle import load_bundle, save_result
+    from model.storage.bundle import load_bundle, save_result
     from model.config import Config
-    from model.corpus import read_corpus
-    from model.predictor import Predictor
-    from model.train import train
+    from model.text.corpus import read_corpus
+    from model.prediction.predictor import Predictor
+    from model.training.train import train
     from repl.evaluate import evaluate_text, validation_tokens
 
     corpus = read_corpus(corpus_name)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     stream_extra, all_extra = overrides(args.set), overrides(args.set_all)
     from _common import emit, machine_info
 
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     import_tensorflow()
     emit(machine_info("stream", blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default")))

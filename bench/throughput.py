@@ -2,8 +2,8 @@
 
 For each arch (lstm, stacked, bilstm) and each context (3 and 16 by default) the network of
 the corpus's recipe (``model.config.resolve``: 512 units, embedding 256, dropout 0.3) is built
-with ``model.network.build_network``, compiled as ``model.train.train`` compiles it, and fed by
-the pipeline ``model.train`` uses (``model.distribute.train_dataset``), batches of 128 windows.
+with ``model.training.network.build_network``, compiled as ``model.training.train.train`` compiles it, and fed by
+the pipeline ``model.training.train`` uses (``model.training.distribute.train_dataset``), batches of 128 windows.
 After a few warm-up batches (tracing), a fixed number of batches is timed; each timed batch
 is synchronised on its loss.
 
@@ -16,8 +16,8 @@ TensorFlow's own matmul peak is reported too).
 
 ``--strategy mirrored`` splits the CPU into two logical devices and compares one replica with
 two (tf.distribute.MirroredStrategy, same global batch). ``--objective sampled`` measures
-sampled softmax beside full softmax, with the loop model.train uses for it
-(``model.sampled.fit_sampled``, one device). Output: JSON lines on stdout.
+sampled softmax beside full softmax, with the loop model.training.train uses for it
+(``model.training.sampled.fit_sampled``, one device). Output: JSON lines on stdout.
 """
 from __future__ import annotations
 
@@ -93,31 +93,31 @@ class Prepared:
 
     def __init__(self, corpus, context: int, batch: int):
         from model.config import Config
-        from model.train import prepare
+        from model.training.train import prepare
 
         self.cfg, self.vocab, self.ids, _ = prepare(corpus, Config(context=context, batch_size=batch))
 
 
 def is_sequence(cfg) -> bool:
-    import model.network as network
+    import model.training.network as network
 
     fn = getattr(network, "is_sequence", None)
     return bool(fn(cfg)) if fn is not None else False
 
 
 def dataset(tf, prep: Prepared, cfg, batch: int, seq: bool, replicas: int):
-    """The training pipeline model.train uses for this recipe (mini-batches of windows)."""
-    import model.data as data
+    """The training pipeline model.training.train uses for this recipe (mini-batches of windows)."""
+    import model.training.data as data
 
     try:
-        from model.distribute import train_dataset
+        from model.training.distribute import train_dataset
 
         ds = train_dataset(prep.ids, cfg.context, batch, cfg.seed, sequence=seq)
     except ImportError:
         kw = {"sequence": seq} if "sequence" in inspect.signature(data.tf_dataset).parameters else {}
         ds = data.tf_dataset(prep.ids, cfg.context, batch, shuffle=True, seed=cfg.seed, **kw).repeat()
     truncate = getattr(data, "truncate_randomly", None)
-    if not seq and truncate is not None:  # as model.train: short contexts for the bidirectional encoder
+    if not seq and truncate is not None:  # as model.training.train: short contexts for the bidirectional encoder
         ds = ds.map(lambda a, b: (truncate(a, cfg.seed), b))
     if replicas > 1:
         opts = tf.data.Options()
@@ -127,18 +127,18 @@ def dataset(tf, prep: Prepared, cfg, batch: int, seq: bool, replicas: int):
 
 
 def sampled_loop():
-    """model.sampled.fit_sampled, or None where this version has no sampled-softmax training."""
+    """model.training.sampled.fit_sampled, or None where this version has no sampled-softmax training."""
     try:
-        from model.sampled import fit_sampled
+        from model.training.sampled import fit_sampled
     except ImportError:
         return None
     return fit_sampled
 
 
 def measure(tf, keras, strategy, prep: Prepared, arch: str, objective: str, batch: int, warmup: int, batches: int) -> dict:
-    """Train as model.train does (Keras fit for softmax, model.sampled.fit_sampled for sampled
+    """Train as model.training.train does (Keras fit for softmax, model.training.sampled.fit_sampled for sampled
     softmax); seconds of each timed batch, synchronised on its loss."""
-    from model.network import build_network, make_optimizer
+    from model.training.network import build_network, make_optimizer
 
     cfg = prep.cfg.replace(arch=arch, objective=objective)
     seq = is_sequence(cfg)
@@ -245,20 +245,20 @@ def main(argv: list[str] | None = None) -> int:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
         )
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     import_tensorflow()
     import keras
 
     from model.config import Config
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     if args.objective == "sampled":
         reason = None
         if "objective" not in Config.__dataclass_fields__:
             reason = "Config has no objective field"
         elif sampled_loop() is None:
-            reason = "this version has no sampled-softmax training loop (model.sampled)"
+            reason = "this version has no sampled-softmax training loop (model.training.sampled)"
         if reason:
             emit({"bench": "throughput", "figure": "skipped", "objective": "sampled", "reason": reason})
             args.objective = "softmax"
@@ -289,18 +289,18 @@ def main(argv: list[str] | None = None) -> int:
             for objective in objectives:
                 runs = strategies
                 if objective == "sampled":
-                    # model.train runs sampled softmax on one device only (--strategy default).
+                    # model.training.train runs sampled softmax on one device only (--strategy default).
                     runs = [(1, tf.distribute.get_strategy())]
                     if len(strategies) > 1:
                         emit({"bench": "throughput", "figure": "skipped", "arch": arch, "context": context,
                               "objective": objective, "replicas": 2,
-                              "reason": "model.train trains the sampled objective on one device only"})
+                              "reason": "model.training.train trains the sampled objective on one device only"})
                 for replicas, strat in runs:
                     keras.utils.set_random_seed(0)
                     m = measure(tf, keras, strat, preps[context], arch, objective, args.batch_size, args.warmup, args.batches)
                     m["vocab_size"] = vocab_size
                     rec = record(m, arch, objective, args.batch_size, replicas)
-                    rec["loop"] = "keras fit" if objective == "softmax" else "model.sampled.fit_sampled"
+                    rec["loop"] = "keras fit" if objective == "softmax" else "model.training.sampled.fit_sampled"
                     if objective == "sampled":
                         rec["num_sampled"] = m["num_sampled"]
                     results.append(rec)

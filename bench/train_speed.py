@@ -19,7 +19,7 @@ in TensorFlow 2 / Keras 3 with a compiled (tf.function) train step:
 
 It runs until the first 1,000-step average accuracy reaches 0.88 (capped at 50,000 steps).
 
-Ours: ``model.train.train`` with the default ``Config()``; ``TrainResult.train_seconds`` is the
+Ours: ``model.training.train.train`` with the default ``Config()``; ``TrainResult.train_seconds`` is the
 training loop only, until the accuracy ceiling (199 of 201 windows) is reached.
 
 Output: JSON lines on stdout (machine, reference, ours, ratio).
@@ -62,7 +62,7 @@ def build_dataset(words: list[str]) -> dict[str, int]:
 
 
 def reference(max_steps: int, seed: int, jit: bool, optimizer: str) -> dict:
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     tf = import_tensorflow()
     import keras
@@ -180,8 +180,8 @@ def reference(max_steps: int, seed: int, jit: bool, optimizer: str) -> dict:
 
 def ours(repeats: int) -> dict:
     from model.config import Config
-    from model.corpus import read_corpus
-    from model.train import train
+    from model.text.corpus import read_corpus
+    from model.training.train import train
 
     corpus = read_corpus(CORPUS)
     runs = []
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     import_tensorflow()
     emit(machine_info("train_speed"))

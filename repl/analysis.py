@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from model.errors import StoryError
-from model.tokenize import detokenize
+from model.text.tokenize import detokenize
 from repl import evaluate
 from repl.render import bar, notice
 
@@ -263,7 +263,7 @@ def _words(pred):
 
 def vocab_view(bundle, pred=None) -> Group:
     """Size, coverage and the most frequent words of the completion vocabulary."""
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
 
     pred = pred if pred is not None else Predictor(bundle)
     tokens, counts = _words(pred)

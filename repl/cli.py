@@ -133,14 +133,14 @@ def repl_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.bundle import load_bundle, save_result
+    from model.storage.bundle import load_bundle, save_result
     from repl.models import DEFAULT_CORPUS, report_training, sigint_sets, train_with_view
-    from repl.progress import TrainingView
+    from repl.train_progress import TrainingView
 
     console = err_console()
     if args.resume:
-        from model.corpus import read_corpus
-        from model.train import train
+        from model.text.corpus import read_corpus
+        from model.training.train import train
 
         old = load_bundle(args.resume)
         cfg = old.config if args.epochs is None else old.config.replace(epochs=args.epochs)
@@ -152,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = train(
                 corpus, cfg, on_progress=view, stop=stop, resume=old, logdir=args.logdir, strategy=args.strategy, time_limit=args.time_limit
             )
-        from model.distribute import is_chief
+        from model.training.distribute import is_chief
 
         bundle = None
         if is_chief():
@@ -218,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from model.tokenize import detokenize
+    from model.text.tokenize import detokenize
 
     check_positive(args.n, "-n")
     if args.temperature is not None and not args.temperature > 0:
@@ -249,7 +249,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from repl.complete import run_complete
+    from repl.complete_protocol import run_complete
 
     return run_complete(args)
 

@@ -35,7 +35,7 @@ whole grey continuation, 1 key; Alt-F accepts its next word with its trailing sp
 appear at once.
 
 The words come from a *source*: :class:`PredictorSource` wraps any object with the public
-interface of :class:`model.predictor.Predictor` (``tokenize``, ``encode``, ``split_prefix``,
+interface of :class:`model.prediction.predictor.Predictor` (``tokenize``, ``encode``, ``split_prefix``,
 ``ranking``, ``distribution``, ``vocab``, ``context``); :mod:`repl.keystrokes` adds one over
 Presage. Words that start with a prefix are found through a prefix index over the vocabulary
 (sorted words, bisection, then the most likely ``n`` by ``argpartition``), built once per
@@ -57,7 +57,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Path
 from prompt_toolkit.document import Document
 
 from model.config import ARCHS
-from model.tokenize import is_cjk
+from model.text.tokenize import is_cjk
 from repl.commands import ALIASES, COMMANDS
 
 PATH_COMMANDS = {"train", "corpus", "save", "load", "eval"}
@@ -171,7 +171,7 @@ def top_ids(probs: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
 
 
 class PredictorSource:
-    """Next words from an object with :class:`model.predictor.Predictor`'s public interface.
+    """Next words from an object with :class:`model.prediction.predictor.Predictor`'s public interface.
 
     A vocabulary that grows (words the user wrote that the corpus never had) is re-indexed
     only after ``GROWN`` new words; until then the new ones are checked one by one."""

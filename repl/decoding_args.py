@@ -4,14 +4,14 @@
 ``--top-p`` and ``--min-p`` shape sampling and so choose ``--sample`` when neither mode is
 given (with ``--greedy`` they are refused, since they would do nothing); ``--repeat-penalty``,
 ``--repeat-last-n`` and ``--no-repeat-ngram`` apply to every mode; ``--beam N`` searches for the
-most likely continuation. Each value is checked by :class:`model.decoding.Decoding`, which
+most likely continuation. Each value is checked by :class:`model.prediction.decoding.Decoding`, which
 raises a one-line StoryError naming the flag.
 """
 from __future__ import annotations
 
 import argparse
 
-from model.decoding import DEFAULT, Decoding
+from model.prediction.decoding import DEFAULT, Decoding
 from model.errors import StoryError
 
 _SAMPLING = (("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("min_p", "--min-p"))

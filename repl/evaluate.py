@@ -1,7 +1,7 @@
 """``story-repl eval``: perplexity and next-word accuracy of the predictor, beside Kneser-Ney.
 
 ``story-repl eval FILE [--model DIR | --corpus PATH] [--order N] [--valid] [--components LIST]
-[--json]`` scores a text with the predictor (the mixture of :mod:`model.mixture`: LSTM,
+[--json]`` scores a text with the predictor (the mixture of :mod:`model.prediction.mixture`: LSTM,
 Kneser-Ney n-gram and cache) and with each of its components alone, on exactly the same
 positions:
 
@@ -88,8 +88,8 @@ from repl.texts import (  # noqa: E402  (re-exported: callers use them from here
 # ---- scoring ------------------------------------------------------------------------------
 def fit_baseline(bundle, order: int = DEFAULT_ORDER, encoding: str = "utf-8", corpus=None, words=None):
     """Kneser-Ney of ``order`` over the full training vocabulary ``words`` (cached)."""
-    from model.ngram import KneserNey
-    from model.vocab import Vocab
+    from model.prediction.ngram import KneserNey
+    from model.text.vocab import Vocab
 
     corpus = corpus if corpus is not None else training_corpus(bundle, encoding)
     train_tokens, _ = split_tokens(bundle, corpus)
@@ -118,9 +118,9 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
     """Score ``tokens`` from scratch (empty cache) with the predictor's mixture, under the
     module's rule. Returns ``ids``, ``known``, ``positions`` (scored indexes into the
     tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
-    (positions x the components of ``model.mixture.ALL``), and with ``ranks`` the 0-based ranks ``rank``
+    (positions x the components of ``model.prediction.mixture.ALL``), and with ``ranks`` the 0-based ranks ``rank``
     (mixture) and ``rank_ngram``."""
-    from model.mixture import ALL, live_at, score_stream, stream_ids
+    from model.prediction.mixture import ALL, live_at, score_stream, stream_ids
 
     mix = predictor.mixture.fresh()
     ids, known = stream_ids(mix, list(tokens))
@@ -139,7 +139,7 @@ def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[s
 
 def _baseline_other_order(bundle, scored: dict[str, Any], order: int, encoding: str) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, ranks) of the true words under a Kneser-Ney of another order."""
-    from model.mixture import _rank
+    from model.prediction.mixture import _rank
 
     mix = scored["mixture"]
     kn = fit_baseline(bundle, order, encoding, words=type(mix.words)(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size]))
@@ -175,10 +175,10 @@ def evaluate_text(
 ) -> dict[str, Any]:
     """Predictor, component and baseline metrics on ``tokens`` (see the module docstring).
 
-    ``predictor`` reuses a loaded :class:`model.predictor.Predictor` (its active components
+    ``predictor`` reuses a loaded :class:`model.prediction.predictor.Predictor` (its active components
     are the ones scored; its cache is not used: scoring starts from an empty one)."""
-    from model.mixture import ALL, ORDER
-    from model.predictor import Predictor
+    from model.prediction.mixture import ALL, ORDER
+    from model.prediction.predictor import Predictor
 
     order = _check_order(order)
     tokens = list(tokens)

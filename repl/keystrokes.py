@@ -28,7 +28,7 @@ REPL does, in the order the user would (so the memory of passed-over words is th
 
 Predictors
 ----------
-* ``model``: the loaded model (any object with :class:`model.predictor.Predictor`'s interface);
+* ``model``: the loaded model (any object with :class:`model.prediction.predictor.Predictor`'s interface);
 * ``baseline``: interpolated modified Kneser-Ney of order 5 (:class:`KneserNeyPredictor`)
   estimated from the training part of the model's corpus with every word of it kept, whatever
   the model's vocabulary;
@@ -65,8 +65,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from model.errors import StoryError
-from model.predictor import split_prefix
-from model.tokenize import tokenize
+from model.prediction.predictor import split_prefix
+from model.text.tokenize import tokenize
 from repl.completer import DIRECT_PICKS, Menu, ghost_fill, separator
 
 DEFAULT_MENUS = (1, 3, 5, 10)
@@ -102,7 +102,7 @@ ALONE = (
 
 # ---- the Kneser-Ney typist's predictor -------------------------------------------------------
 class KneserNeyPredictor:
-    """:class:`model.ngram.KneserNey` behind the public interface of :class:`model.predictor.Predictor`.
+    """:class:`model.prediction.ngram.KneserNey` behind the public interface of :class:`model.prediction.predictor.Predictor`.
 
     Its vocabulary is every word of ``train_tokens`` (min count 1, no ``<unk>``); a word the
     training text never had breaks the context (:meth:`encode`), as in the mixture's n-gram.
@@ -111,8 +111,8 @@ class KneserNeyPredictor:
     CACHE_SIZE = 8192
 
     def __init__(self, train_tokens: Sequence[str], order: int = BASELINE_ORDER, keep_case: bool = False):
-        from model.ngram import KneserNey
-        from model.vocab import Vocab
+        from model.prediction.ngram import KneserNey
+        from model.text.vocab import Vocab
 
         if not train_tokens:
             raise StoryError("the training text has no words; cannot estimate the Kneser-Ney baseline")
@@ -182,7 +182,7 @@ def presage_missing() -> str | None:
 
 
 def presage_dir() -> Path:
-    from model import store
+    from model.storage import store
 
     return store.home() / "presage"
 
@@ -616,7 +616,7 @@ def keystrokes(
     Returns ``{"menus", "model": {"1": ksr, ...}, "baseline": {...}, "presage": {...} | None,
     "presage_note", "keys_without", "tokens", "features", "details", "latency"}``.
     """
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
 
     menus = check_menus(menus)
     if not list(tokens):

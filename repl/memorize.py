@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle
+from model.storage.bundle import Bundle
 
 _cache: dict[str, tuple[np.ndarray, dict[int, np.ndarray]] | None] = {}
 _lock = threading.Lock()
@@ -18,7 +18,7 @@ def corpus_index(bundle: Bundle) -> tuple[np.ndarray, dict[int, np.ndarray]] | N
     with _lock:
         if key in _cache:
             return _cache[key]
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
     from model.errors import StoryError
 
     index = None

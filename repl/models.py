@@ -13,10 +13,10 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
-from model.bundle import Bundle, load_bundle
+from model.storage.bundle import Bundle, load_bundle
 from model.config import Config
 from model.errors import StoryError
-from repl.progress import TrainingView
+from repl.train_progress import TrainingView
 from repl.render import history_charts
 
 DEFAULT_CORPUS = "belling_the_cat"
@@ -56,22 +56,22 @@ def train_with_view(
     time_limit: float | None = None,
 ):
     """Load the cached model for (corpus, config), or train one with a progress bar. (bundle, result)."""
-    from model import store
+    from model.storage import store
 
     stop = stop or threading.Event()
     title = f"training {config.arch}"
-    from repl.progress import ReadingClock
+    from repl.train_progress import ReadingClock
 
     on_read = ReadingClock(lambda line: console.print(f"[dim]{line}[/dim]", end="\r", highlight=False))
 
     if not force and out is None and strategy != "multiworker":  # every worker of a cluster trains
-        from model.corpus import resolve_path
+        from model.text.corpus import resolve_path
 
         path = resolve_path(corpus_spec)
         hit = store.cached(path, config)
         if hit is not None:
             return hit, None
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
     with sigint_sets(stop, console):
@@ -132,7 +132,7 @@ def print_json(obj: Any) -> None:
 
 def obtain_bundle(args: argparse.Namespace):
     """The bundle a predict/generate/eval command asks for (training it if needed)."""
-    from model.bundle import load_bundle
+    from model.storage.bundle import load_bundle
 
     if args.model:
         return load_bundle(args.model)
@@ -162,8 +162,8 @@ def partner_bundle(bundle, spec: str | None, what: str = "--partner"):
     """The bundle ``--partner SPEC`` (or ``:partner SPEC``, ``what``) names for ``bundle``: a
     saved model directory, or an arch whose cached model of the same corpus and held-out split
     is used; None without SPEC."""
-    from model import store
-    from model.bundle import load_bundle
+    from model.storage import store
+    from model.storage.bundle import load_bundle
     from model.config import ARCHS
 
     if not spec:
@@ -184,7 +184,7 @@ def partner_bundle(bundle, spec: str | None, what: str = "--partner"):
 def make_predictor(bundle, args: argparse.Namespace | None = None):
     """The predictor over ``bundle``, with the components ``--components`` names switched on
     and the network ``--partner`` names in the mixture."""
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
 
     pred = Predictor(bundle, partner=partner_bundle(bundle, getattr(args, "partner", None)))
     names = parse_components(getattr(args, "components", None)) if args is not None else None

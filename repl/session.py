@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from model.bundle import Bundle, copy_bundle, load_bundle
+from model.storage.bundle import Bundle, copy_bundle, load_bundle
 from model.config import ARCHS, Config
-from model.decoding import Decoding, parse_settings
+from model.prediction.decoding import Decoding, parse_settings
 from model.errors import StoryError
-from model.mixture import ALL, PARTNER
-from model.predictor import Predictor
-from model.tokenize import detokenize
+from model.prediction.mixture import ALL, PARTNER
+from model.prediction.predictor import Predictor
+from model.text.tokenize import detokenize
 from repl import commands as cmds
 from repl import render
-from repl.progress import status_line
+from repl.train_progress import status_line
 
 MAX_LINE = 20_000  # characters of a typed line that are read; the rest is ignored (and said so)
 MAX_LEN = 10_000
@@ -185,13 +185,13 @@ class Session:
 
     # ---- what the user wrote (the cache) --------------------------------------------------
     def writing_file(self, corpus_sha256: str) -> Path | None:
-        from model import store
+        from model.storage import store
 
         return store.home() / "writing" / f"{corpus_sha256[:16]}.txt" if corpus_sha256 else None
 
     def read_writing(self, corpus_sha256: str, pred: Predictor) -> list[str]:
         """The last tokens written in earlier sessions with this corpus ([] if none)."""
-        from model.mixture import CACHE_TOKENS
+        from model.prediction.mixture import CACHE_TOKENS
 
         f = self.writing_file(corpus_sha256)
         try:
@@ -235,8 +235,8 @@ class Session:
         """Load the cached model for (corpus, config), or train it in the background. With
         ``partner``, the model trained joins the current one's mixture as ``lstm2`` instead of
         replacing it."""
-        from model import store
-        from model.corpus import resolve_path
+        from model.storage import store
+        from model.text.corpus import resolve_path
 
         if self.training:
             raise StoryError("training is already under way; wait for it or :stop it first")
@@ -273,7 +273,7 @@ class Session:
     def start_ngram(self, corpus, config: Config) -> None:
         """Complete from the n-gram and the cache while the LSTM of a new corpus trains."""
         from model.config import resolve
-        from model.mixture import ngram_mixture
+        from model.prediction.mixture import ngram_mixture
 
         self.status = "counting n-grams"
         cfg = resolve(config, len(corpus.tokens))
@@ -283,14 +283,14 @@ class Session:
     def _train_worker(
         self, path: str, config: Config, force: bool, what: str, time_limit: float | None = None, partner: bool = False
     ) -> None:
-        from model import store
+        from model.storage import store
 
         main = self.bundle
         try:
             self.status = "reading corpus"
-            from model.corpus import read_corpus
+            from model.text.corpus import read_corpus
 
-            from repl.progress import ReadingClock
+            from repl.train_progress import ReadingClock
 
             on_read = ReadingClock(lambda line: setattr(self, "status", line))
             corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
@@ -298,7 +298,7 @@ class Session:
                 self.start_ngram(corpus, config)
             if "tensorflow" not in sys.modules:
                 self.status = "loading TensorFlow…"
-            import model.train  # noqa: F401  (imports TensorFlow)
+            import model.training.train  # noqa: F401  (imports TensorFlow)
 
             self.status = "training"
             budget = f" for at most {time_limit:g}s" if time_limit else ""
@@ -619,7 +619,7 @@ class Session:
         if self.training:
             raise StoryError("training is under way; wait for it or :stop it first")
         if spec in ARCHS:
-            from model import store
+            from model.storage import store
 
             corpus, config = partner_config(self.bundle, spec)
             other = store.cached(corpus, config)
@@ -765,7 +765,7 @@ class Session:
         from prompt_toolkit.history import FileHistory, InMemoryHistory
         from prompt_toolkit.styles import Style
 
-        from model import store
+        from model.storage import store
         from prompt_toolkit.auto_suggest import ThreadedAutoSuggest
 
         from repl.completer import GhostSuggest, WordCompleter
@@ -840,7 +840,7 @@ def components_line(pred: Predictor | None) -> str:
 
 def component_rows(pred: Predictor) -> list[tuple[str, str, str, str]]:
     """(component, state, weight, held-out perplexity) rows for :components and :info."""
-    from model.mixture import ALL, PARTNER
+    from model.prediction.mixture import ALL, PARTNER
 
     mix = pred.mixture
     w = mix.weights
@@ -872,7 +872,7 @@ def instant_start(path: Path) -> bool:
 
 
 def run_session(args) -> int:
-    from model import store
+    from model.storage import store
     from repl.models import DEFAULT_CORPUS, config_from, train_with_view
 
     if not sys.stdin.isatty():
@@ -886,7 +886,7 @@ def run_session(args) -> int:
         session.config = bundle.config
         session.corpus_spec = bundle.corpus_path or bundle.corpus_name
     else:
-        from model.corpus import resolve_path
+        from model.text.corpus import resolve_path
 
         path = resolve_path(session.corpus_spec)
         session.corpus_spec = str(path)

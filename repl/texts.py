@@ -22,7 +22,7 @@ def _remember(cache: OrderedDict, key: tuple, value: Any) -> Any:
 
 def training_corpus(bundle, encoding: str = "utf-8"):
     """The corpus the model was trained on, read again and checked against its sha256."""
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     info = dict(bundle.info.get("corpus") or {})
     path, sha = str(info.get("path") or ""), str(info.get("sha256") or "")
@@ -48,7 +48,7 @@ def training_corpus(bundle, encoding: str = "utf-8"):
 
 def split_tokens(bundle, corpus) -> tuple[list[str], list[str]]:
     """(training tokens, validation tokens) of ``corpus``, split as training split them."""
-    from model.mixture import training_split
+    from model.prediction.mixture import training_split
 
     return training_split(corpus, float(bundle.config.valid_fraction))
 
@@ -69,7 +69,7 @@ def validation_tokens(bundle, encoding: str = "utf-8") -> list[str]:
 
 def text_tokens(spec: str, bundle, encoding: str = "utf-8") -> list[str]:
     """Tokens of a text file (or a shipped corpus name), tokenized like the model's corpus."""
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     return read_corpus(spec, encoding=encoding, keep_case=bool(bundle.config.keep_case)).tokens
 

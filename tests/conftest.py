@@ -25,7 +25,7 @@ def _private_home(tmp_path, monkeypatch):
 def default_home(tmp_path_factory) -> Path:
     """A STORY_REPL_HOME holding the default belling_the_cat model (trained once per test run)."""
     from model.config import Config
-    from model.store import train_and_cache
+    from model.storage.store import train_and_cache
 
     home = tmp_path_factory.mktemp("default-home")
     old = os.environ.get("STORY_REPL_HOME")
@@ -43,8 +43,8 @@ def default_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_bundle(default_home):
     from model.config import Config
-    from model.store import cache_path
-    from model.bundle import load_bundle
+    from model.storage.store import cache_path
+    from model.storage.bundle import load_bundle
 
     old = os.environ.get("STORY_REPL_HOME")
     os.environ["STORY_REPL_HOME"] = str(default_home)

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from rich.console import Console
 
-from model.tokenize import detokenize, tokenize
+from model.text.tokenize import detokenize, tokenize
 from repl import render
 
 from conftest import BIN, ROOT

@@ -12,7 +12,7 @@ from prompt_toolkit.document import Document
 from rich.console import Console
 
 from model.errors import StoryError
-from model.predictor import Predictor
+from model.prediction.predictor import Predictor
 from repl import render
 from repl.commands import COMMANDS, parse, parse_int
 from repl.completer import WordCompleter
@@ -74,7 +74,7 @@ class FakeVocab:
 
 class FakePredictor:
     """A scripted predictor for UI tests: fixed next words, whatever the context, with the
-    public interface of model.predictor.Predictor."""
+    public interface of model.prediction.predictor.Predictor."""
 
     words = [("council", 0.9), ("cat", 0.05), ("consider", 0.03), ("to", 0.02)]
     context = 3

@@ -10,8 +10,8 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from conftest import BIN, CAT, ROOT
-from model.predictor import Predictor
-from repl.complete import Answerer, serve
+from model.prediction.predictor import Predictor
+from repl.complete_protocol import Answerer, serve
 from repl.completer import GhostSuggest, WordCompleter, pick_keys
 
 BUFFERS = ["had a ", "had a g", "had a ge", "had a general ", "had a general c", "The Mice ", "had a\ngeneral  ", "", ":topk 5"]

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model.bundle as bundle_mod
-from model.bundle import FILES, copy_bundle, load_bundle
+import model.storage.bundle as bundle_mod
+from model.storage.bundle import FILES, copy_bundle, load_bundle
 from model.errors import StoryError
-from model.store import cache_path, cached
+from model.storage.store import cache_path, cached
 
 from conftest import BIN, CAT, ROOT, tiny_config
 from test_repl_pty import Term
@@ -227,8 +227,8 @@ def test_sigkill_during_training_never_breaks_the_bundle(pair, tmp_path):
 
 SAVE_LOOP = r"""
 import sys
-import model.bundle as mb
-from model.bundle import copy_bundle, load_bundle
+import model.storage.bundle as mb
+from model.storage.bundle import copy_bundle, load_bundle
 if sys.argv[4] == "fallback":
     mb._exchange = lambda a, b: False  # where renameat2 is missing: rename aside, then into place
 a, b = load_bundle(sys.argv[1]), load_bundle(sys.argv[2])

@@ -2,7 +2,7 @@
 beam search, and the controls on real models (CLI and predictor).
 
 The step rules are checked over plain numpy callbacks (a fixed table of next-word
-distributions), which is all model/decoding.py needs; the end-to-end tests use the default
+distributions), which is all model/prediction/decoding.py needs; the end-to-end tests use the default
 belling_the_cat model trained once per run by conftest.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import CAT
-from model.decoding import (
+from model.prediction.decoding import (
     DEFAULT_NO_REPEAT_NGRAM,
     DEFAULT_REPEAT_LAST_N,
     DEFAULT_REPEAT_PENALTY,
@@ -254,7 +254,7 @@ def longest_repeat(seq) -> int:
 
 
 def test_defaults_stop_the_greedy_loop_of_a_real_model(default_bundle):
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
 
     pred = Predictor(default_bundle)
     seed = ["the", "cat"]

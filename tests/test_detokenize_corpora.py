@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.tokenize import detokenize, tokenize
+from model.text.tokenize import detokenize, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT / "corpora"

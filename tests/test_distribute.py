@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.distribute import cluster_failure, global_batch, is_chief, num_workers, worker_timeout
+from model.training.distribute import cluster_failure, global_batch, is_chief, num_workers, worker_timeout
 from model.errors import StoryError
 
 from conftest import CAT, ROOT
@@ -82,7 +82,7 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
 WORKER = r"""
 import sys
 import numpy as np
-import model.store as store
+import model.storage.store as store
 
 dump = sys.argv[1]
 original = store.train_and_cache
@@ -174,7 +174,7 @@ def test_cluster_failure_is_one_line():
 
 
 def test_unknown_strategy():
-    from model.distribute import make_strategy
+    from model.training.distribute import make_strategy
 
     with pytest.raises(StoryError, match="unknown strategy"):
         make_strategy("tpu")
@@ -183,10 +183,10 @@ def test_unknown_strategy():
 def test_training_batches_do_not_depend_on_iterators():
     """Every iterator over the training pipeline (Keras makes extra ones under a strategy, and
     every worker makes its own) yields the same batches; every epoch covers every window once."""
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     import_tensorflow()
-    from model.distribute import train_dataset
+    from model.training.distribute import train_dataset
 
     ids = (np.arange(120) * 7) % 31
     ds = train_dataset(ids, 3, 20, seed=5, sequence=False)
@@ -211,9 +211,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from model.config import Config
-from model.corpus import read_corpus
-from model.distribute import make_strategy
-from model.train import train
+from model.text.corpus import read_corpus
+from model.training.distribute import make_strategy
+from model.training.train import train
 
 corpus = read_corpus(sys.argv[1])
 out = {"auto_replicas": make_strategy("auto")[1]}
@@ -274,11 +274,11 @@ def test_mirrored_matches_one_device(tmp_path):
     ],
 )
 def test_two_workers_agree_and_only_the_chief_writes(tmp_path, args, single):
-    from model.bundle import load_bundle
+    from model.storage.bundle import load_bundle
     from model.config import Config
-    from model.corpus import read_corpus
-    from model.predictor import Predictor
-    from model.train import train
+    from model.text.corpus import read_corpus
+    from model.prediction.predictor import Predictor
+    from model.training.train import train
 
     ports = free_ports(2)
     with processes() as started:

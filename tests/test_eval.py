@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from model.bundle import load_bundle, save_result
+from model.storage.bundle import load_bundle, save_result
 from model.config import Config
-from model.corpus import read_corpus
-from model.data import split_paragraphs
+from model.text.corpus import read_corpus
+from model.training.data import split_paragraphs
 from model.errors import StoryError
-from model.ngram import KneserNey
-from model.vocab import Vocab
-from model.predictor import Predictor
+from model.prediction.ngram import KneserNey
+from model.text.vocab import Vocab
+from model.prediction.predictor import Predictor
 from repl import analysis, evaluate
 from repl.cli import main
 
@@ -41,7 +41,7 @@ def _home(tmp_path, monkeypatch):
 
 
 def _train(tmp: Path, name: str, corpus_path: Path, **kw) -> Path:
-    from model.train import train
+    from model.training.train import train
 
     corpus = read_corpus(corpus_path)
     return save_result(train(corpus, Config(**TINY, **kw)), tmp / name)
@@ -316,7 +316,7 @@ def test_repl_errors(models):
 
 
 def test_longest_copied_run_is_measured_on_the_training_text(default_bundle):
-    from model.tokenize import tokenize
+    from model.text.tokenize import tokenize
     from repl.memorize import longest_copied_run
 
     story = tokenize(CAT.read_text(encoding="utf-8"))

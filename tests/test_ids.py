@@ -1,4 +1,4 @@
-"""Streaming a corpus to ids (model.ids): the same tokens, vocabulary and paragraph split as
+"""Streaming a corpus to ids (model.text.ids): the same tokens, vocabulary and paragraph split as
 tokenizing the whole text, the id cache, worker processes, and the numpy training batches."""
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import corpus as corpus_mod
-from model import data, ids, scanner
-from model.corpus import read_corpus
-from model.data import split_paragraphs
+from model.text import corpus as corpus_mod
+from model.training import data
+from model.text import ids
+from model.text import scanner
+from model.text.corpus import read_corpus
+from model.training.data import split_paragraphs
 from model.errors import StoryError
-from model.tokenize import tokenize
-from model.vocab import UNK, Vocab
-from repl.progress import ReadingClock, duration, reading_line
+from model.text.tokenize import tokenize
+from model.text.vocab import UNK, Vocab
+from repl.train_progress import ReadingClock, duration, reading_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "corpora").glob("*.txt"))
@@ -324,7 +326,7 @@ def test_empty_and_wordless_files_are_one_line_errors(tmp_path):
 
 def test_prepare_from_ids_equals_the_token_way(tmp_path, monkeypatch):
     from model.config import Config
-    from model.train import prepare
+    from model.training.train import prepare
 
     c = read_corpus("aesops_fables")
     text = (ROOT / "corpora" / "aesops_fables.txt").read_text(encoding="utf-8")

@@ -14,7 +14,7 @@ RIGHT = "\x1b[C"
 @pytest.fixture
 def expected(default_bundle):
     """What the REPL's completer offers, from the same Menu over the same model in this process."""
-    from model.predictor import Predictor
+    from model.prediction.predictor import Predictor
     from repl.completer import Menu
 
     menu = Menu(Predictor(default_bundle))

@@ -17,8 +17,8 @@ from prompt_toolkit.key_binding.bindings.auto_suggest import load_auto_suggest_b
 
 from conftest import BIN, CAT, ROOT
 from model.errors import StoryError
-from model.predictor import Predictor
-from model.tokenize import tokenize
+from model.prediction.predictor import Predictor
+from model.text.tokenize import tokenize
 from repl import keystrokes as ks
 from repl.completer import Menu, PrefixIndex, WordCompleter, ghost_fill, pick, pick_keys, top_ids
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.bundle import load_bundle, save_result
+from model.storage.bundle import load_bundle, save_result
 from model.config import Config
-from model.corpus import read_corpus
-from model.mixture import COMPONENTS, em_weights, fit_weights, load_mixture
-from model.predictor import Predictor
+from model.text.corpus import read_corpus
+from model.prediction.mixture import COMPONENTS, em_weights, fit_weights, load_mixture
+from model.prediction.predictor import Predictor
 from repl import evaluate
 from repl.cli import main
 
@@ -30,7 +30,7 @@ def _home(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory):
     """A tiny model whose LSTM folds singletons into <unk> and holds out the last quarter."""
-    from model.train import train
+    from model.training.train import train
 
     tmp = tmp_path_factory.mktemp("mixture")
     corpus = tmp / "cat.txt"
@@ -170,7 +170,7 @@ def test_eval_matches_a_position_by_position_computation(capped):
 
 
 def test_training_stops_at_the_time_limit():
-    from model.train import train
+    from model.training.train import train
 
     result = train(read_corpus(CAT), Config(**TINY), time_limit=1e-9)
     assert result.stop_reason == "time limit"
@@ -185,7 +185,7 @@ def test_cli_time_limit_is_validated(capsys):
 
 def test_the_fast_scoring_path_gives_the_full_distributions_probabilities(capped):
     """Weight fitting scores only the true word (no full distribution); it must agree."""
-    from model.mixture import score_stream, stream_ids
+    from model.prediction.mixture import score_stream, stream_ids
 
     pred = Predictor(load_bundle(capped[0]))
     tokens = pred.tokenize(CAT.read_text(encoding="utf-8"))[-120:] + ["zorblat", "the", "zorblat", "mice"]

@@ -1,4 +1,4 @@
-"""Tests for model.ngram: interpolated modified Kneser-Ney n-gram model."""
+"""Tests for model.prediction.ngram: interpolated modified Kneser-Ney n-gram model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.ngram import KneserNey, estimate_discounts
+from model.prediction.ngram import KneserNey, estimate_discounts
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The numpy predictor computes exactly what the Keras network computes.
 
 For each encoder a tiny real model is trained on belling_the_cat, saved as a bundle and
-loaded back. The numpy :class:`model.predictor.Predictor` must give the probabilities of
+loaded back. The numpy :class:`model.prediction.predictor.Predictor` must give the probabilities of
 softmax(Keras logits) on full windows, on contexts shorter than the window (left-padded),
 on an empty context and on a context with a word the vocabulary does not know (skipped).
 The Keras model re-read from ``model.keras`` must agree too, and saving/loading must not
@@ -19,7 +19,7 @@ CONTEXT = 4
 TOL = 1e-5
 
 # (arch, context): the three encoders on a short (unrolled) window, plus one window longer
-# than model.network.UNROLL_MAX, where Keras runs its recurrent loop instead of unrolling;
+# than model.training.network.UNROLL_MAX, where Keras runs its recurrent loop instead of unrolling;
 # the stream arch (never unrolled) untied and with tied weights ("stream-tied").
 CASES = [(a, CONTEXT) for a in ARCHS] + [("bilstm", 10), ("stream", CONTEXT), ("stream-tied", 10)]
 
@@ -31,7 +31,7 @@ def _home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def corpus():
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     return read_corpus("corpora/belling_the_cat.txt")
 
@@ -39,8 +39,8 @@ def corpus():
 @pytest.fixture(scope="module", params=CASES, ids=[f"{a}-ctx{c}" for a, c in CASES])
 def trained(request, corpus, tmp_path_factory):
     """(TrainResult, saved bundle path) of a tiny model trained for a few epochs."""
-    from model.bundle import save_result
-    from model.train import train
+    from model.storage.bundle import save_result
+    from model.training.train import train
 
     arch, context = request.param
     # Enough epochs that the distributions are far from uniform, so agreement means something.
@@ -102,8 +102,8 @@ def test_training_ran(trained):
 
 
 def test_numpy_matches_keras(trained, corpus):
-    from model.bundle import load_bundle
-    from model.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.prediction.predictor import Predictor
 
     result, path = trained
     pred = Predictor(load_bundle(path))
@@ -122,9 +122,9 @@ def test_numpy_matches_keras(trained, corpus):
 
 def test_numpy_batch_matches_keras(trained, corpus):
     """Many windows at once, through the batched path used for evaluation."""
-    from model.bundle import load_bundle
-    from model.data import windows
-    from model.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.training.data import windows
+    from model.prediction.predictor import Predictor
 
     result, path = trained
     pred = Predictor(load_bundle(path))
@@ -136,8 +136,8 @@ def test_numpy_batch_matches_keras(trained, corpus):
 
 
 def test_reloaded_keras_model_agrees(trained, corpus):
-    from model.bundle import load_bundle
-    from model.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.prediction.predictor import Predictor
 
     result, path = trained
     bundle = load_bundle(path)
@@ -155,9 +155,9 @@ def test_reloaded_keras_model_agrees(trained, corpus):
 
 
 def test_round_trip_is_identical(trained, corpus, tmp_path):
-    from model.bundle import copy_bundle, load_bundle
-    from model.network import export_weights
-    from model.predictor import Network, Predictor
+    from model.storage.bundle import copy_bundle, load_bundle
+    from model.training.network import export_weights
+    from model.prediction.predictor import Network, Predictor
 
     result, path = trained
     bundle = load_bundle(path)

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from model.bundle import load_bundle, save_result
+from model.storage.bundle import load_bundle, save_result
 from model.config import Config
-from model.corpus import read_corpus
+from model.text.corpus import read_corpus
 from model.errors import StoryError
-from model.mixture import PARTNER, score_stream, stream_ids
-from model.predictor import Predictor
+from model.prediction.mixture import PARTNER, score_stream, stream_ids
+from model.prediction.predictor import Predictor
 from repl.cli import main
 from test_mixture import CAT, _home  # noqa: F401  (the fresh home for every test)
 
@@ -23,7 +23,7 @@ TINY = dict(units=32, embedding_dim=16, epochs=30, min_count=2, valid_fraction=0
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """The windowed LSTM and the stream LSTM of one text and split, and one of another split."""
-    from model.train import train
+    from model.training.train import train
 
     tmp = tmp_path_factory.mktemp("partner")
     corpus = tmp / "cat.txt"
@@ -137,7 +137,7 @@ def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
 
 
 def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeypatch):
-    import model.mixture as mixture
+    import model.prediction.mixture as mixture
 
     main_path, stream_path, _ = pair
     first = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
@@ -212,7 +212,7 @@ def test_a_trained_lstm_joins_the_mixture_and_switched_off_parts_stay_off(pair):
     """While a book's LSTM trains the n-gram and the cache answer; when it is trained it comes
     on (with the neural cache), and what the user switched off meanwhile stays off."""
     from model.config import resolve
-    from model.mixture import ngram_mixture
+    from model.prediction.mixture import ngram_mixture
     from repl.session import Session
 
     main_path, _, _ = pair

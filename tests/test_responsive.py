@@ -10,7 +10,7 @@ from prompt_toolkit.output import DummyOutput
 import numpy as np
 
 from model.config import Config
-from model.vocab import Vocab
+from model.text.vocab import Vocab
 from repl.session import Session
 
 

@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from model import corpus as corpus_mod
-from model.bundle import FILES, expected_shapes, load_bundle, save_bundle, save_result
+from model.text import corpus as corpus_mod
+from model.storage.bundle import FILES, expected_shapes, load_bundle, save_bundle, save_result
 from model.config import ARCHS, Config, resolve
-from model.corpus import read_corpus
+from model.text.corpus import read_corpus
 from model.errors import StoryError
-from model.predictor import Predictor
-from model.tokenize import detokenize, tokenize
-from model.vocab import UNK, Vocab
+from model.prediction.predictor import Predictor
+from model.text.tokenize import detokenize, tokenize
+from model.text.vocab import UNK, Vocab
 from repl import commands as cmds
 from repl.cli import main
 from repl.session import MAX_LINE, Session
@@ -96,7 +96,7 @@ def assert_intact(repl: Repl, predictor) -> None:
 def trained(tmp_path_factory) -> Path:
     """A tiny trained model of belling_the_cat (trained once for this module)."""
     path = tmp_path_factory.mktemp("tiny") / "bundle"
-    result = __import__("model.train", fromlist=["train"]).train(read_corpus(CAT), tiny_config(units=16, epochs=40))
+    result = __import__("model.training.train", fromlist=["train"]).train(read_corpus(CAT), tiny_config(units=16, epochs=40))
     return save_result(result, path)
 
 
@@ -346,7 +346,7 @@ def test_paths_with_spaces_and_tilde(repl, tmp_path, monkeypatch):
     story.parent.mkdir()
     shutil.copy(CAT, story)
     repl.session.config = repl.session.bundle.config
-    from model.store import cache_path
+    from model.storage.store import cache_path
 
     shutil.copytree(tmp_path / "quoted dir" / "two", cache_path(story, repl.session.config))
     out = repl.run(":corpus ~/my stories/belling the cat.txt")

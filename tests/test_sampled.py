@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.bundle import load_bundle, save_result
-from model.corpus import read_corpus
-from model.predictor import Predictor
-from model.train import train
+from model.storage.bundle import load_bundle, save_result
+from model.text.corpus import read_corpus
+from model.prediction.predictor import Predictor
+from model.training.train import train
 
 from conftest import ROOT, tiny_config
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model import ids
-from model.corpus import read_corpus
-from model.data import split_paragraphs
-from model.tokenize import tokenize
-from model.vocab import Vocab
+from model.text import ids
+from model.text.corpus import read_corpus
+from model.training.data import split_paragraphs
+from model.text.tokenize import tokenize
+from model.text.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ TINY = dict(arch="stream", units=16, embedding_dim=16, context=6, bptt=8, batch_
 
 @pytest.fixture(scope="module")
 def corpus():
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
 
     return read_corpus(CAT)
 
@@ -32,8 +32,8 @@ def corpus():
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     """A tiny tied stream model trained with a validation split, and its saved bundle."""
-    from model.bundle import save_result
-    from model.train import train
+    from model.storage.bundle import save_result
+    from model.training.train import train
 
     result = train(corpus, Config(**{**TINY, "batch_size": 2, "lr": 0.05}, tie_weights=True, epochs=12, valid_fraction=0.25))
     return result, save_result(result, tmp_path_factory.mktemp("stream") / "model")
@@ -41,7 +41,7 @@ def trained(corpus, tmp_path_factory):
 
 # ---- streams ---------------------------------------------------------------------------
 def test_streams_cut_the_text_into_consecutive_batches():
-    from model.stream import StreamData
+    from model.training.stream import StreamData
 
     ids = np.arange(1000, dtype=np.int32)
     data = StreamData.cut(ids, streams=4, bptt=35, seed=3)
@@ -62,7 +62,7 @@ def test_streams_cut_the_text_into_consecutive_batches():
 
 
 def test_short_texts_get_shorter_steps():
-    from model.stream import StreamData
+    from model.training.stream import StreamData
 
     data = StreamData.cut(np.arange(10, dtype=np.int32), streams=8, bptt=35, seed=0)
     assert data.streams == 5 and data.bptt == 1  # 5 streams of 2 ids: one input, one target
@@ -72,7 +72,7 @@ def test_short_texts_get_shorter_steps():
 
 
 def test_several_replicas_are_refused():
-    from model.stream import stream_plan
+    from model.training.stream import stream_plan
 
     cfg = resolve(Config(**TINY), 300)
     with pytest.raises(StoryError, match="one device"):
@@ -110,8 +110,8 @@ def test_cache_keys_of_older_configurations_are_unchanged():
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_network_shapes(tie):
-    from model.bundle import expected_shapes
-    from model.network import build_network, export_weights
+    from model.storage.bundle import expected_shapes
+    from model.training.network import build_network, export_weights
 
     cfg = resolve(Config(arch="stream", units=8, embedding_dim=8, tie_weights=tie), 10_000)
     net = build_network(cfg, 30)
@@ -129,9 +129,9 @@ def test_keras_carried_state_equals_one_long_pass(tie):
     """Reading a stream in pieces, each from the state the last ended with, is reading it at once."""
     import tensorflow as tf
 
-    from model.network import build_network, export_weights
-    from model.numpy_net import Network
-    from model.stream import StreamNet
+    from model.training.network import build_network, export_weights
+    from model.prediction.numpy_net import Network
+    from model.training.stream import StreamNet
 
     cfg = resolve(Config(**{**TINY, "tie_weights": tie, "dropout": 0.3}), 10_000)
     model = build_network(cfg, 30)
@@ -159,10 +159,10 @@ def test_keras_carried_state_equals_one_long_pass(tie):
 def test_validation_loss_is_the_carried_state_cross_entropy(trained, corpus):
     """The validation loss training reports is the mean cross-entropy of the held-out streams,
     read with the state carried: recomputed here with the numpy network, step by step."""
-    from model.bundle import load_bundle
-    from model.numpy_net import Network, softmax
-    from model.stream import StreamNet, stream_loss, validation_data
-    from model.train import prepare
+    from model.storage.bundle import load_bundle
+    from model.prediction.numpy_net import Network, softmax
+    from model.training.stream import StreamNet, stream_loss, validation_data
+    from model.training.train import prepare
 
     result, path = trained
     cfg, _vocab, _train_ids, valid_ids = prepare(corpus, result.config)
@@ -193,7 +193,7 @@ def test_training_learns_and_keeps_the_best_weights(trained, corpus):
 
 
 def test_training_is_deterministic(corpus):
-    from model.train import train
+    from model.training.train import train
 
     a = train(corpus, Config(**TINY, epochs=3))
     b = train(corpus, Config(**TINY, epochs=3))
@@ -205,7 +205,7 @@ def test_training_is_deterministic(corpus):
 def test_time_limit_and_stop_end_a_stream_run(corpus):
     import threading
 
-    from model.train import train
+    from model.training.train import train
 
     result = train(corpus, Config(**TINY, epochs=50), time_limit=1e-9)
     assert result.stop_reason == "time limit" and result.epochs == 1
@@ -216,7 +216,7 @@ def test_time_limit_and_stop_end_a_stream_run(corpus):
 
 
 def test_sampled_objective_trains(corpus):
-    from model.train import train
+    from model.training.train import train
 
     result = train(corpus, Config(**TINY, objective="sampled", num_sampled=8, epochs=4))
     assert result.history["loss"][-1] < result.history["loss"][0]
@@ -224,8 +224,8 @@ def test_sampled_objective_trains(corpus):
 
 # ---- bundles -----------------------------------------------------------------------------------
 def test_tied_bundle_stores_one_matrix_and_predicts(trained, corpus, tmp_path):
-    from model.bundle import expected_shapes, load_bundle
-    from model.predictor import Predictor
+    from model.storage.bundle import expected_shapes, load_bundle
+    from model.prediction.predictor import Predictor
 
     result, path = trained
     bundle = load_bundle(path)
@@ -244,7 +244,7 @@ def test_tied_bundle_stores_one_matrix_and_predicts(trained, corpus, tmp_path):
 def test_bundle_with_a_wrong_embedding_is_refused(trained, tmp_path):
     import shutil
 
-    from model.bundle import load_bundle
+    from model.storage.bundle import load_bundle
 
     _, path = trained
     broken = tmp_path / "broken"
@@ -261,8 +261,8 @@ def test_bundle_with_a_wrong_embedding_is_refused(trained, tmp_path):
 
 
 def test_resume_continues_a_stream_model(trained, corpus):
-    from model.bundle import load_bundle
-    from model.train import train
+    from model.storage.bundle import load_bundle
+    from model.training.train import train
 
     result, path = trained
     bundle = load_bundle(path)
@@ -275,8 +275,8 @@ def test_resume_continues_a_stream_model(trained, corpus):
 def test_stream_states_extend_windows_one_step_at_a_time(trained, corpus):
     """Remembered states give the logits a full zero-state pass gives, for growing windows
     (a line typed word by word), windows that slide, and the empty window."""
-    from model.bundle import load_bundle
-    from model.numpy_net import Network, StreamStates
+    from model.storage.bundle import load_bundle
+    from model.prediction.numpy_net import Network, StreamStates
 
     _, path = trained
     bundle = load_bundle(path)
@@ -301,7 +301,7 @@ def test_stream_states_extend_windows_one_step_at_a_time(trained, corpus):
 def test_learning_rate_warms_up_then_anneals_to_its_floor():
     import keras
 
-    from model.stream import ANNEAL, MIN_LR_FACTOR, WARMUP_STEPS, Schedule
+    from model.training.stream import ANNEAL, MIN_LR_FACTOR, WARMUP_STEPS, Schedule
 
     cfg = Config(arch="stream", lr=0.004)
     opt = keras.optimizers.Adam(learning_rate=cfg.lr)

@@ -1,4 +1,4 @@
-"""Tests for model.tokenize: golden examples and round-trip properties."""
+"""Tests for model.text.tokenize: golden examples and round-trip properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.tokenize import PUNCT_CLOSE, PUNCT_OPEN, detokenize, is_cjk, tokenize
+from model.text.tokenize import PUNCT_CLOSE, PUNCT_OPEN, detokenize, is_cjk, tokenize
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPORA = ROOT / "corpora"
@@ -199,7 +199,7 @@ def test_hangul_jamo_not_recomposed() -> None:
 
 
 def test_import_is_fast() -> None:
-    code = ("import sys, time; t = time.perf_counter(); import model.tokenize; "
+    code = ("import sys, time; t = time.perf_counter(); import model.text.tokenize; "
             "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", "import re; " + code], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout

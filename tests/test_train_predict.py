@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.bundle import load_bundle, save_result
+from model.storage.bundle import load_bundle, save_result
 from model.config import Config
-from model.corpus import read_corpus
-from model.predictor import Predictor
-from model.train import train
+from model.text.corpus import read_corpus
+from model.prediction.predictor import Predictor
+from model.training.train import train
 
 from conftest import CAT, tiny_config
 
@@ -82,7 +82,7 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
     corpus = read_corpus(CAT)
     result = train(corpus, tiny_config(epochs=10))
     b1 = load_bundle(save_result(result, tmp_path / "one"))
-    from model.bundle import copy_bundle
+    from model.storage.bundle import copy_bundle
 
     b2 = load_bundle(copy_bundle(b1, tmp_path / "two"))
     p1, p2 = Predictor(b1), Predictor(b2)
@@ -97,7 +97,7 @@ def test_save_load_round_trip_identical_predictions(tmp_path):
 
 @pytest.mark.parametrize("arch", ["lstm", "stacked", "bilstm"])
 def test_network_shapes(arch):
-    from model.network import build_network, export_weights
+    from model.training.network import build_network, export_weights
 
     cfg = Config(arch=arch, units=8, embedding_dim=4, context=5)
     net = build_network(cfg, 30)

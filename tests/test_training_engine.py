@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from model.bundle import load_bundle, save_result
-from model.corpus import read_corpus
-from model.predictor import Predictor
-from model.train import train
+from model.storage.bundle import load_bundle, save_result
+from model.text.corpus import read_corpus
+from model.prediction.predictor import Predictor
+from model.training.train import train
 
 from conftest import BIN, CAT, ROOT, tiny_config
 

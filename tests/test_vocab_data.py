@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from model.corpus import read_corpus
-from model.data import ceiling, split_paragraphs, unambiguous, windows
+from model.text.corpus import read_corpus
+from model.training.data import ceiling, split_paragraphs, unambiguous, windows
 from model.errors import StoryError
-from model.vocab import UNK, Vocab
+from model.text.vocab import UNK, Vocab
 
 from conftest import CAT
 

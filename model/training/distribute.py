@@ -192,7 +192,7 @@ def cluster_failure(error: BaseException) -> str:
 
 def _multi_worker():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from model.tfload import quiet_stderr
+    from model.training.tfload import quiet_stderr
 
     with quiet_stderr():  # importing only: the cluster set-up must come before any TensorFlow op
         import tensorflow as tf
@@ -247,7 +247,7 @@ def make_strategy(name: str = "auto"):
         strat = _made[name]
         return strat, int(strat.num_replicas_in_sync)
 
-    from model.tfload import import_tensorflow
+    from model.training.tfload import import_tensorflow
 
     tf = import_tensorflow()
     if name == "auto":

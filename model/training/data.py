@@ -230,7 +230,7 @@ def _gather(ids: np.ndarray, starts: np.ndarray, offsets: np.ndarray, context: i
 
 def stream_train_dataset(ids: np.ndarray, context: int, batch: int, seed: int, sequence: bool = False):
     """The training pipeline for id arrays too large to copy into TensorFlow: the same
-    contract as :func:`model.distribute.train_dataset` (endless, one permutation of the
+    contract as :func:`model.training.distribute.train_dataset` (endless, one permutation of the
     windows per epoch that depends on (seed, epoch) only, so every worker and every iterator
     sees the same batches), with batches gathered by :func:`stream_batches`."""
     import tensorflow as tf

@@ -1,11 +1,11 @@
-"""Precomputed Unicode character classes used by :mod:`model.tokenize`.
+"""Precomputed Unicode character classes used by :mod:`model.text.tokenize`.
 
 The constants below are regular-expression character-class bodies (the text
 that goes between ``[`` and ``]``).  They were generated once from the
 ``unicodedata`` database so that importing the tokenizer never has to scan
 all code points.  Regenerate them with::
 
-    python -m model._unicode_tables
+    python -m model.text._unicode_tables
 
 which rewrites the section between the GENERATED markers of this file.
 """

@@ -8,7 +8,7 @@
     metrics.json    accuracy, ceiling, per-epoch history, library versions
     words.json      the full vocabulary: every word of the training text, with counts
     ngram.npz       the Kneser-Ney component over that vocabulary, as plain arrays
-    mixture.json    the mixture's weights, fitted on held-out text (see model/mixture.py)
+    mixture.json    the mixture's weights, fitted on held-out text (see model/prediction/mixture.py)
 
 The last three are the predictor's other components; a bundle without them (an older one)
 still loads, and they are rebuilt from its training text when it can be read.
@@ -40,7 +40,7 @@ import numpy as np
 
 from model.config import Config
 from model.errors import StoryError
-from model.vocab import Vocab
+from model.text.vocab import Vocab
 
 FORMAT_VERSION = 1
 EXTRAS = ("words.json", "ngram.npz", "mixture.json")
@@ -91,7 +91,7 @@ class Bundle:
 
     def keras_model(self):
         """The Keras model with its optimizer state (imports TensorFlow)."""
-        from model import network  # noqa: F401  (imports TensorFlow quietly first)
+        from model.training import network  # noqa: F401  (imports TensorFlow quietly first)
 
         import keras
 
@@ -470,8 +470,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 
 
 def save_result(result: Any, target: str | os.PathLike) -> Path:
-    """Save a :class:`model.train.TrainResult` as a bundle."""
-    from model.network import export_weights
+    """Save a :class:`model.training.train.TrainResult` as a bundle."""
+    from model.training.network import export_weights
 
     return save_bundle(
         target,

@@ -1,4 +1,4 @@
-"""Training progress on the terminal: a rich progress bar fed by :class:`model.train.Progress`.
+"""Training progress on the terminal: a rich progress bar fed by :class:`model.training.train.Progress`.
 
 Used by ``story-repl train`` and by the REPL when it must train before its first prompt.
 It shows loss, accuracy, tokens/s and ETA, and now and then a sample prediction in the

@@ -16,10 +16,10 @@ Validation loss is the mean cross-entropy over the held-out ids read the same wa
 streams, state carried, no dropout). The learning rate warms up over the first
 epoch (at most ``WARMUP_STEPS`` steps) and is halved after every epoch whose validation loss is no better.
 
-The layers are those of :func:`model.network.build_stream_network`, called here with an
+The layers are those of :func:`model.training.network.build_stream_network`, called here with an
 explicit initial state; the functional model they belong to is what is saved and what
 predicts (from a zero state over the last ``context`` words, like the numpy predictor).
-The stopping rules are :class:`model.callbacks.TrainingControl`'s, driven through
+The stopping rules are :class:`model.training.callbacks.TrainingControl`'s, driven through
 ``keras.callbacks.CallbackList`` as ``fit`` would drive them.
 """
 from __future__ import annotations
@@ -91,10 +91,10 @@ class StreamData:
 
 
 def stream_plan(cfg: Config, train_ids: np.ndarray, replicas: int):
-    """The fields of a stream run's :class:`model.train.Plan`: the inference windows (for the
+    """The fields of a stream run's :class:`model.training.train.Plan`: the inference windows (for the
     ceiling and the exact accuracy the stopping rules use) and the stream batches' size and
     count, as (x, y, ceiling, batch, full_batch, steps)."""
-    from model.data import ceiling, windows
+    from model.training.data import ceiling, windows
 
     if replicas > 1:
         raise StoryError(f"--arch stream trains on one device, not {replicas} replicas; pass --strategy default")
@@ -193,7 +193,7 @@ def fit_stream(model, cfg: Config, train_data: StreamData, val_data: StreamData 
     ``callbacks`` as ``fit`` would. Returns the number of epochs run."""
     import tensorflow as tf
 
-    from model.callbacks import drive_epochs
+    from model.training.callbacks import drive_epochs
 
     net = StreamNet(model, cfg)
     optimizer = model.optimizer

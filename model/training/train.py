@@ -3,13 +3,13 @@
 Progress goes out through a plain callback (``on_progress``) carrying :class:`Progress`
 records; there is no UI code here. Training stops when
 
-- training accuracy reaches the corpus's ceiling (see :func:`model.data.ceiling`),
+- training accuracy reaches the corpus's ceiling (see :func:`model.training.data.ceiling`),
 - validation loss stops improving (when a validation split is asked for),
 - the epoch budget or the time budget (``time_limit``) is spent, or
 - ``stop`` (a ``threading.Event``) is set, e.g. by Ctrl-C: the current batch finishes first.
 
 In every case the best weights seen so far are the ones kept (the rules live in
-:class:`model.callbacks.TrainingControl`). The steps are named functions, in the order a
+:class:`model.training.callbacks.TrainingControl`). The steps are named functions, in the order a
 run takes them: :func:`prepare` (recipe, vocabulary, ids), :func:`plan_batches` (windows,
 ceiling, batches), :func:`build_model`, :func:`make_datasets`, :class:`Monitor` (exact
 accuracy, samples), :func:`run_loop` and :func:`finish` (the :class:`TrainResult`).
@@ -27,8 +27,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from model.config import Config, resolve  # noqa: E402
-from model.corpus import Corpus  # noqa: E402
-from model.data import (  # noqa: E402
+from model.text.corpus import Corpus  # noqa: E402
+from model.training.data import (  # noqa: E402
     ceiling,
     sequence_targets,
     STREAM_MIN_WINDOWS,
@@ -39,8 +39,8 @@ from model.data import (  # noqa: E402
     windows,
 )
 from model.errors import StoryError  # noqa: E402
-from model.progress import Progress  # noqa: E402,F401  (re-exported: callers import it from here)
-from model.vocab import Vocab  # noqa: E402
+from model.training.events import Progress  # noqa: E402,F401  (re-exported: callers import it from here)
+from model.text.vocab import Vocab  # noqa: E402
 
 SMALL_WINDOWS = 20_000  # up to this many windows, exact training accuracy is checked each epoch
 
@@ -120,7 +120,7 @@ def prepare(corpus: Corpus, config: Config, resume: Any = None) -> tuple[Config,
 
     With ``resume`` (a loaded bundle) the bundle's vocabulary is kept, whatever the corpus
     would give now; its unknown words are left out of the ids."""
-    from model.ids import count_ids, map_ids
+    from model.text.ids import count_ids, map_ids
 
     cfg = resolve(config, corpus.n_tokens)
     # The corpus's full-vocabulary ids, cut by paragraphs; mapped to model ids by one table.
@@ -160,10 +160,10 @@ class Plan:
 
 def plan_batches(cfg: Config, train_ids: np.ndarray, replicas: int) -> Plan:
     """The windows of ``train_ids`` and the global batch (split evenly over ``replicas``)."""
-    from model.distribute import global_batch
+    from model.training.distribute import global_batch
 
-    if cfg.arch == "stream":  # parallel streams with a carried state (model/stream.py)
-        from model.stream import stream_plan
+    if cfg.arch == "stream":  # parallel streams with a carried state (model/training/stream.py)
+        from model.training.stream import stream_plan
 
         return Plan(*stream_plan(cfg, train_ids, replicas))
 
@@ -182,7 +182,7 @@ def build_model(cfg: Config, vocab_size: int, strat, resume: Any = None):
     """The compiled Keras model under ``strat`` (the bundle's own, with its optimizer, to resume)."""
     import keras
 
-    from model.network import build_network, make_optimizer
+    from model.training.network import build_network, make_optimizer
 
     with strat.scope():
         if resume is not None:
@@ -200,11 +200,11 @@ def build_model(cfg: Config, vocab_size: int, strat, resume: Any = None):
 
 def make_datasets(cfg: Config, plan: Plan, train_ids: np.ndarray, valid_ids: np.ndarray, replicas: int):
     """(training dataset, validation dataset or None), sharded per worker on a cluster."""
-    from model.distribute import full_batch_dataset, shard_by_data, train_dataset
-    from model.network import is_sequence
+    from model.training.distribute import full_batch_dataset, shard_by_data, train_dataset
+    from model.training.network import is_sequence
 
-    if cfg.arch == "stream":  # id streams, not windows (model/stream.py)
-        from model.stream import stream_data, validation_data
+    if cfg.arch == "stream":  # id streams, not windows (model/training/stream.py)
+        from model.training.stream import stream_data, validation_data
 
         return stream_data(cfg, train_ids), validation_data(cfg, valid_ids)
     seq = is_sequence(cfg)
@@ -243,7 +243,7 @@ class Monitor:
     def __init__(self, model, vocab: Vocab, plan: Plan, seed: int):
         import tensorflow as tf
 
-        from model.network import last_logits
+        from model.training.network import last_logits
 
         self.vocab, self.plan = vocab, plan
         self.small = plan.n <= SMALL_WINDOWS
@@ -273,15 +273,15 @@ class Monitor:
 def run_loop(model, cfg: Config, strat, plan: Plan, train_data, val_data, callbacks: list, replicas: int) -> int:
     """Drive the training loop that fits this run (Keras fit, sampled softmax, multi-worker).
     Returns the number of epochs run."""
-    from model.distribute import fit_multi_worker, is_multi_worker
+    from model.training.distribute import fit_multi_worker, is_multi_worker
 
     epochs = int(cfg.epochs)
     if cfg.arch == "stream":
-        from model.stream import fit_stream
+        from model.training.stream import fit_stream
 
         return fit_stream(model, cfg, train_data, val_data, epochs, callbacks)
     if cfg.objective == "sampled" and replicas == 1:  # several devices train the full softmax
-        from model.sampled import fit_sampled
+        from model.training.sampled import fit_sampled
 
         return fit_sampled(model, cfg, train_data, plan.steps, epochs, callbacks, val_data)
     if is_multi_worker(strat):
@@ -311,14 +311,14 @@ def train(
 ) -> TrainResult:
     """Train a model on ``corpus``. ``resume`` is a loaded bundle whose model and optimizer
     continue; ``time_limit`` (seconds) ends training after the batch that spends it."""
-    from model.distribute import make_strategy
-    from model.tfload import import_tensorflow
+    from model.training.distribute import make_strategy
+    from model.training.tfload import import_tensorflow
 
     # First: a multi-worker strategy has to configure TensorFlow before its first op runs.
     strat, replicas = make_strategy(strategy)
     import_tensorflow()
-    from model.callbacks import TrainingControl
-    from model.distribute import agreement, is_chief, is_multi_worker
+    from model.training.callbacks import TrainingControl
+    from model.training.distribute import agreement, is_chief, is_multi_worker
 
     report = on_progress or (lambda p: None)
     stop = stop or threading.Event()
@@ -364,8 +364,8 @@ def train(
 
 def mixture_files(corpus: Corpus, cfg: Config, vocab: Vocab, model) -> dict[str, bytes]:
     """The n-gram, full vocabulary and mixture weights fitted beside the trained network."""
-    from model.mixture import build_components, extras_of
-    from model.network import export_weights
+    from model.prediction.mixture import build_components, extras_of
+    from model.training.network import export_weights
 
     return extras_of(build_components(corpus, cfg, vocab, export_weights(model, cfg)))
 

@@ -36,8 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from model.ngram import KneserNey
-from model.vocab import Vocab
+from model.prediction.ngram import KneserNey
+from model.text.vocab import Vocab
 
 ORDER = 5
 CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
@@ -142,7 +142,7 @@ class NeuralComponent:
 
     def run(self, keys: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(probabilities, features) for several windows in one batch."""
-        from model.numpy_net import softmax
+        from model.prediction.numpy_net import softmax
 
         x = np.zeros((len(keys), self.context), np.int64)
         for r, key in enumerate(keys):
@@ -693,7 +693,7 @@ def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarra
     the table from corpus ids to that vocabulary's ids; the training and held-out parts as
     corpus ids). The parts are views of the corpus ids (memory-mapped for a large text),
     counted block by block, so that no copy of a large text's ids is made here."""
-    from model.ids import count_ids
+    from model.text.ids import count_ids
 
     train, valid = corpus.split(float(valid_fraction or 0.0))
     counts = count_ids(train, len(corpus.words))
@@ -711,7 +711,7 @@ def ngram_mixture(corpus, config) -> Mixture:
 
 def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str, np.ndarray] | None) -> Mixture:
     """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
-    from model.numpy_net import Network
+    from model.prediction.numpy_net import Network
 
     words, table, train, valid_ids = training_vocabulary(corpus, config.valid_fraction)
     # the n-gram of a very large text: its last NGRAM_TOKENS training tokens
@@ -787,9 +787,9 @@ def attach_partner(mix: Mixture, bundle, other) -> None:
 
     Two networks of different recipes (the windowed LSTM and the stream LSTM, say) make
     different errors, so their mixture beats either (``bench/keystrokes.py --partner``)."""
-    from model.corpus import read_corpus
+    from model.text.corpus import read_corpus
     from model.errors import StoryError
-    from model.numpy_net import Network
+    from model.prediction.numpy_net import Network
 
     if mix.neural is None or mix.ngram is None:
         raise StoryError(f"{bundle.path}: a partner network needs a model with its n-gram and network")
@@ -831,7 +831,7 @@ def partner_weights_path(bundle, other):
     import hashlib
 
     from model.home import home
-    from model.ids import file_digest
+    from model.text.ids import file_digest
 
     h = hashlib.sha256()
     for b, names in ((bundle, ("weights.npz", "words.json", "ngram.npz", "mixture.json")), (other, ("weights.npz",))):
@@ -869,7 +869,7 @@ def _write_weights(path, weights: Weights) -> None:
 
 
 def _load_mixture(bundle) -> Mixture:
-    from model.numpy_net import Network
+    from model.prediction.numpy_net import Network
 
     saved = read_extras(bundle)
     if saved is not None:
@@ -891,7 +891,7 @@ def _rebuild(bundle) -> Mixture | None:
     if not info.get("path"):
         return None
     try:
-        from model.corpus import read_corpus
+        from model.text.corpus import read_corpus
 
         corpus = read_corpus(info["path"], keep_case=bool(bundle.config.keep_case))
     except StoryError:
@@ -900,7 +900,7 @@ def _rebuild(bundle) -> Mixture | None:
         return None
     mix = build_components(corpus, bundle.config, bundle.vocab, bundle.weights)
     try:  # keep them for next time; the bundle is rewritten atomically
-        from model.bundle import copy_bundle_with
+        from model.storage.bundle import copy_bundle_with
 
         copy_bundle_with(bundle, extras_of(mix))
     except (StoryError, OSError):

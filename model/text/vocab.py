@@ -1,7 +1,7 @@
 """Vocabulary: tokens ranked by frequency, ties broken by first appearance.
 
 Id 0 is the most frequent token. The network's input reserves one extra id for padding
-(see :mod:`model.network`), but the vocabulary itself never contains a padding token.
+(see :mod:`model.training.network`), but the vocabulary itself never contains a padding token.
 When ``max_size`` or ``min_count`` drop rare words, they all map to ``<unk>``, which
 then has its own id; ``<unk>`` is never offered as a completion or generated.
 """

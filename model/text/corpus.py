@@ -2,7 +2,7 @@
 
 A corpus path is resolved from the working directory first, then among the corpora shipped
 with story-repl (so ``belling_the_cat`` works from anywhere). The file is streamed to token
-ids by :mod:`model.ids` in chunks (with a progress callback), and a large file's ids are
+ids by :mod:`model.text.ids` in chunks (with a progress callback), and a large file's ids are
 kept memory-mapped from the id cache, so memory stays bounded by the id array: no list of
 token strings and no copy of the text is built. ``Corpus.tokens``, ``Corpus.paragraphs()``
 and ``Corpus.text`` still give the old views, decoded on demand, for small texts and callers
@@ -48,7 +48,7 @@ class TokenView(Sequence):
         return words[int(self._ids[i])]
 
     def __iter__(self) -> Iterator[str]:
-        from model.ids import iter_blocks
+        from model.text.ids import iter_blocks
 
         words = self._words
         for block in iter_blocks(self._ids, block=1 << 16):
@@ -122,7 +122,7 @@ class Corpus:
     def split_point(self, valid_fraction: float) -> int:
         """Token offset where the held-out part starts: the last ``valid_fraction`` of the
         text by whole paragraphs where there are several (by tokens otherwise), exactly as
-        :func:`model.data.split_paragraphs` cuts the token list."""
+        :func:`model.training.data.split_paragraphs` cuts the token list."""
         n = self.n_tokens
         if valid_fraction <= 0:
             return n
@@ -186,7 +186,7 @@ def read_corpus(
 
     ``progress(done_bytes, total_bytes)`` is called while a file larger than one chunk is
     tokenized (not when its ids come from the cache)."""
-    from model.ids import stream_ids
+    from model.text.ids import stream_ids
 
     path = resolve_path(spec)
     check_regular(path)

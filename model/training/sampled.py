@@ -16,7 +16,7 @@ def fit_sampled(model, config, train_data, steps: int, epochs: int, callbacks: l
     import keras
     import tensorflow as tf
 
-    from model.callbacks import drive_epochs
+    from model.training.callbacks import drive_epochs
 
     dense = model.get_layer("logits")
     encoder = keras.Model(model.input, dense.input)  # ids -> hidden states feeding the output layer

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-from model.bundle import Bundle, load_bundle, save_result
+from model.storage.bundle import Bundle, load_bundle, save_result
 from model.config import Config
 from model.errors import StoryError
 from model.home import home  # noqa: F401  (the cache's root; re-exported for callers)
@@ -21,8 +21,8 @@ from model.home import home  # noqa: F401  (the cache's root; re-exported for ca
 
 def file_sha256(path: Path) -> str:
     """sha256 of a corpus file (a regular file); read errors are one-line StoryErrors."""
-    from model.corpus import check_regular
-    from model.ids import file_digest
+    from model.text.corpus import check_regular
+    from model.text.ids import file_digest
 
     check_regular(Path(path))
     return file_digest(Path(path))
@@ -84,8 +84,8 @@ def train_and_cache(
     time_limit: float | None = None,
 ):
     """Train (unless a valid cache exists and not ``force``) and save. Returns (bundle, result or None)."""
-    from model.bundle import check_target
-    from model.corpus import Corpus, read_corpus
+    from model.storage.bundle import check_target
+    from model.text.corpus import Corpus, read_corpus
 
     if isinstance(corpus_spec, Corpus):
         corpus = corpus_spec
@@ -94,7 +94,7 @@ def train_and_cache(
     if out is not None:
         check_target(out)  # refuse a bad --out before spending time on training
     target = cache_path(corpus.path, config, corpus.sha256)
-    from model.distribute import is_chief
+    from model.training.distribute import is_chief
 
     chief = is_chief()
     # Only the chief of a multi-worker cluster writes; the others take no lock and create nothing.
@@ -105,7 +105,7 @@ def train_and_cache(
                 return load_bundle(target), None
             except StoryError:
                 pass
-        from model.train import train
+        from model.training.train import train
 
         result = train(corpus, config, on_progress=on_progress, stop=stop, logdir=logdir, strategy=strategy, time_limit=time_limit)
         if chief:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import keras
 
-from model.progress import Progress
+from model.training.events import Progress
 
 # At the ceiling, train on until every window with a single continuation gives it at least
 # this probability, so the right word is not just ranked first but clearly likely.

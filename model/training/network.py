@@ -8,7 +8,7 @@ than the window is read exactly like a shorter sequence. The encoder is one of
 - ``bilstm``: forward and backward LSTMs over the context words, final states concatenated;
 - ``stream``: two LSTM layers over inputs of any length, trained on the text as parallel
   streams with the state carried from one truncated-BPTT step to the next
-  (:mod:`model.stream`); with ``tie_weights`` the output layer is the embedding transposed
+  (:mod:`model.training.stream`); with ``tie_weights`` the output layer is the embedding transposed
   (:class:`TiedEmbedding`). At inference it reads the last ``context`` words from a zero state.
 
 The network only ever reads the context words, never the word it predicts.
@@ -16,7 +16,7 @@ Importing this module imports TensorFlow; the REPL only does so when it must tra
 """
 from __future__ import annotations
 
-from model.tfload import import_tensorflow
+from model.training.tfload import import_tensorflow
 
 import_tensorflow()
 
@@ -88,7 +88,7 @@ def build_stream_network(config: Config, vocab_size: int) -> keras.Model:
     """(batch, any length) int32 ids+1 -> (batch, length, vocab) logits, two LSTM layers.
 
     The LSTM layers also return their final (h, c) state: the functional model ignores it,
-    and :mod:`model.stream` calls the layers with an initial state to carry it across batches."""
+    and :mod:`model.training.stream` calls the layers with an initial state to carry it across batches."""
     assert config.embedding_dim is not None and config.units is not None
     inp = keras.Input(shape=(None,), dtype="int32", name="context")
     drop = float(config.dropout or 0.0)

@@ -1,9 +1,9 @@
-"""The scanner behind :mod:`model.ids`: UTF-8 text to token ids, remembering what it has seen.
+"""The scanner behind :mod:`model.text.ids`: UTF-8 text to token ids, remembering what it has seen.
 
 Tokens never span whitespace, so a text is cut into whitespace-separated *chunks* and each
 distinct chunk is tokenized once: printable ASCII by the tokenizer's pattern restricted to
 ASCII (where its cleaning, NFC and lower-casing change nothing but case), anything else by
-:func:`model.tokenize.tokenize` itself. The result is token for token the same as
+:func:`model.text.tokenize.tokenize` itself. The result is token for token the same as
 tokenizing the whole text at once; the tests check this on every shipped corpus and on
 random text.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.tokenize import tokenize
+from model.text.tokenize import tokenize
 
 #: Chunks of at most this many UTF-8 bytes are keyed by their bytes, as two 64-bit numbers.
 KEY_BYTES = 15

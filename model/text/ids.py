@@ -4,7 +4,7 @@ Reading a large text never builds a list of every token, nor a copy of the text:
 
 * The file is read in chunks, decoded incrementally and cut into pieces of a few MB at
   whitespace, so no token and no blank line straddles two pieces.
-* Each piece is scanned by a :class:`model.scanner.Scanner`, in a pool of worker processes
+* Each piece is scanned by a :class:`model.text.scanner.Scanner`, in a pool of worker processes
   for large files (no pool below :data:`POOL_MIN_BYTES`, so the shipped stories read
   instantly). A worker keeps its scanner for the whole file, so each distinct chunk is
   tokenized once per worker. For each piece it returns the words it met there for the first
@@ -14,14 +14,14 @@ Reading a large text never builds a list of every token, nor a copy of the text:
   the rank of a token's first appearance), adds up counts and appends the provisional ids to
   a raw int32 file. A second pass rewrites that file in place with the final ids: tokens
   ranked by count, ties by first appearance, exactly the order of
-  :meth:`model.vocab.Vocab.build` over the whole text.
+  :meth:`model.text.vocab.Vocab.build` over the whole text.
 
-The scanner is the tokenizer of :mod:`model.tokenize` with a fast path (see
-:mod:`model.scanner`); the tests check that it gives the same tokens on every shipped corpus
+The scanner is the tokenizer of :mod:`model.text.tokenize` with a fast path (see
+:mod:`model.text.scanner`); the tests check that it gives the same tokens on every shipped corpus
 and on random text.
 
 Results for files of at least :data:`CACHE_MIN_BYTES` are cached under
-``model.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
+``model.storage.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
 written to a temporary directory, synced and renamed into place, so a half-written cache is
 never used: ``ids.int32`` (raw, memory-mapped when used), ``words.txt`` (one distinct token a
 line, in id order), ``counts.int64``, ``first.int64`` (rank of first appearance),
@@ -47,7 +47,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from model.errors import StoryError
-from model.scanner import Piece, Scanner
+from model.text.scanner import Piece, Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
 TOKENIZER_VERSION = 1
@@ -67,7 +67,7 @@ _CUT = re.compile(r"\S(?=\s)")
 
 
 def scan_piece(text: str, keep_case: bool = False) -> Piece:
-    """Tokenize ``text`` exactly as :func:`model.tokenize.tokenize` does, as ids.
+    """Tokenize ``text`` exactly as :func:`model.text.tokenize.tokenize` does, as ids.
 
     ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
     token offsets where a blank line (a paragraph break) stands in the text."""
@@ -75,7 +75,7 @@ def scan_piece(text: str, keep_case: bool = False) -> Piece:
 
 
 # ---- worker processes --------------------------------------------------------------------
-# A worker is ``python -m model.ids --worker``: it reads pieces from stdin and writes scanned
+# A worker is ``python -m model.text.ids --worker``: it reads pieces from stdin and writes scanned
 # pieces to stdout, one framed message each (a header of lengths, then UTF-8 and raw arrays).
 # Plain subprocesses, in their own session: they import nothing of the caller's program, a
 # Ctrl-C at the terminal does not reach them, and they end when their stdin closes.
@@ -133,7 +133,7 @@ class _Workers:
             for _ in range(n):
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "model.ids", "--worker"],
+                        [sys.executable, "-m", "model.text.ids", "--worker"],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 It answers "what comes next after these words?" over the full vocabulary (every word of
 the training text, plus the words the user has written) from a mixture of the bundle's LSTM,
-a Kneser-Ney n-gram and a cache of the user's text (:mod:`model.mixture`). No TensorFlow
+a Kneser-Ney n-gram and a cache of the user's text (:mod:`model.prediction.mixture`). No TensorFlow
 here: the REPL starts and completes words without importing it.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from model.bundle import Bundle
+from model.storage.bundle import Bundle
 from model.config import Config
-from model.decoding import Decoding, choose_next, generate_ids
-from model.mixture import Mixture, load_mixture
-from model.numpy_net import Network, lstm_layer, softmax  # noqa: F401  (the numpy network lives there)
-from model.tokenize import is_cjk, tokenize
-from model.vocab import Vocab
+from model.prediction.decoding import Decoding, choose_next, generate_ids
+from model.prediction.mixture import Mixture, load_mixture
+from model.prediction.numpy_net import Network, lstm_layer, softmax  # noqa: F401  (the numpy network lives there)
+from model.text.tokenize import is_cjk, tokenize
+from model.text.vocab import Vocab
 
 CACHE_SIZE = 4096
 
@@ -155,7 +155,7 @@ class Predictor:
         rng: np.random.Generator | None = None,
         decoding: Decoding | None = None,
     ) -> int:
-        """The next id after the history ``ids`` (see model/decoding.py for the settings)."""
+        """The next id after the history ``ids`` (see model/prediction/decoding.py for the settings)."""
         dec = decoding if decoding is not None else Decoding.legacy(greedy, temperature)
         return choose_next(self.distribution, self._ban, list(ids), dec, rng)
 
