@@ -1,4 +1,15 @@
-"""Helpers shared by the benchmark scripts: JSON-line output and a description of the machine."""
+"""What every benchmark script shares. Each imports it first (``python bench/x.py`` puts bench/
+on sys.path), and on import it sets up the process before anything loads numpy or TensorFlow:
+
+- the repository on sys.path, so ``model`` and ``repl`` are this checkout's;
+- TensorFlow's C++ log quiet (TF_CPP_MIN_LOG_LEVEL=3, unless set);
+- one BLAS thread (OPENBLAS_NUM_THREADS=1, unless set) for the scripts that score with numpy:
+  the predictor runs many small matrix products, and a multi-threaded BLAS spins on a busy
+  machine (the CLI does the same). The scripts in OWN_BLAS_THREADS keep the library's count.
+
+Then: JSON-line output (``emit``), progress on stderr (``logger``) and the machine's description
+(``machine_info``, the first record of every run).
+"""
 from __future__ import annotations
 
 import json
@@ -7,10 +18,30 @@ import platform
 import statistics
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT / "corpora"
+
+# Scripts that leave BLAS at the library's own thread count: they measure the machine (numpy's
+# matmul peak) or the REPL and the CLI as a user runs them, and report the setting as found.
+OWN_BLAS_THREADS = frozenset({"throughput", "train_speed", "latency", "scale"})
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if Path(sys.argv[0] if sys.argv else "").stem not in OWN_BLAS_THREADS:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def logger(name: str | None = None) -> Callable[[str], None]:
+    """A progress printer: each message on its own line of stderr (flushed), after ``[name]`` if given."""
+    prefix = f"[{name}] " if name else ""
+
+    def log(msg: str) -> None:
+        print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+
+    return log
 
 
 def emit(record: dict[str, Any]) -> None:

@@ -20,19 +20,13 @@ It uses the cached model of the default book recipe (``story-repl train NAME
 """
 from __future__ import annotations
 
+from _common import emit, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import math
-import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 THETAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
@@ -75,14 +69,14 @@ def neural_cache_probs(h: np.ndarray, targets: np.ndarray, theta: float, window:
 
 
 def em(p: np.ndarray, steps: int = 60) -> np.ndarray:
-    from model.prediction.mixture import em_weights
+    from model.prediction.weights import em_weights
 
     return em_weights(p, steps)
 
 
 def twofold_ppl(p: np.ndarray, buckets: np.ndarray, n_buckets: int) -> float:
     """Perplexity with per-bucket EM weights fitted on the other half (both ways)."""
-    from model.prediction.mixture import fit_weights
+    from model.prediction.weights import fit_weights
 
     half = len(p) // 2
     nll = 0.0
@@ -97,9 +91,9 @@ def run_one(name: str, args) -> dict:
     from model.storage import store
     from model.config import Config
     from model.text.corpus import read_corpus
-    from model.prediction.mixture import score_stream, stream_ids
+    from model.prediction.scoring import score_stream, text_ids
     from model.prediction.predictor import Predictor
-    from repl.evaluate import split_tokens
+    from model.evaluation.evaluate import split_tokens
 
     corpus = read_corpus(name)
     bundle = store.cached(corpus.path, Config(valid_fraction=args.valid_fraction))
@@ -108,7 +102,7 @@ def run_one(name: str, args) -> dict:
     pred = Predictor(bundle)
     _, valid = split_tokens(bundle, corpus)
     mix = pred.mixture.fresh()
-    ids, known = stream_ids(mix, valid)
+    ids, known = text_ids(mix, valid)
     res = score_stream(mix, ids, known)
     pos = res["positions"]
     targets = ids[pos]
@@ -149,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--window", type=int, default=500, help="positions the neural cache remembers")
     args = p.parse_args(argv)
-    from _common import emit, machine_info
-
     emit(machine_info("cache", with_tf=False))
     for name in args.corpus or ["aesops_fables", "tinyshakespeare"]:
         emit(run_one(name, args))

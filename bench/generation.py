@@ -12,7 +12,7 @@ generates ``--n`` tokens after each with every decoding variant. Each variant re
 * ``kn_ppl``: the perplexity of the continuations under the order-5 Kneser-Ney model of the
   training part (model/prediction/ngram.py) over the predictor's vocabulary, each scored after its seed
   (held-out words the training part lacks are dropped, as the predictor drops them);
-* ``copied``: the longest run copied verbatim from the training part (repl/memorize.py).
+* ``copied``: the longest run copied verbatim from the training part (model/evaluation/memorize.py).
 
 Beside them, the same figures for the held-out text itself: every consecutive
 ``--n``-token stretch of it, and the true continuations of the seeds (``references``).
@@ -32,25 +32,14 @@ Output: JSON lines on stdout (the machine first, then per corpus a ``heldout`` r
 """
 from __future__ import annotations
 
+from _common import ROOT, emit, logger, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import math
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-# One BLAS thread: the predictor runs small matrix products (set before numpy is imported).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
-
-from _common import emit, machine_info  # noqa: E402
+import numpy as np
 
 DEFAULT_CORPORA = ("aesops_fables", "tinyshakespeare")
 REP4_FACTOR = 2.0
@@ -58,8 +47,7 @@ SELF_REPEAT_LIMIT = 8
 KN_FACTOR = 1.5
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logger()
 
 
 # ---- text statistics -------------------------------------------------------------------
@@ -116,7 +104,7 @@ def corpus_index(ids: np.ndarray) -> dict[int, np.ndarray]:
 
 def summarize(seqs: list[list[int]], seeds: list[list[int]] | None, kn, to_kn, train_ids, positions) -> dict[str, Any]:
     """The figures of one set of continuations (token ids in the predictor's vocabulary)."""
-    from repl.memorize import longest_run
+    from model.evaluation.memorize import longest_run
 
     rep4 = [repeated_ngram_rate(s) for s in seqs]
     loops = [longest_self_repeat(s) for s in seqs]

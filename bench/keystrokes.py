@@ -3,7 +3,7 @@
 For each corpus (aesops_fables and tinyshakespeare by default) it loads the cached default
 model trained with ``--valid-fraction 0.1`` (``story-repl train NAME --valid-fraction 0.1``;
 this script never trains), takes the first ``--tokens`` tokens of the held-out tenth, and runs
-the typist of :mod:`repl.keystrokes` over the model, over an order-5 Kneser-Ney model of every
+the typist of :mod:`model.evaluation.keystrokes` over the model, over an order-5 Kneser-Ney model of every
 training word, and over Presage (trigram database from the same training text), at menus of
 1, 3, 5 and 10 entries:
 
@@ -30,27 +30,18 @@ mixture as a second network (``lstm2``), its weights refitted on the validation 
 """
 from __future__ import annotations
 
+from _common import emit, logger, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import os
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrix products: one BLAS thread
-
-from _common import emit, machine_info  # noqa: E402
 
 DEFAULT_CORPORA = ("aesops_fables", "tinyshakespeare")
 TARGET = ("tinyshakespeare", "5", 0.42)
 
 
-def log(msg: str) -> None:
-    print(f"[keystrokes] {msg}", file=sys.stderr, flush=True)
+log = logger("keystrokes")
 
 
 def load(name: str, valid_fraction: float):
@@ -65,7 +56,7 @@ def load(name: str, valid_fraction: float):
 
 
 def configurations(compare: str):
-    from repl import keystrokes as ks
+    from model.evaluation import keystrokes as ks
 
     everyone = [ks.NOW, ks.BEFORE, ks.TAB_ONLY]
     more = [*ks.ALONE, ks.with_features(ks.NOW, repeat=True, name="repl, repeats allowed")]
@@ -84,8 +75,8 @@ def record(corpus: str, res: dict, name: str, seconds: float) -> dict:
 
 def bench_corpus(corpus: str, args) -> dict:
     from model.prediction.predictor import Predictor
-    from repl import keystrokes as ks
-    from repl.evaluate import validation_tokens
+    from model.evaluation import keystrokes as ks
+    from model.evaluation.evaluate import validation_tokens
     from repl.models import partner_bundle
 
     bundle = load(corpus, args.valid_fraction)
@@ -142,7 +133,7 @@ def scale_weights(predictor, specs) -> dict:
 
 def ratios(corpus: str, results: dict, menus) -> dict:
     """Same-run comparisons: the model against each baseline, each configuration against "before"."""
-    from repl import keystrokes as ks
+    from model.evaluation import keystrokes as ks
 
     now, before = results[ks.NOW.name], results.get(ks.BEFORE.name)
     out: dict = {"bench": "keystrokes", "figure": "ratios", "corpus": corpus}
@@ -183,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in args.corpus or DEFAULT_CORPORA:
         results = bench_corpus(corpus, args)
         if corpus == TARGET[0]:
-            from repl import keystrokes as ks
+            from model.evaluation import keystrokes as ks
 
             got = results[ks.NOW.name]["model"].get(TARGET[1])
             if got is not None:

@@ -8,7 +8,7 @@ alone, the n-gram with the caches, each network alone, the mixtures) it
   product fits its own (the same positions, the same n-gram buckets);
 * scores the first ``--tokens`` tokens of the held-out tenth: perplexity, and its ratio to
   the order-5 Kneser-Ney baseline on the same positions;
-* types those tokens with the typist of :mod:`repl.keystrokes` through the REPL as it is
+* types those tokens with the typist of :mod:`model.evaluation.keystrokes` through the REPL as it is
   (menu ``--menu``), and the baseline too, once.
 
 Then it fits, over the sets whose perplexity is no worse than the baseline's, a straight line of the
@@ -23,21 +23,13 @@ Output: JSON lines on stdout, the first describing the machine; progress on stde
 """
 from __future__ import annotations
 
+from _common import emit, logger, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import math
 import os
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from _common import emit, machine_info  # noqa: E402
 
 DEFAULT_CORPORA = ("aesops_fables", "tinyshakespeare")
 SETS = (
@@ -57,8 +49,7 @@ PARTNER_SETS = (
 )
 
 
-def log(msg: str) -> None:
-    print(f"[ksr_curve] {msg}", file=sys.stderr, flush=True)
+log = logger("ksr_curve")
 
 
 def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
@@ -77,10 +68,11 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
 def bench_corpus(corpus: str, args) -> list[dict]:
     import numpy as np
 
-    from model.prediction.mixture import fit_weights, heldout_scores
+    from model.prediction.scoring import heldout_scores
+    from model.prediction.weights import fit_weights
     from model.prediction.predictor import Predictor
-    from repl import keystrokes as ks
-    from repl.evaluate import evaluate_text, validation_tokens
+    from model.evaluation import keystrokes as ks
+    from model.evaluation.evaluate import evaluate_text, validation_tokens
     from repl.models import partner_bundle
 
     from keystrokes import load  # the cached model of the corpus (bench/keystrokes.py)
@@ -94,7 +86,6 @@ def bench_corpus(corpus: str, args) -> list[dict]:
     menus = (int(args.menu),)
     fitted = heldout_scores(mix, valid)
     n_buckets = mix.ngram.kn.order
-    theta = mix.weights.theta
 
     t0 = time.perf_counter()
     with ks.contenders(bundle, predictor, ("baseline",), menus) as found:
@@ -109,7 +100,6 @@ def bench_corpus(corpus: str, args) -> list[dict]:
         t0 = time.perf_counter()
         p = np.stack([fitted["probs"][c] for c in names], axis=1)
         w = fit_weights(p, fitted["buckets"], list(names), n_buckets, "validation split")
-        w.theta = theta
         mix.weights = w
         predictor.components(list(names))
         ev = evaluate_text(bundle, tokens, predictor=predictor)

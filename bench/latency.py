@@ -23,6 +23,8 @@ Output: JSON lines on stdout.
 """
 from __future__ import annotations
 
+from _common import CORPORA, ROOT, emit, machine_info, median, percentile  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import json
 import os
@@ -33,8 +35,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from _common import CORPORA, ROOT, emit, machine_info, median, percentile
 
 BIN = Path(sys.executable).with_name("story-repl")
 CAT = CORPORA / "belling_the_cat.txt"

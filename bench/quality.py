@@ -4,7 +4,7 @@ For each corpus (tinyshakespeare and aesops_fables by default) it trains the rec
 ``model.config.resolve`` picks for the corpus size, holding out the last ``--valid-fraction``
 of the text by paragraph, under a training time budget (``train(time_limit=...)``), or takes
 the cached model of that recipe with ``--cached``. Then it scores the held-out part with the
-mixture predictor (LSTM + Kneser-Ney + cache, ``repl.evaluate``: every word of the training
+mixture predictor (LSTM + Kneser-Ney + cache, ``model.evaluation.evaluate``: every word of the training
 text in the vocabulary, OOV targets not scored), with each component alone on the same
 positions, and with the order-5 Kneser-Ney baseline over the same full vocabulary.
 
@@ -31,6 +31,8 @@ mixture as the ``lstm2`` component (its ratio is in ``components``).
 """
 from __future__ import annotations
 
+from _common import emit, logger, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import math
 import os
@@ -38,16 +40,6 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# The numpy scorer runs many small matrix products: one BLAS thread avoids the spinning of
-# a multi-threaded BLAS on a busy machine (set before numpy is imported).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 TARGETS = {"mixture": 0.80, "lstm": 0.95}
 DEFAULT_CORPORA = ("tinyshakespeare", "aesops_fables")
@@ -81,16 +73,15 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logger()
 
 
 def twofold(pred, valid: list[str]) -> float:
     """Mixture/Kneser-Ney perplexity ratio with the weights refitted on the other half."""
     import numpy as np
 
-    from model.prediction.mixture import fit_mixture_weights
-    from repl.evaluate import evaluate_text
+    from model.prediction.scoring import fit_mixture_weights
+    from model.evaluation.evaluate import evaluate_text
 
     half = len(valid) // 2
     parts = (valid[:half], valid[half:])
@@ -113,7 +104,7 @@ def global_weights_ratio(pred, valid: list[str]) -> float:
     """Mixture/Kneser-Ney ratio with one weight vector for every context (no buckets)."""
     from dataclasses import replace
 
-    from repl.evaluate import evaluate_text
+    from model.evaluation.evaluate import evaluate_text
 
     saved = pred.mixture.weights
     try:
@@ -130,7 +121,7 @@ def run_one(name: str, args: argparse.Namespace, extra: dict) -> dict:
     from model.config import Config
     from model.text.corpus import read_corpus
     from model.prediction.predictor import Predictor
-    from repl.evaluate import evaluate_text, split_tokens
+    from model.evaluation.evaluate import evaluate_text, split_tokens
 
     corpus = read_corpus(name, keep_case=bool(extra.get("keep_case", False)))
     cfg = Config(valid_fraction=args.valid_fraction, **({"epochs": args.epochs} if args.epochs else {})).replace(**extra)
@@ -220,8 +211,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--budget-seconds expects a positive number")
     extra = overrides(args.set)
     names = args.corpus or list(DEFAULT_CORPORA)
-    from _common import emit, machine_info
-
     from model.training.tfload import import_tensorflow
 
     import_tensorflow()

@@ -20,6 +20,8 @@ a fixed seed) and these figures are printed as JSON lines, each measured in this
 """
 from __future__ import annotations
 
+from _common import CORPORA, ROOT, emit, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import json
 import os
@@ -32,10 +34,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import CORPORA, ROOT, emit, machine_info  # noqa: E402
 
 PY = sys.executable
 STORY = str(Path(sys.executable).with_name("story-repl"))

@@ -26,6 +26,8 @@ Output: JSON lines on stdout: the machine, one ``run`` record per (corpus, varia
 """
 from __future__ import annotations
 
+from _common import emit, logger, machine_info  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import math
 import os
@@ -34,15 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the numpy scorer: one BLAS thread, as the CLI runs it
-
-from quality import overrides  # noqa: E402  (FIELD=VALUE parsing shared with bench/quality.py)
+from quality import overrides  # FIELD=VALUE parsing shared with bench/quality.py
 
 DEFAULT_CORPORA = ("aesops_fables", "tinyshakespeare")
 VARIANTS = {
@@ -61,8 +55,7 @@ CLI_FLAGS = {  # Config fields story-repl train/eval take as flags
 }
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logger()
 
 
 def cli_command(corpus: str, fields: dict, budget: float, valid_fraction: float) -> str:
@@ -85,7 +78,7 @@ def lstm_perplexity_at(bundle, tokens, context: int) -> float:
     from dataclasses import replace
 
     from model.prediction.predictor import Predictor
-    from repl.evaluate import evaluate_text
+    from model.evaluation.evaluate import evaluate_text
 
     other = replace(bundle, config=bundle.config.replace(context=context))
     res = evaluate_text(other, tokens, predictor=Predictor(other))
@@ -98,7 +91,7 @@ def run_one(corpus_name: str, variant: str, fields: dict, args: argparse.Namespa
     from model.text.corpus import read_corpus
     from model.prediction.predictor import Predictor
     from model.training.train import train
-    from repl.evaluate import evaluate_text, validation_tokens
+    from model.evaluation.evaluate import evaluate_text, validation_tokens
 
     corpus = read_corpus(corpus_name)
     cfg = Config(valid_fraction=args.valid_fraction, epochs=args.epochs, seed=args.seed).replace(**fields)
@@ -187,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--budget-seconds expects a positive number")
     args.contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
     stream_extra, all_extra = overrides(args.set), overrides(args.set_all)
-    from _common import emit, machine_info
-
     from model.training.tfload import import_tensorflow
 
     import_tensorflow()

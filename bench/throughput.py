@@ -21,15 +21,12 @@ sampled softmax beside full softmax, with the loop model.training.train uses for
 """
 from __future__ import annotations
 
+from _common import CORPORA, emit, machine_info, median  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import inspect
-import os
 import sys
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from _common import CORPORA, emit, machine_info, median  # noqa: E402
 
 CORPUS = CORPORA / "tinyshakespeare.txt"
 

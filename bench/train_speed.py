@@ -26,17 +26,14 @@ Output: JSON lines on stdout (machine, reference, ours, ratio).
 """
 from __future__ import annotations
 
+from _common import CORPORA, emit, machine_info, median  # first: sets sys.path, BLAS, TF logging
+
 import argparse
 import collections
 import math
-import os
 import random
 import sys
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from _common import CORPORA, emit, machine_info, median  # noqa: E402
 
 CORPUS = CORPORA / "belling_the_cat.txt"
 N_INPUT = 3

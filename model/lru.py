@@ -26,6 +26,10 @@ class LRU(Generic[K, V]):
             return default
         return self._items[key]
 
+    def peek(self, key: K, default: V | None = None) -> V | None:
+        """The value under ``key``, or ``default``, leaving the order of recency as it is."""
+        return self._items.get(key, default)
+
     def put(self, key: K, value: V) -> V:
         """Store ``value`` under ``key`` and return it."""
         self._items[key] = value

@@ -6,32 +6,33 @@
 * ``:score TEXT`` shows TEXT with each word coloured by the probability the model gave it
   (green likely ... red surprising), a table of per-word probability, surprisal in bits
   and rank, and the text's perplexity. Unknown words are underlined and follow the rule of
-  :mod:`repl.evaluate` (scored as ``<unk>``, or skipped when the vocabulary has none).
+  :mod:`model.evaluation.evaluate` (scored as ``<unk>``, or skipped when the vocabulary has none).
 * ``:vocab`` shows the vocabulary size, how much of the training text it covers and the
   most frequent words; ``:vocab WORD`` shows the word's rank and count, the model's most
   likely next words after it alone, and its most frequent followers in the corpus.
 
 :func:`run_command` takes any session-like object with ``bundle``, ``predictor``, ``out``
-(and optionally ``k``); every user error is a one-line :class:`StoryError`.
+(and optionally ``k``); every user error is a one-line :class:`StoryError`. The numbers come
+from :mod:`model.evaluation` (:mod:`model.evaluation.analysis` for ``:score`` and ``:vocab``).
 """
 from __future__ import annotations
 
 import difflib
 import math
-from collections import Counter
 from typing import Any
 
-import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from model.errors import StoryError
+from model.evaluation import evaluate
+from model.evaluation.analysis import corpus_count, followers, score_text
 from model.text.tokenize import detokenize
-from repl import evaluate
+from repl.eval_view import eval_report, repl_keystrokes
 from repl.render import bar, notice
 
-__all__ = ["COMMANDS", "prob_style", "run_command", "score_text", "score_view", "vocab_view", "word_view"]
+__all__ = ["COMMANDS", "prob_style", "run_command", "score_view", "vocab_view", "word_view"]
 
 #: name -> (usage, help, argument kind for repl.commands.Spec)
 COMMANDS = {
@@ -105,54 +106,16 @@ def _eval(session, path: Any) -> None:
         tokens = evaluate.split_tokens(bundle, corpus)[0]
         source = f"training text of {bundle.corpus_name} (the model has no validation split, so this measures fit, not generalisation)"
     if keystrokes:
-        from repl.keystrokes import repl_keystrokes
-
         session.out(repl_keystrokes(session, bundle, pred, tokens, source))
         return
     if len(tokens) > LONG_EVAL:
         session.out(notice(f"scoring {len(tokens):,} words with the model and the baseline; this takes a while (Ctrl-C stops it)", "dim"))
     result = evaluate.evaluate_text(bundle, tokens, predictor=pred)
     result["source"] = source
-    session.out(evaluate.report(result))
+    session.out(eval_report(result))
 
 
 # ---- :score ---------------------------------------------------------------------------
-def score_text(pred, text: str) -> dict[str, Any]:
-    """Per-token scores of ``text`` under the rule of :mod:`repl.evaluate` (from an empty cache).
-
-    Returns ``{"tokens", "words": [{"word", "known", "scored", "prob", "bits", "rank",
-    "note"}], "perplexity", "scored", "unknown"}``; ``rank`` is 1-based (``None`` when the
-    word is not scored: the first word, and words the training text never had).
-    """
-    tokens = pred.tokenize(text)
-    if not tokens:
-        raise StoryError(":score needs some words; the text has none")
-    scored = evaluate.score_tokens(pred, tokens)
-    at = {int(i): j for j, i in enumerate(scored["positions"])}
-    words = []
-    for idx, t in enumerate(tokens):
-        ok = bool(scored["known"][idx])
-        entry: dict[str, Any] = {"word": t, "known": ok, "scored": False, "prob": None, "bits": None, "rank": None, "note": ""}
-        if idx == 0:
-            entry["note"] = "first word: no context" + ("" if ok else "; not in the training text")
-        elif not ok:
-            entry["note"] = "not in the training text: not scored"
-        else:
-            j = at[idx]
-            p = float(scored["p"][j])
-            entry.update(scored=True, prob=p, bits=-math.log2(max(p, 1e-300)), rank=int(scored["rank"][j]) + 1)
-        words.append(entry)
-    p = scored["p"]
-    n = int(len(p))
-    return {
-        "tokens": len(tokens),
-        "words": words,
-        "scored": n,
-        "unknown": sum(1 for w in words if not w["known"]),
-        "perplexity": math.exp(-float(np.log(np.maximum(p, 1e-300)).sum()) / n) if n else None,
-    }
-
-
 def _spans(tokens: list[str], text: str) -> list[tuple[int, int]]:
     """Where each token lies in ``text`` (the detokenized tokens, so every token is found)."""
     out = []
@@ -223,31 +186,6 @@ def score_view(pred, text: str) -> Group:
 
 
 # ---- :vocab ---------------------------------------------------------------------------
-def _corpus_word(corpus, tok: str) -> int | None:
-    """``tok``'s id in the corpus's full vocabulary, or None."""
-    try:
-        return corpus.words.index(tok)
-    except ValueError:
-        return None
-
-
-def _corpus_count(corpus, tok: str) -> int:
-    """How often ``tok`` occurs in the corpus (from its counts, no pass over the text)."""
-    w = _corpus_word(corpus, tok)
-    return 0 if w is None else int(corpus.counts[w])
-
-
-def _followers(corpus, tok: str) -> Counter:
-    """The tokens that follow ``tok`` in the corpus, with their counts (from the ids)."""
-    w = _corpus_word(corpus, tok)
-    if w is None:
-        return Counter()
-    ids = np.asarray(corpus.ids)
-    after = ids[np.flatnonzero(ids[:-1] == w) + 1]
-    counts = np.bincount(after)
-    return Counter({corpus.words[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()})
-
-
 def _corpus_or_none(bundle):
     try:
         return evaluate.training_corpus(bundle)
@@ -316,7 +254,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
         msg = Text()
         msg.append(f"{tok!r} is not in the training text", style="bold yellow")
         if corpus is not None:
-            seen = _corpus_count(corpus, tok)
+            seen = corpus_count(corpus, tok)
             if seen:
                 msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (in the held-out part)")
         msg.append("; once you write it, the cache offers it" if i is None else "; you have written it, so the cache offers it")
@@ -337,7 +275,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
     grid.add_column()
     grid.add_column()
     if corpus is not None:
-        follow = _followers(corpus, tok)
+        follow = followers(corpus, tok)
         n = sum(follow.values())
         rows = [(w, cnt / n, cnt) for w, cnt in follow.most_common(k)] if n else []
         right: Any = _follow_table(f"followers in {bundle.corpus_name}", rows) if rows else notice(

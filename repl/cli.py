@@ -13,6 +13,7 @@ from typing import Sequence
 
 from model.config import ARCHS, OBJECTIVES, OPTIMIZERS
 from model.errors import StoryError
+from model.prediction.components import components_help
 from repl.decoding_args import add_decoding_args, decoding_from_args
 from repl.models import check_positive, config_from, err_console, make_predictor, obtain_bundle, print_json
 
@@ -58,7 +59,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument(
-        "--components", metavar="LIST", help="the predictor's parts to use: any of lstm,ngram,cache,ncache, and lstm2 with --partner (default: all)"
+        "--components", metavar="LIST", help=f"the predictor's parts to use, comma-separated (default: all): {components_help()}"
     )
     p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
     add_partner_arg(p)
@@ -243,7 +244,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from repl.evaluate import run_eval
+    from repl.eval_view import run_eval
 
     return run_eval(args)
 

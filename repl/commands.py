@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from model.config import ARCHS
 from model.errors import StoryError
+from model.prediction.components import components_help
 
 
 @dataclass(frozen=True)
@@ -25,21 +26,24 @@ class Spec:
 
 
 COMMANDS: dict[str, Spec] = {
-    "help": Spec(":help", "list every command", "none"),
+    "help": Spec(":help", "list every command and the keys", "none"),
     "train": Spec(
         ":train [PATH] [--time-limit D]",
-        "retrain on PATH, or on the current corpus, for at most D (90s, 10m, 1h) if given (Ctrl-C or :stop ends it early)",
+        "retrain on PATH, or on the current corpus, in the background, for at most D (90s, 10m, 1h) if given; "
+        "the old model stays usable until the new one is ready (:stop ends it early)",
         "train",
     ),
     "corpus": Spec(":corpus PATH", "switch corpus: load its cached model or train one", "path"),
-    "stop": Spec(":stop", "stop training after the current batch, keeping the best weights", "none"),
-    "topk": Spec(":topk N", "show the N most likely next words", "int"),
+    "stop": Spec(
+        ":stop", "stop training after the current batch, keeping and saving the best weights (so does Ctrl-C on an empty line)", "none"
+    ),
+    "topk": Spec(":topk N", "show the N most likely next words in the table (the menu shows at least 10)", "int"),
     "greedy": Spec(":greedy", "generate by always taking the most likely word", "none"),
     "sample": Spec(":sample [T]", "generate by sampling at temperature T (default 1.0)", "float?"),
     "mode": Spec(":mode", "toggle between greedy and sampled generation", "none"),
     "beam": Spec(":beam N", "generate the most likely continuation by beam search of width N (1 = greedy)", "int"),
     "decode": Spec(
-        ":decode [key=value ...]",
+        ":decode [KEY=VALUE ...]",
         "show or set decoding: T, k (top-k), p (top-p), minp, rep (repeat penalty), last-n, nr (no-repeat n-gram), "
         "beam; also greedy, sample, off (no repetition controls), defaults",
         "text?",
@@ -50,7 +54,9 @@ COMMANDS: dict[str, Spec] = {
     "context": Spec(":context N", "switch context window: load or train that model", "int"),
     "save": Spec(":save DIR", "save the current model to DIR", "path"),
     "load": Spec(":load DIR", "load a model saved with :save or story-repl train", "path"),
-    "info": Spec(":info", "corpus, vocabulary, parameters, accuracy, where the model lives", "none"),
+    "info": Spec(
+        ":info", "corpus, vocabulary, components and their weights, parameters, accuracy, where the model lives", "none"
+    ),
     "history": Spec(":history", "show the loss and accuracy curves of the last training", "none"),
     "eval": Spec(
         ":eval [--keystrokes] [FILE]",
@@ -62,7 +68,8 @@ COMMANDS: dict[str, Spec] = {
     "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
     "components": Spec(
         ":components [LIST]",
-        "the predictor's parts (lstm, ngram, cache, ncache) with their weights; with LIST (e.g. lstm,ngram) use only those",
+        f"the predictor's parts with their weights and held-out perplexities: {components_help()}; "
+        "with LIST (e.g. lstm,ngram) use only those",
         "text?",
     ),
     "partner": Spec(
@@ -211,3 +218,14 @@ def parse_train(text: str, what: str = ":train") -> tuple[str | None, float | No
 
 def help_rows() -> list[tuple[str, str]]:
     return [(spec.usage, spec.help) for spec in COMMANDS.values()]
+
+
+def command_table_markdown() -> str:
+    """The README's command table, from :data:`COMMANDS` (the same rows as ``:help``)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| command | what it does |", "|---|---|"]
+    rows += [f"| `{cell(usage)}` | {cell(text)} |" for usage, text in help_rows()]
+    return "\n".join(rows) + "\n"

@@ -9,7 +9,7 @@ JSON line on stdout, flushed at once::
 
 ``menu`` is the first N entries of the menu the REPL shows for that buffer with ``:topk N``
 (the REPL's menu holds at least 10), in the same order, from the same
-:class:`repl.completer.Menu`; ``keys`` is what picking the entry costs there (Alt-1 … Alt-9:
+:class:`model.prediction.menu.Menu`; ``keys`` is what picking the entry costs there (Alt-1 … Alt-9:
 1 key; later entries the Tab or Shift-Tab presses). ``ghost`` is the grey continuation the
 REPL shows after the buffer ('' for none; it ends with a space), ``prefix`` the partial word
 the entries complete. As in the REPL, a word already shown for this word position and passed
@@ -24,7 +24,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from repl.completer import MENU_MIN, GhostSuggest, Menu, WordCompleter
+from model.prediction.menu import MENU_MIN, Menu
+from repl.completer import GhostSuggest, WordCompleter
 
 
 class Answerer:

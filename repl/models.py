@@ -132,7 +132,6 @@ def print_json(obj: Any) -> None:
 
 def obtain_bundle(args: argparse.Namespace):
     """The bundle a predict/generate/eval command asks for (training it if needed)."""
-    from model.storage.bundle import load_bundle
 
     if args.model:
         return load_bundle(args.model)
@@ -163,7 +162,6 @@ def partner_bundle(bundle, spec: str | None, what: str = "--partner"):
     saved model directory, or an arch whose cached model of the same corpus and held-out split
     is used; None without SPEC."""
     from model.storage import store
-    from model.storage.bundle import load_bundle
     from model.config import ARCHS
 
     if not spec:

@@ -1,16 +1,14 @@
-"""Shared fixtures: a private STORY_REPL_HOME for every test, and real (tiny or default) trained models."""
+"""Shared fixtures: a private STORY_REPL_HOME for every test, real (tiny or default) trained
+models, and the REPL in a pseudo-terminal. Plain helpers (paths, Term, Repl) are in helpers.py."""
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "corpora" / "belling_the_cat.txt"
-BIN = Path(sys.executable).with_name("story-repl")
+from helpers import CAT, Term
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +64,29 @@ def home_with_default(default_home, tmp_path, monkeypatch) -> Path:
     return home
 
 
-def tiny_config(**kw):
-    from model.config import Config
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch) -> Path:
+    """STORY_REPL_HOME at tmp_path/home, and no Kneser-Ney baseline remembered from another test."""
+    from model.evaluation.evaluate import BaselineCache
 
-    base = dict(units=24, embedding_dim=12, epochs=60)
-    base.update(kw)
-    return Config(**base)
+    home = tmp_path / "home"
+    monkeypatch.setenv("STORY_REPL_HOME", str(home))
+    BaselineCache.clear()
+    yield home
+    BaselineCache.clear()
+
+
+@pytest.fixture
+def term():
+    """``term(home, *args, timeout=120)`` starts story-repl in a pseudo-terminal and returns its
+    :class:`helpers.Term`; every terminal started is closed when the test ends, pass or fail."""
+    started: list[Term] = []
+
+    def spawn(home, *args, **kw) -> Term:
+        t = Term(home, *args, **kw)
+        started.append(t)
+        return t
+
+    yield spawn
+    for t in started:
+        t.close()

@@ -12,8 +12,7 @@ from rich.console import Console
 from model.text.tokenize import detokenize, tokenize
 from repl import render
 
-from conftest import BIN, ROOT
-from test_repl_pty import Term
+from helpers import BIN, ROOT
 
 XIYOUJI = ROOT / "corpora" / "xiyouji_ch01-10.txt"
 # A small, quick configuration: enough to learn the book's most frequent names.
@@ -37,6 +36,7 @@ def run(home, *args):
     return subprocess.run([str(BIN), *args, "--corpus", str(XIYOUJI), *FLAGS], env=env, capture_output=True, timeout=300)
 
 
+@pytest.mark.slow  # zh_home trains on 西遊記 in a story-repl process
 def test_predict_json_is_utf8_and_offers_wang(zh_home):
     r = run(zh_home, "predict", "美猴", "-k", "5", "--json")
     assert r.returncode == 0, r.stderr.decode()
@@ -47,6 +47,7 @@ def test_predict_json_is_utf8_and_offers_wang(zh_home):
     assert out["predictions"][0]["word"] == "王"
 
 
+@pytest.mark.slow  # zh_home trains on 西遊記 in a story-repl process
 def test_generate_is_chinese_without_spaces(zh_home):
     r = run(zh_home, "generate", "孫悟空道", "-n", "20", "--json")
     assert r.returncode == 0, r.stderr.decode()
@@ -57,17 +58,15 @@ def test_generate_is_chinese_without_spaces(zh_home):
     assert out["text"] == detokenize(out["tokens"])
 
 
-def test_repl_completes_chinese(zh_home):
-    t = Term(zh_home, "--corpus", str(XIYOUJI), *FLAGS)
-    try:
-        t.expect(r"corpus xiyouji_ch01-10.*idle", timeout=90)
-        t.send("美猴")
-        t.expect(r"王\s+\d+\.\d%")
-        t.send("\t\r\r")  # pick 王, close the menu, submit the line
-        t.expect(r"next word after .美猴王.")
-        assert t.quit_with(":quit\r") == 0
-    finally:
-        t.close()
+@pytest.mark.slow  # the REPL in a pseudo-terminal
+def test_repl_completes_chinese(zh_home, term):
+    t = term(zh_home, "--corpus", str(XIYOUJI), *FLAGS)
+    t.expect(r"corpus xiyouji_ch01-10.*idle", timeout=90)
+    t.send("美猴")
+    t.expect(r"王\s+\d+\.\d%")
+    t.send("\t\r\r")  # pick 王, close the menu, submit the line
+    t.expect(r"next word after .美猴王.")
+    assert t.quit_with(":quit\r") == 0
 
 
 def test_wide_characters_align_in_tables():

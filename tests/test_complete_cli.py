@@ -9,10 +9,11 @@ import subprocess
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from conftest import BIN, CAT, ROOT
+from helpers import BIN, CAT, ROOT
 from model.prediction.predictor import Predictor
 from repl.complete_protocol import Answerer, serve
-from repl.completer import GhostSuggest, WordCompleter, pick_keys
+from model.prediction.menu import pick_keys
+from repl.completer import GhostSuggest, WordCompleter
 
 BUFFERS = ["had a ", "had a g", "had a ge", "had a general ", "had a general c", "The Mice ", "had a\ngeneral  ", "", ":topk 5"]
 

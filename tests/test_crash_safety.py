@@ -26,9 +26,7 @@ from model.storage.bundle import FILES, copy_bundle, load_bundle
 from model.errors import StoryError
 from model.storage.store import cache_path, cached
 
-from conftest import BIN, CAT, ROOT, tiny_config
-from test_repl_pty import Term
-from test_robustness import Repl, error_line, random_bundle
+from helpers import BIN, CAT, ROOT, Repl, error_line, random_bundle, tiny_config
 
 TINY = ["--units", "16", "--embedding-dim", "4", "--no-chart"]
 
@@ -57,7 +55,7 @@ def pair(tmp_path_factory):
 
 # ---- failed saves -----------------------------------------------------------------------
 def _fail_on_write(n: int, exc: BaseException):
-    real = bundle_mod._write
+    real = bundle_mod.write_synced
     calls = {"n": 0}
 
     def write(path, data):
@@ -97,7 +95,7 @@ def test_failed_save_keeps_the_old_bundle_and_leaves_nothing(pair, tmp_path, mon
     elif where == "swap":
         monkeypatch.setattr(bundle_mod, "_swap_into_place", lambda *x: (_ for _ in ()).throw(exc))
     else:
-        monkeypatch.setattr(bundle_mod, "_write", _fail_on_write(where, exc or _no_space()))
+        monkeypatch.setattr(bundle_mod, "write_synced", _fail_on_write(where, exc or _no_space()))
     if message is None:
         with pytest.raises(KeyboardInterrupt):
             copy_bundle(b, target)
@@ -121,7 +119,7 @@ def test_save_failure_in_the_repl_keeps_the_model(pair, tmp_path, monkeypatch):
     before = snapshot(target)
     r = Repl(a)
     predictor = r.session.predictor
-    monkeypatch.setattr(bundle_mod, "_write", _fail_on_write(1, _no_space()))
+    monkeypatch.setattr(bundle_mod, "write_synced", _fail_on_write(1, _no_space()))
     err = error_line(r.run(f":save {target}"))
     assert f"cannot save to {target}: No space left on device" in err
     assert snapshot(target) == before and leftovers(tmp_path) == []
@@ -129,12 +127,13 @@ def test_save_failure_in_the_repl_keeps_the_model(pair, tmp_path, monkeypatch):
     assert "next word after" in r.run("had a general")
 
 
+@pytest.mark.slow  # trains in the REPL
 def test_disk_full_after_training_in_the_repl_keeps_the_old_model(pair, monkeypatch):
     """Training succeeds but its bundle cannot be written: say so, keep using the old model."""
     a, _ = pair
     r = Repl(a, config=tiny_config(units=16, embedding_dim=4, epochs=2))
     predictor = r.session.predictor
-    monkeypatch.setattr(bundle_mod, "_write", _fail_on_write(1, _no_space()))
+    monkeypatch.setattr(bundle_mod, "write_synced", _fail_on_write(1, _no_space()))
     out = r.run(":train")
     err = error_line(out)
     assert "No space left on device; free some space or save elsewhere" in err
@@ -146,6 +145,7 @@ def test_disk_full_after_training_in_the_repl_keeps_the_old_model(pair, monkeypa
 
 
 # ---- concurrent training ----------------------------------------------------------------
+@pytest.mark.slow  # two story-repl processes training
 def test_two_processes_training_the_same_corpus(tmp_path):
     env = dict(os.environ)
     cmd = [str(BIN), "train", str(CAT), *TINY, "--epochs", "20", "--json"]
@@ -193,6 +193,7 @@ def sigkill_after(proc: subprocess.Popen, wait_ready, delay: float) -> None:
                 stream.close()
 
 
+@pytest.mark.slow  # three story-repl processes training, killed
 def test_sigkill_during_training_never_breaks_the_bundle(pair, tmp_path):
     old, _ = pair
     out = tmp_path / "model"
@@ -206,7 +207,7 @@ def test_sigkill_during_training_never_breaks_the_bundle(pair, tmp_path):
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
 
-        def training_starts():
+        def training_starts(proc=proc):  # called at once, in this iteration
             deadline = time.time() + 120
             line = ""
             while time.time() < deadline and "windows, ceiling" not in line and proc.poll() is None:
@@ -230,7 +231,7 @@ import sys
 import model.storage.bundle as mb
 from model.storage.bundle import copy_bundle, load_bundle
 if sys.argv[4] == "fallback":
-    mb._exchange = lambda a, b: False  # where renameat2 is missing: rename aside, then into place
+    mb.exchange_dirs = lambda a, b: False  # where renameat2 is missing: rename aside, then into place
 a, b = load_bundle(sys.argv[1]), load_bundle(sys.argv[2])
 copy_bundle(a, sys.argv[3])
 print("ready", flush=True)
@@ -254,7 +255,7 @@ def test_sigkill_during_saves_leaves_old_or_new(pair, tmp_path, mode):
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
-        def saving():
+        def saving(proc=proc):  # called at once, in this iteration
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
 
         sigkill_after(proc, saving, delay)
@@ -322,58 +323,54 @@ def big_bundle(tmp_path_factory) -> Path:
     return random_bundle(tmp_path_factory.mktemp("big") / "big model", units=512)
 
 
-def test_ctrl_c_stops_repl_training_and_keeps_the_best_weights(slow_bundle, _private_home):
-    t = Term(_private_home, "--model", str(slow_bundle))
-    try:
-        t.expect(r"idle", timeout=60)
-        t.send(":train\r")
-        t.expect(r"training in the background", timeout=90)
-        t.expect(r"epoch \d+/100000", timeout=90)
-        t.send("\x03")  # Ctrl-C on an empty line
-        t.expect(r"stopping training", timeout=30)
-        t.expect(r"interrupted; kept the best weights \(epoch \d+ of \d+\).*?now\s+using", timeout=90)
-        t.expect(r"idle", timeout=30)
-        t.send("the mice\r")
-        t.expect(r"next word after .the mice.*?›", timeout=30)
-        models = [p for p in (_private_home / "models").iterdir() if p.is_dir()]
-        assert len(models) == 1
-        bundle = load_bundle(models[0])
-        assert bundle.metrics["interrupted"] is True and bundle.config.epochs == 100000
-        assert bundle.keras_model() is not None
+@pytest.mark.slow  # the REPL in a pseudo-terminal, training
+def test_ctrl_c_stops_repl_training_and_keeps_the_best_weights(slow_bundle, _private_home, term):
+    t = term(_private_home, "--model", str(slow_bundle))
+    t.expect(r"idle", timeout=60)
+    t.send(":train\r")
+    t.expect(r"training in the background", timeout=90)
+    t.expect(r"epoch \d+/100000", timeout=90)
+    t.send("\x03")  # Ctrl-C on an empty line
+    t.expect(r"stopping training", timeout=30)
+    t.expect(r"interrupted; kept the best weights \(epoch \d+ of \d+\).*?now\s+using", timeout=90)
+    t.expect(r"idle", timeout=30)
+    t.send("the mice\r")
+    t.expect(r"next word after .the mice.*?›", timeout=30)
+    models = [p for p in (_private_home / "models").iterdir() if p.is_dir()]
+    assert len(models) == 1
+    bundle = load_bundle(models[0])
+    assert bundle.metrics["interrupted"] is True and bundle.config.epochs == 100000
+    assert bundle.keras_model() is not None
 
-        t.send(":train\r")  # Ctrl-D while training: saves, then leaves cleanly
-        t.expect(r"training in the background", timeout=60)
-        t.expect(r"epoch \d+/100000", timeout=90)
-        code = t.quit_with("\x04")
-        assert code == 0
-    finally:
-        t.close()
+    t.send(":train\r")  # Ctrl-D while training: saves, then leaves cleanly
+    t.expect(r"training in the background", timeout=60)
+    t.expect(r"epoch \d+/100000", timeout=90)
+    code = t.quit_with("\x04")
+    assert code == 0
     clean = t.text
     assert "Traceback" not in clean
     load_bundle(models[0])
 
 
-def test_ctrl_c_stops_generation_and_the_repl_goes_on(big_bundle, _private_home):
-    t = Term(_private_home, "--model", str(big_bundle))
-    try:
-        t.expect(r"idle", timeout=60)
-        t.send(":len 10000\r")
-        t.expect(r"generating 10000 words")
-        t.send(":sample 1\r")
-        t.expect(r"sampled decoding at temperature 1")
-        t.send("the mice\r")
-        t.expect(r"next word after .the mice.", timeout=30)
-        time.sleep(0.3)
-        t.send("\x03")
-        t.expect(r"the mice .*?\[sampled, T=1; stopped after \d+ words\].*?›", timeout=30)
-        t.send(":len 3\r")
-        t.expect(r"generating 3 words")
-        t.send("had a general\r")
-        out = t.expect(r"next word after .had a general.*?\[sampled, T=1\].*?›", timeout=30)
-        assert "stopped after" not in out
-        assert t.quit_with("\x04") == 0
-    finally:
-        t.close()
+@pytest.mark.slow  # the REPL in a pseudo-terminal
+def test_ctrl_c_stops_generation_and_the_repl_goes_on(big_bundle, _private_home, term):
+    t = term(_private_home, "--model", str(big_bundle))
+    t.expect(r"idle", timeout=60)
+    t.send(":len 10000\r")
+    t.expect(r"generating 10000 words")
+    t.send(":sample 1\r")
+    t.expect(r"sampled decoding at temperature 1")
+    t.send("the mice\r")
+    t.expect(r"next word after .the mice.", timeout=30)
+    time.sleep(0.3)
+    t.send("\x03")
+    t.expect(r"the mice .*?\[sampled, T=1; stopped after \d+ words\].*?›", timeout=30)
+    t.send(":len 3\r")
+    t.expect(r"generating 3 words")
+    t.send("had a general\r")
+    out = t.expect(r"next word after .had a general.*?\[sampled, T=1\].*?›", timeout=30)
+    assert "stopped after" not in out
+    assert t.quit_with("\x04") == 0
     assert "Traceback" not in t.text
 
 

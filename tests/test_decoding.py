@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pytest
 
-from conftest import CAT
 from model.prediction.decoding import (
     DEFAULT_NO_REPEAT_NGRAM,
     DEFAULT_REPEAT_LAST_N,
@@ -28,7 +27,8 @@ from model.prediction.decoding import (
     parse_settings,
 )
 from model.errors import StoryError
-from test_cli import run
+
+from helpers import CAT, story_repl
 
 
 def fixed(probs):
@@ -265,13 +265,14 @@ def test_defaults_stop_the_greedy_loop_of_a_real_model(default_bundle):
     assert pred.generate(seed, 20, decoding=Decoding(beam=3))  # beam search runs on the real model
 
 
+@pytest.mark.slow  # several story-repl processes
 def test_generate_cli_reports_decoding_and_validates_flags(default_home):
-    r = run("generate", "had a general", "-n", "8", "--top-p", "0.9", "--repeat-penalty", "1.2", "--seed", "1", "--json",
+    r = story_repl("generate", "had a general", "-n", "8", "--top-p", "0.9", "--repeat-penalty", "1.2", "--seed", "1", "--json",
             home=default_home)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["mode"] == "sample" and out["decoding"]["top_p"] == 0.9 and out["decoding"]["repeat_penalty"] == 1.2
-    r = run("generate", "had a general", "-n", "8", "--beam", "3", "--no-repeat-ngram", "3", "--json", home=default_home)
+    r = story_repl("generate", "had a general", "-n", "8", "--beam", "3", "--no-repeat-ngram", "3", "--json", home=default_home)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["mode"] == "beam" and out["decoding"]["beam"] == 3 and len(out["tokens"]) == 8
@@ -284,6 +285,6 @@ def test_generate_cli_reports_decoding_and_validates_flags(default_home):
         (["--beam", "2", "--sample"], "--beam searches for the most likely continuation"),
         (["--greedy", "--top-p", "0.5"], "--top-p shapes sampling and does nothing with --greedy"),
     ]:
-        r = run("generate", "had a general", *flags, "--corpus", str(CAT), home=default_home)
+        r = story_repl("generate", "had a general", *flags, "--corpus", str(CAT), home=default_home)
         assert r.returncode != 0 and message in r.stderr, (flags, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

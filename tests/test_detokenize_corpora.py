@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from model.text.tokenize import detokenize, tokenize
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 CORPORA = ROOT / "corpora"
 EXCEPTIONS = Path(__file__).with_name("data") / "detokenize_exceptions.tsv"
 NAMES = ("belling_the_cat", "aesops_fables", "tinyshakespeare", "xiyouji_ch01-10")

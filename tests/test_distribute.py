@@ -22,7 +22,7 @@ import pytest
 from model.training.distribute import cluster_failure, global_batch, is_chief, num_workers, worker_timeout
 from model.errors import StoryError
 
-from conftest import CAT, ROOT
+from helpers import CAT, ROOT
 
 PY = sys.executable
 
@@ -235,6 +235,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # trains with two strategies
 def test_mirrored_matches_one_device(tmp_path):
     """Two replicas (the CPU split into two logical devices) follow the single-device loss
     curve with the same global batch and seed: within rtol 1e-3 per epoch."""
@@ -262,6 +263,7 @@ def test_mirrored_matches_one_device(tmp_path):
 
 
 # ---- two workers on this host ------------------------------------------------------------
+@pytest.mark.slow  # a cluster of story-repl processes training
 @pytest.mark.parametrize(
     "args, single",
     [
@@ -323,6 +325,7 @@ def test_two_workers_agree_and_only_the_chief_writes(tmp_path, args, single):
         np.testing.assert_allclose(bundle.metrics["history"]["val_loss"], alone.history["val_loss"], rtol=1e-3)
 
 
+@pytest.mark.slow  # a cluster of story-repl processes, one killed
 def test_lost_worker_fails_the_others_with_one_line(tmp_path):
     ports = free_ports(2)
     args = ["--units", "16", "--embedding-dim", "8", "--epochs", "100000"]
@@ -350,6 +353,7 @@ def test_lost_worker_fails_the_others_with_one_line(tmp_path):
     assert not (tmp_path / "out0").exists()  # no bundle from a failed run
 
 
+@pytest.mark.slow  # a story-repl worker waiting for its cluster to time out
 def test_lone_worker_gives_up_waiting(tmp_path):
     """A worker whose peers never come gives up after STORY_REPL_WORKER_TIMEOUT with one line."""
     ports = free_ports(2)

@@ -6,7 +6,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,18 @@ from model.errors import StoryError
 from model.prediction.ngram import KneserNey
 from model.text.vocab import Vocab
 from model.prediction.predictor import Predictor
-from repl import analysis, evaluate
+from model.evaluation import analysis as scores
+from model.evaluation import evaluate
+from repl import analysis
 from repl.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "corpora" / "belling_the_cat.txt"
-BIN = Path(sys.executable).with_name("story-repl")
+from helpers import BIN, CAT
+
+pytestmark = pytest.mark.usefixtures("fresh_home")  # STORY_REPL_HOME at tmp_path/home, no baseline kept
+
 TINY = dict(units=32, embedding_dim=16, epochs=40)
 SHORT = "the mice had a general council to consider what measures they could take"
 JSON_KEYS = {"tokens", "oov_rate", "perplexity", "top1", "top5", "baseline"}
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STORY_REPL_HOME", str(tmp_path / "home"))
-    evaluate.BaselineCache.clear()
-    yield
-    evaluate.BaselineCache.clear()
 
 
 def _train(tmp: Path, name: str, corpus_path: Path, **kw) -> Path:
@@ -265,7 +259,7 @@ def test_repl_score_colours_words_and_marks_unknown_ones(models):
     assert "the mice had a glorbish general council" in out
     assert "not in the training text" in out and "first word: no context" in out
     assert "perplexity" in out and "over 5 scored words" in out
-    res = analysis.score_text(s.predictor, "the mice had a general council")
+    res = scores.score_text(s.predictor, "the mice had a general council")
     council = res["words"][-1]
     assert council["word"] == "council" and council["scored"] and council["rank"] == 1
     assert council["bits"] == pytest.approx(-math.log2(council["prob"]))
@@ -275,7 +269,7 @@ def test_repl_score_colours_words_and_marks_unknown_ones(models):
     assert any("green" in st for st in styles) and any("underline" in st for st in styles)
 
     s = FakeSession(models["valid"])  # the LSTM has <unk>; scoring is over every training word all the same
-    res = analysis.score_text(s.predictor, "the mice had a glorbish council")
+    res = scores.score_text(s.predictor, "the mice had a glorbish council")
     assert [w["scored"] for w in res["words"]] == [False, True, True, True, False, True]
 
 
@@ -317,7 +311,7 @@ def test_repl_errors(models):
 
 def test_longest_copied_run_is_measured_on_the_training_text(default_bundle):
     from model.text.tokenize import tokenize
-    from repl.memorize import longest_copied_run
+    from model.evaluation.memorize import longest_copied_run
 
     story = tokenize(CAT.read_text(encoding="utf-8"))
     assert longest_copied_run(default_bundle, story[10:40]) == 30  # a stretch of the story itself

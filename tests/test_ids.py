@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from model.text import corpus as corpus_mod
 from model.training import data
-from model.text import ids
+from model.text import id_arrays, ids
 from model.text import scanner
 from model.text.corpus import read_corpus
 from model.training.data import split_paragraphs
@@ -24,7 +24,8 @@ from model.text.tokenize import tokenize
 from model.text.vocab import UNK, Vocab
 from repl.train_progress import ReadingClock, duration, reading_line
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 SHIPPED = sorted((ROOT / "corpora").glob("*.txt"))
 
 
@@ -340,7 +341,7 @@ def test_prepare_from_ids_equals_the_token_way(tmp_path, monkeypatch):
         known = want.encode(valid) if want.unk_id is not None else np.asarray(want.split_known(valid)[0], np.int32)
         np.testing.assert_array_equal(valid_ids, known)
     _, _, in_memory, _ = prepare(c, Config(valid_fraction=0.1))
-    monkeypatch.setattr(ids, "SPILL_MIN_IDS", 1000)  # large arrays go to a memory-mapped file
+    monkeypatch.setattr(id_arrays, "SPILL_MIN_IDS", 1000)  # large arrays go to a memory-mapped file
     _, _, spilled, _ = prepare(c, Config(valid_fraction=0.1))
     assert isinstance(spilled, np.memmap) and not isinstance(in_memory, np.memmap)
     np.testing.assert_array_equal(spilled, in_memory)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from test_repl_pty import Term
+pytestmark = pytest.mark.slow  # each test starts the REPL in a pseudo-terminal
 
 ALT_F = "\x1bf"
 RIGHT = "\x1b[C"
@@ -15,7 +15,7 @@ RIGHT = "\x1b[C"
 def expected(default_bundle):
     """What the REPL's completer offers, from the same Menu over the same model in this process."""
     from model.prediction.predictor import Predictor
-    from repl.completer import Menu
+    from model.prediction.menu import Menu
 
     menu = Menu(Predictor(default_bundle))
     return {
@@ -25,60 +25,51 @@ def expected(default_bundle):
     }
 
 
-def test_alt_3_inserts_the_third_entry(home_with_default, expected):
-    t = Term(home_with_default)
-    try:
-        t.expect(r"idle", timeout=60)
-        t.send("had a ")
-        t.expect(r"3 " + re.escape(expected["third"]) + r"\s+\d+\.\d%")  # the menu numbers its entries
-        t.send("\x1b3")  # Alt-3: the word and its space, in one key
-        t.send("\r")
-        t.expect(r"next word after .had a " + re.escape(expected["third"]) + r".")
-        assert t.quit_with(":q\r") == 0
-    finally:
-        t.close()
+def test_alt_3_inserts_the_third_entry(home_with_default, expected, term):
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send("had a ")
+    t.expect(r"3 " + re.escape(expected["third"]) + r"\s+\d+\.\d%")  # the menu numbers its entries
+    t.send("\x1b3")  # Alt-3: the word and its space, in one key
+    t.send("\r")
+    t.expect(r"next word after .had a " + re.escape(expected["third"]) + r".")
+    assert t.quit_with(":q\r") == 0
 
 
-def test_grey_continuation_alt_f_and_right_arrow(home_with_default, expected):
+def test_grey_continuation_alt_f_and_right_arrow(home_with_default, expected, term):
     ghost = expected["ghost"]
     words = ghost.split()
     assert len(words) >= 2, f"the model's continuation after 'had a general' is too short to test: {ghost!r}"
-    t = Term(home_with_default)
-    try:
-        t.expect(r"idle", timeout=60)
-        t.send("had a general ")
-        t.expect(re.escape(ghost.rstrip()))  # grey text after the cursor (only the menu's words are one per row)
-        t.send(ALT_F)  # one word of it
-        rest = expected["ghost2"].rstrip()
-        # Wait for the continuation after that word. prompt_toolkit redraws only the cells that
-        # changed, so what is printed is at least the new line's text past what the old line
-        # already showed in the same cells.
-        before, after = "had a general " + ghost.rstrip(), "had a general " + words[0] + " " + rest
-        same = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
-        if after[same:].strip():
-            t.expect(re.escape(after[same:].strip()))
-        t.send(RIGHT)  # the rest of it
-        t.send("\r")
-        line = ("had a general " + words[0] + " " + rest).split()
-        t.expect(r"next word after ." + re.escape(" ".join(line[-3:])) + r".")
-        t.expect(re.escape(" ".join(line)) + r".*\[greedy")
-        assert t.quit_with(":q\r") == 0
-    finally:
-        t.close()
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send("had a general ")
+    t.expect(re.escape(ghost.rstrip()))  # grey text after the cursor (only the menu's words are one per row)
+    t.send(ALT_F)  # one word of it
+    rest = expected["ghost2"].rstrip()
+    # Wait for the continuation after that word. prompt_toolkit redraws only the cells that
+    # changed, so what is printed is at least the new line's text past what the old line
+    # already showed in the same cells.
+    before, after = "had a general " + ghost.rstrip(), "had a general " + words[0] + " " + rest
+    same = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+    if after[same:].strip():
+        t.expect(re.escape(after[same:].strip()))
+    t.send(RIGHT)  # the rest of it
+    t.send("\r")
+    line = ("had a general " + words[0] + " " + rest).split()
+    t.expect(r"next word after ." + re.escape(" ".join(line[-3:])) + r".")
+    t.expect(re.escape(" ".join(line)) + r".*\[greedy")
+    assert t.quit_with(":q\r") == 0
 
 
-def test_ghost_and_repeat_commands(home_with_default):
-    t = Term(home_with_default)
-    try:
-        t.expect(r"idle", timeout=60)
-        t.send(":ghost off\r")
-        t.expect(r"grey continuation off")
-        t.send(":repeat on\r")
-        t.expect(r"offered again")
-        t.send(":ghost maybe\r")
-        t.expect(r"error: :ghost expects on or off, got 'maybe'")
-        t.send(":help\r")
-        t.expect(r"Alt-1 … Alt-9")
-        assert t.quit_with(":q\r") == 0
-    finally:
-        t.close()
+def test_ghost_and_repeat_commands(home_with_default, term):
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send(":ghost off\r")
+    t.expect(r"grey continuation off")
+    t.send(":repeat on\r")
+    t.expect(r"offered again")
+    t.send(":ghost maybe\r")
+    t.expect(r"error: :ghost expects on or off, got 'maybe'")
+    t.send(":help\r")
+    t.expect(r"Alt-1 … Alt-9")
+    assert t.quit_with(":q\r") == 0

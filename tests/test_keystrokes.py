@@ -15,12 +15,14 @@ from prompt_toolkit.completion import Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.key_binding.bindings.auto_suggest import load_auto_suggest_bindings
 
-from conftest import BIN, CAT, ROOT
+from helpers import BIN, CAT, ROOT
 from model.errors import StoryError
 from model.prediction.predictor import Predictor
 from model.text.tokenize import tokenize
-from repl import keystrokes as ks
-from repl.completer import Menu, PrefixIndex, WordCompleter, ghost_fill, pick, pick_keys, top_ids
+from model.evaluation import keystrokes as ks
+from model.evaluation.presage import PresageSource, presage_missing
+from model.prediction.menu import Menu, PrefixIndex, ghost_fill, pick_keys, top_ids
+from repl.completer import WordCompleter, pick
 
 
 # ---- a scripted predictor with the Predictor interface -----------------------------------------
@@ -286,11 +288,11 @@ def test_keystrokes_on_the_training_story(default_bundle, pred):
 
 
 def test_keystrokes_with_presage(default_bundle, pred):
-    why = ks.presage_missing()
+    why = presage_missing()
     if why:
         pytest.skip(why)
     tokens = tokenize(CAT.read_text(encoding="utf-8"))
-    with ks.PresageSource(tokens, pred, suggestions=20) as presage:
+    with PresageSource(tokens, pred, suggestions=20) as presage:
         words = [w for w, _ in presage.predict("had a general ")]
         assert words[0] == "council"
         assert all(w.startswith("co") for w, _ in presage.predict("had a general co"))

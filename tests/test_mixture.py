@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,20 +10,18 @@ import pytest
 from model.storage.bundle import load_bundle, save_result
 from model.config import Config
 from model.text.corpus import read_corpus
-from model.prediction.mixture import COMPONENTS, em_weights, fit_weights, load_mixture
+from model.prediction.weights import em_weights, fit_weights
 from model.prediction.predictor import Predictor
-from repl import evaluate
+from model.evaluation import evaluate
 from repl.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "corpora" / "belling_the_cat.txt"
+from helpers import CAT
+
+COMPONENTS = ("lstm", "ngram", "cache", "ncache")  # a bundle's own, in their order
+
+pytestmark = pytest.mark.usefixtures("fresh_home")  # STORY_REPL_HOME at tmp_path/home, no baseline kept
+
 TINY = dict(units=32, embedding_dim=16, epochs=30)
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STORY_REPL_HOME", str(tmp_path / "home"))
-    evaluate.BaselineCache.clear()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +50,7 @@ def test_every_training_word_has_its_own_probability(capped):
     # Words the LSTM lacks share its <unk> mass in proportion to the n-gram.
     neural = pred.mixture.neural
     lstm = neural.lstm_probs(ids)
-    ng = pred.mixture.ngram.distribution(ids)
+    ng = pred.mixture.ngram.after(ids)
     spread = neural.spread(lstm, ng)
     miss = np.flatnonzero(neural.missing)
     assert len(miss) > 5
@@ -108,7 +105,7 @@ def test_components_can_be_switched_off(capped):
     both = pred.distribution(ids)
     pred.components(["ngram"])
     only = pred.distribution(ids)
-    assert np.allclose(only, pred.mixture.ngram.distribution(ids))
+    assert np.allclose(only, pred.mixture.ngram.after(ids))
     assert not np.allclose(only, both)
     from model.errors import StoryError
 
@@ -185,12 +182,12 @@ def test_cli_time_limit_is_validated(capsys):
 
 def test_the_fast_scoring_path_gives_the_full_distributions_probabilities(capped):
     """Weight fitting scores only the true word (no full distribution); it must agree."""
-    from model.prediction.mixture import score_stream, stream_ids
+    from model.prediction.scoring import score_stream, text_ids
 
     pred = Predictor(load_bundle(capped[0]))
     tokens = pred.tokenize(CAT.read_text(encoding="utf-8"))[-120:] + ["zorblat", "the", "zorblat", "mice"]
     mix = pred.mixture.fresh()
-    ids, known = stream_ids(mix, tokens)
+    ids, known = text_ids(mix, tokens)
     fast = score_stream(mix, ids, known, ranks=False)
     full = score_stream(mix, ids, known, ranks=True)
     assert len(fast["positions"]) == len(full["positions"]) > 80

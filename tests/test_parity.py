@@ -22,6 +22,9 @@ TOL = 1e-5
 # than model.training.network.UNROLL_MAX, where Keras runs its recurrent loop instead of unrolling;
 # the stream arch (never unrolled) untied and with tied weights ("stream-tied").
 CASES = [(a, CONTEXT) for a in ARCHS] + [("bilstm", 10), ("stream", CONTEXT), ("stream-tied", 10)]
+# The quick tier (-m "not slow") checks one windowed and one stream encoder; each case trains a model.
+QUICK = {("lstm", CONTEXT), ("stream", CONTEXT)}
+PARAMS = [pytest.param(c, id=f"{c[0]}-ctx{c[1]}", marks=() if c in QUICK else pytest.mark.slow) for c in CASES]
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,7 @@ def corpus():
     return read_corpus("corpora/belling_the_cat.txt")
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{a}-ctx{c}" for a, c in CASES])
+@pytest.fixture(scope="module", params=PARAMS)
 def trained(request, corpus, tmp_path_factory):
     """(TrainResult, saved bundle path) of a tiny model trained for a few epochs."""
     from model.storage.bundle import save_result

@@ -12,10 +12,14 @@ from model.storage.bundle import load_bundle, save_result
 from model.config import Config
 from model.text.corpus import read_corpus
 from model.errors import StoryError
-from model.prediction.mixture import PARTNER, score_stream, stream_ids
+from model.prediction.components import PARTNER
+from model.prediction.scoring import score_stream, text_ids
 from model.prediction.predictor import Predictor
 from repl.cli import main
-from test_mixture import CAT, _home  # noqa: F401  (the fresh home for every test)
+
+from helpers import ANSI, CAT, Repl, error_line, rendered
+
+pytestmark = pytest.mark.usefixtures("fresh_home")  # STORY_REPL_HOME at tmp_path/home for every test
 
 TINY = dict(units=32, embedding_dim=16, epochs=30, min_count=2, valid_fraction=0.25)
 
@@ -64,8 +68,8 @@ def test_fast_and_full_scoring_agree_for_the_partner(pair):
     pred = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
     tokens = pred.tokenize(CAT.read_text(encoding="utf-8"))[-100:] + ["zorblat", "the", "mice"]
     mix = pred.mixture.fresh()
-    assert mix.partner is pred.mixture.partner
-    ids, known = stream_ids(mix, tokens)
+    assert mix.component(PARTNER) is pred.mixture.component(PARTNER)
+    ids, known = text_ids(mix, tokens)
     fast = score_stream(mix, ids, known, ranks=False)
     full = score_stream(mix, ids, known, ranks=True)
     np.testing.assert_allclose(fast["probs"][PARTNER], full["probs"][PARTNER], rtol=1e-6, atol=1e-12)
@@ -99,45 +103,39 @@ def test_a_partner_of_another_split_or_a_bad_spec_is_a_one_line_error(pair, caps
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path):
+@pytest.mark.slow  # the REPL in a pseudo-terminal, twice
+def test_the_repl_completes_with_the_partner_and_lists_it(pair, tmp_path, term):
     import pexpect
 
-    from test_repl_pty import ANSI, Term
-
     main_path, stream_path, _ = pair
-    t = Term(tmp_path / "home", "--model", str(main_path), "--partner", str(stream_path))
-    try:
-        t.expect(r"›", timeout=120)
-        t.send(":components\r")
-        screen = t.expect(r"mixture\s+lstm\+ngram\+cache\+ncache\+lstm2", timeout=60)
-        assert re.search(r"lstm2\s+on\s+0\.\d{3}", screen), screen
-        t.send("the mice had a gen")
-        screen = t.expect(r"general\s+\d+\.\d%", timeout=60)
-        assert "general" in screen
-        t.send("\x15")
-        # :partner off drops it; :partner DIR adds it again (its weights fitted in the background).
-        t.send(":partner off\r")
-        t.expect(r"no partner network; predicting with lstm \+ ngram \+ cache \+ ncache", timeout=60)
-        t.send(f":partner {stream_path}\r")
-        t.expect(r"joins\s+the\s+mixture\s+as\s+lstm2,\s+weight\s+0\.\d{3}", timeout=60)
-        t.send(":partner\r")
-        t.expect(r"partner lstm2: .* \(weight 0\.\d{3}, on\)", timeout=60)
-        assert t.quit_with("\x04") == 0
-    finally:
-        t.close()
-    bad = Term(tmp_path / "home", "--model", str(main_path), "--partner", "nonsense")
-    try:
-        bad.child.expect(pexpect.EOF, timeout=120)
-        bad.child.close()
-        out = ANSI.sub("", bad.child.before or "") + ANSI.sub("", bad.text)
-        assert bad.child.exitstatus != 0
-        assert "--partner expects an arch" in out and "Traceback" not in out
-    finally:
-        bad.close()
+    t = term(tmp_path / "home", "--model", str(main_path), "--partner", str(stream_path))
+    t.expect(r"›", timeout=120)
+    t.send(":components\r")
+    screen = t.expect(r"mixture\s+lstm\+ngram\+cache\+ncache\+lstm2", timeout=60)
+    assert re.search(r"lstm2\s+on\s+0\.\d{3}", screen), screen
+    t.send("the mice had a gen")
+    screen = t.expect(r"general\s+\d+\.\d%", timeout=60)
+    assert "general" in screen
+    t.send("\x15")
+    # :partner off drops it; :partner DIR adds it again (its weights fitted in the background).
+    t.send(":partner off\r")
+    t.expect(r"no partner network; predicting with lstm \+ ngram \+ cache \+ ncache", timeout=60)
+    t.send(f":partner {stream_path}\r")
+    t.expect(r"joins\s+the\s+mixture\s+as\s+lstm2,\s+weight\s+0\.\d{3}", timeout=60)
+    t.send(":partner\r")
+    t.expect(r"partner lstm2: .* \(weight 0\.\d{3}, on\)", timeout=60)
+    assert t.quit_with("\x04") == 0
+
+    bad = term(tmp_path / "home", "--model", str(main_path), "--partner", "nonsense")
+    bad.child.expect(pexpect.EOF, timeout=120)
+    bad.child.close()
+    out = ANSI.sub("", bad.child.before or "") + ANSI.sub("", bad.text)
+    assert bad.child.exitstatus != 0
+    assert "--partner expects an arch" in out and "Traceback" not in out
 
 
 def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeypatch):
-    import model.prediction.mixture as mixture
+    import model.prediction.build as build
 
     main_path, stream_path, _ = pair
     first = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
@@ -148,7 +146,7 @@ def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeyp
         raise AssertionError("the weights were refitted instead of read back")
 
     with monkeypatch.context() as m:
-        m.setattr(mixture, "fit_mixture_weights", no_refit)
+        m.setattr(build, "fit_mixture_weights", no_refit)
         second = Predictor(load_bundle(main_path), partner=load_bundle(stream_path))
     assert second.mixture.weights.to_dict() == first.mixture.weights.to_dict()
     ids, _ = first.encode(first.tokenize("the mice had a general"))
@@ -160,11 +158,10 @@ def test_the_refitted_weights_are_kept_for_the_next_load(pair, tmp_path, monkeyp
     assert json.loads(saved[0].read_text(encoding="utf-8"))["names"][-1] == PARTNER
 
 
+@pytest.mark.slow  # trains the stream partner in the background for 3 s
 def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
     """:partner stream trains the stream network of the same text and split in the background
     (here for at most 3 s) and adds it; once cached it is added at once; off drops it."""
-    from test_robustness import Repl, error_line, rendered
-
     main_path, stream_path, _ = pair
     repl = Repl(load_bundle(main_path))
     repl.session.length = 3
@@ -179,14 +176,14 @@ def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
     assert f"joins the mixture as {PARTNER}" in out and out.count("error") == 1, out  # only the refused :partner off
     pred = repl.session.predictor
     assert pred.components() == ["lstm", "ngram", "cache", "ncache", PARTNER]
-    assert pred.mixture.partner is not None and repl.session.partner_spec == "stream"
+    assert pred.mixture.available(PARTNER) and repl.session.partner_spec == "stream"
     assert re.search(rf"partner {PARTNER}: stream \(weight 0\.\d{{3}}, on\)", repl.run(":partner"))
     assert re.search(rf"{PARTNER}\s+on\s+0\.\d{{3}}", repl.run(":components"))
     assert "next word after" in repl.run("the mice had a")
 
     # Off: the model alone again; the parts the user switched off stay off across the change.
     assert "predicting with lstm + ngram + cache + ncache" in repl.run(":partner off")
-    assert repl.session.predictor.mixture.partner is None
+    assert not repl.session.predictor.mixture.available(PARTNER)
     repl.run(":components lstm,ngram,cache")
     # Cached now: no training, added at once; ncache stays off, lstm2 comes on.
     out = repl.run(":partner stream")
@@ -205,14 +202,14 @@ def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
         (f":partner {main_path}", "the partner is the model itself"),
     ):
         assert message in error_line(repl.run(line)), line
-    assert repl.session.predictor.mixture.partner is not None
+    assert repl.session.predictor.mixture.available(PARTNER)
 
 
 def test_a_trained_lstm_joins_the_mixture_and_switched_off_parts_stay_off(pair):
     """While a book's LSTM trains the n-gram and the cache answer; when it is trained it comes
     on (with the neural cache), and what the user switched off meanwhile stays off."""
     from model.config import resolve
-    from model.prediction.mixture import ngram_mixture
+    from model.prediction.build import ngram_mixture
     from repl.session import Session
 
     main_path, _, _ = pair

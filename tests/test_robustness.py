@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import io
 import json
 import os
 import re
@@ -19,70 +18,25 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 
 from model.text import corpus as corpus_mod
-from model.storage.bundle import FILES, expected_shapes, load_bundle, save_bundle, save_result
-from model.config import ARCHS, Config, resolve
+from model.storage.bundle import FILES, load_bundle, save_result
+from model.config import ARCHS
 from model.text.corpus import read_corpus
 from model.errors import StoryError
 from model.prediction.predictor import Predictor
 from model.text.tokenize import detokenize, tokenize
-from model.text.vocab import UNK, Vocab
+from model.text.vocab import UNK
 from repl import commands as cmds
 from repl.cli import main
 from repl.session import MAX_LINE, Session
 
-from conftest import CAT, tiny_config
+from helpers import CAT, Repl, error_line, random_bundle, rendered, tiny_config
 
 TINY_FLAGS = ["--units", "16", "--embedding-dim", "4", "--epochs", "2", "--no-chart"]
 
 
-# ---- helpers ----------------------------------------------------------------------------
-def random_bundle(path, corpus_path=CAT, seed=0, **cfg) -> Path:
-    """A valid bundle with random weights for ``corpus_path`` (no TensorFlow, no model.keras)."""
-    corpus = read_corpus(corpus_path)
-    config = resolve(Config(**cfg), len(corpus.tokens))
-    vocab = Vocab.build(corpus.tokens, max_size=config.max_vocab, min_count=config.min_count)
-    rng = np.random.default_rng(seed)
-    weights = {k: rng.normal(0, 0.5, s).astype(np.float32) for k, s in expected_shapes(config, len(vocab)).items()}
-    info = {"name": corpus.name, "path": str(corpus.path), "sha256": corpus.sha256, "tokens": len(corpus.tokens)}
-    return save_bundle(path, model=None, config=config, vocab=vocab, weights=weights, corpus=info, metrics={})
-
-
-def rendered(renderables) -> str:
-    buf = io.StringIO()
-    con = Console(file=buf, width=5000, color_system=None, highlight=False)  # no wrapping of long lines
-    for r in renderables:
-        con.print(r)
-    return buf.getvalue()
-
-
-class Repl:
-    """A Session with a loaded bundle whose output is captured as plain text."""
-
-    def __init__(self, bundle, corpus_spec=None, config=None):
-        self.session = Session(str(corpus_spec or bundle.corpus_path), config or bundle.config)
-        self.session.set_bundle(bundle)
-        self.printed: list = []
-        self.session.out = lambda *r: self.printed.extend(r)
-
-    def run(self, line: str, wait: bool = True) -> str:
-        """Run one line as the loop does; return what it printed (waiting for background work)."""
-        start = len(self.printed)
-        assert self.session.run_line(line) is True
-        if wait and self.session.train_thread is not None:
-            self.session.train_thread.join(timeout=300)
-        return rendered(self.printed[start:])
-
-
-def error_line(text: str) -> str:
-    lines = [ln for ln in text.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, text
-    assert "Traceback" not in text
-    return lines[0]
-
-
+# ---- helpers (the shared ones are in helpers.py) ----------------------------------------
 def assert_intact(repl: Repl, predictor) -> None:
     """The session still holds ``predictor`` and it still predicts and generates."""
     assert repl.session.predictor is predictor
@@ -358,7 +312,7 @@ def test_paths_with_spaces_and_tilde(repl, tmp_path, monkeypatch):
     [
         "the cat " * 12_500,  # 100k characters of words
         "x" * 100_000,  # one 100k-character word
-        "鼠" * 100_000,
+        pytest.param("鼠" * 100_000, marks=pytest.mark.slow),  # slow: 100k single-character tokens
     ],
     ids=["words", "one-word", "cjk"],
 )
@@ -400,13 +354,13 @@ def test_control_characters_and_pasted_text(repl, text):
 
 
 def test_ctrl_c_while_loading_goes_back_to_the_prompt(repl, trained, monkeypatch):
-    import repl.session as session_mod
+    import repl.handlers.training as training_handlers
 
     def interrupted(path):
         raise KeyboardInterrupt
 
     before = repl.session.predictor
-    monkeypatch.setattr(session_mod, "load_bundle", interrupted)
+    monkeypatch.setattr(training_handlers, "load_bundle", interrupted)
     out = repl.run(f":load {trained}")
     assert "interrupted; the current model is still loaded" in out
     assert_intact(repl, before)

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from model.storage.bundle import load_bundle, save_result
 from model.text.corpus import read_corpus
 from model.prediction.predictor import Predictor
 from model.training.train import train
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 
 
+@pytest.mark.slow  # trains on 30 KB of Aesop
 def test_sampled_objective_learns(tmp_path):
     text = (ROOT / "corpora" / "aesops_fables.txt").read_text(encoding="utf-8")[:30000]
     path = tmp_path / "fables.txt"

@@ -3,9 +3,9 @@ way, ``Vocab.build(tokenize(text))``, and the paragraph split equals ``split_par
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
+import pytest
 
 from model.text import ids
 from model.text.corpus import read_corpus
@@ -13,7 +13,7 @@ from model.training.data import split_paragraphs
 from model.text.tokenize import tokenize
 from model.text.vocab import Vocab
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def make_text(target_bytes: int, seed: int = 5) -> str:
@@ -27,6 +27,7 @@ def make_text(target_bytes: int, seed: int = 5) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow  # 20 MB of text, read by the worker pool and tokenized again
 def test_twenty_megabytes_stream_to_the_same_ids(tmp_path):
     text = make_text(20_000_000)
     path = tmp_path / "big.txt"

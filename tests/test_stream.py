@@ -17,7 +17,7 @@ import pytest
 from model.config import Config, resolve
 from model.errors import StoryError
 
-from conftest import CAT
+from helpers import CAT
 
 TINY = dict(arch="stream", units=16, embedding_dim=16, context=6, bptt=8, batch_size=4, lr=0.02)
 
@@ -54,7 +54,7 @@ def test_streams_cut_the_text_into_consecutive_batches():
         for x, y in batches:
             assert x.shape == y.shape == (4, 35)
             np.testing.assert_array_equal(x[:, 1:] - 1, y[:, :-1])  # targets are the next ids
-        for (x0, y0), (x1, _) in zip(batches, batches[1:]):
+        for (_, y0), (x1, _) in zip(batches, batches[1:]):
             np.testing.assert_array_equal(x1[:, 0] - 1, y0[:, -1])  # the next batch goes on where this one ended
     offsets = [data.offset(e) for e in range(20)]
     assert all(0 <= o < 35 for o in offsets) and len(set(offsets)) > 1  # boundaries move between epochs
@@ -192,6 +192,7 @@ def test_training_learns_and_keeps_the_best_weights(trained, corpus):
     assert result.model.optimizer.iterations.numpy() > 0
 
 
+@pytest.mark.slow  # trains two models
 def test_training_is_deterministic(corpus):
     from model.training.train import train
 

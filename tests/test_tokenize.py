@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 import subprocess
 import sys
 
@@ -12,7 +11,8 @@ from hypothesis import strategies as st
 
 from model.text.tokenize import PUNCT_CLOSE, PUNCT_OPEN, detokenize, is_cjk, tokenize
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 CORPORA = ROOT / "corpora"
 
 

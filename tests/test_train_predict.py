@@ -10,7 +10,7 @@ from model.text.corpus import read_corpus
 from model.prediction.predictor import Predictor
 from model.training.train import train
 
-from conftest import CAT, tiny_config
+from helpers import CAT, tiny_config
 
 
 def test_default_model_reaches_the_ceiling(default_bundle):
@@ -42,6 +42,7 @@ def test_unknown_words_are_named_and_skipped(default_bundle):
     assert out["predictions"][0]["word"] == "council"
 
 
+@pytest.mark.slow  # trains the default model at context 4
 def test_context_4_regenerates_the_story_exactly():
     corpus = read_corpus(CAT)
     result = train(corpus, Config(context=4))
@@ -61,6 +62,7 @@ def _tmp():
     return tempfile.mkdtemp(prefix="ctx4-") + "/bundle"
 
 
+@pytest.mark.slow  # trains three models
 def test_same_seed_same_vocab_weights_and_text(tmp_path):
     corpus = read_corpus(CAT)
     cfg = tiny_config(epochs=15, seed=7)

@@ -15,9 +15,10 @@ from model.text.corpus import read_corpus
 from model.prediction.predictor import Predictor
 from model.training.train import train
 
-from conftest import BIN, CAT, ROOT, tiny_config
+from helpers import BIN, CAT, ROOT, tiny_config
 
 
+@pytest.mark.slow  # trains twice
 def test_resume_restores_optimizer_state_and_continues(tmp_path):
     corpus = read_corpus(CAT)
     first = train(corpus, tiny_config(epochs=4))
@@ -34,6 +35,7 @@ def test_resume_restores_optimizer_state_and_continues(tmp_path):
     assert second.history["loss"][-1] < first.history["loss"][0]
 
 
+@pytest.mark.slow  # two story-repl processes training
 def test_resume_command(tmp_path):
     env = dict(os.environ, STORY_REPL_HOME=str(tmp_path / "h"))
     out = tmp_path / "b"
@@ -61,6 +63,7 @@ def test_tensorboard_scalars(tmp_path):
     assert tags["epoch_loss"] == [1, 2, 3]
 
 
+@pytest.mark.slow  # trains each encoder to the accuracy ceiling (up to 200 epochs)
 @pytest.mark.parametrize("arch", ["stacked", "bilstm"])
 def test_every_arch_trains_saves_loads_predicts(tmp_path, arch):
     corpus = read_corpus(CAT)
@@ -71,6 +74,7 @@ def test_every_arch_trains_saves_loads_predicts(tmp_path, arch):
     assert p.predict_text("had a general", 3)["predictions"][0]["word"] == "council"
 
 
+@pytest.mark.slow  # a story-repl process training until interrupted
 def test_ctrl_c_in_train_keeps_and_saves_the_best_weights(tmp_path):
     env = dict(os.environ, STORY_REPL_HOME=str(tmp_path / "h"))
     out = tmp_path / "b"

@@ -11,7 +11,7 @@ from model.training.data import ceiling, split_paragraphs, unambiguous, windows
 from model.errors import StoryError
 from model.text.vocab import UNK, Vocab
 
-from conftest import CAT
+from helpers import CAT
 
 
 def test_frequency_rank_ties_by_first_appearance():

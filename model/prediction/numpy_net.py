@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.config import Config
+from model.lru import LRU
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -161,28 +162,23 @@ class StreamStates:
     are kept, least recently used first out."""
 
     def __init__(self, net: Network, size: int = 4096):
-        from collections import OrderedDict
-
         if net.config.arch != "stream":
             raise ValueError(f"StreamStates needs the stream arch, not {net.config.arch}")
         self.net = net
         self.size = int(size)
-        self._states: "OrderedDict[tuple[int, ...], State]" = OrderedDict()
+        self._states: LRU[tuple[int, ...], State] = LRU(size)
 
     def features(self, window: tuple[int, ...]) -> np.ndarray:
         """(U,) what :meth:`Network.features` gives for ``window`` (a tuple of vocabulary ids)."""
         window = tuple(int(i) for i in window)
-        prev = self._states.get(window[:-1]) if window else None
+        prev = self._states.peek(window[:-1]) if window else None
         if prev is not None:
             out, state = self.net.advance_features(np.asarray([[window[-1] + 1]]), prev)
         elif window:
             out, state = self.net.advance_features(np.asarray([window]) + 1)
         else:
             out, state = self.net.advance_features(np.zeros((1, 1), np.int64))  # padding only: the zero state
-        self._states[window] = state
-        self._states.move_to_end(window)
-        if len(self._states) > self.size:
-            self._states.popitem(last=False)
+        self._states.put(window, state)
         return out[0, -1]
 
     def logits(self, window: tuple[int, ...]) -> np.ndarray:

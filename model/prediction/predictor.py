@@ -2,12 +2,11 @@
 
 It answers "what comes next after these words?" over the full vocabulary (every word of
 the training text, plus the words the user has written) from a mixture of the bundle's LSTM,
-a Kneser-Ney n-gram and a cache of the user's text (:mod:`model.prediction.mixture`). No TensorFlow
+a Kneser-Ney n-gram and caches of the user's text (:mod:`model.prediction.mixture`). No TensorFlow
 here: the REPL starts and completes words without importing it.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -15,7 +14,9 @@ import numpy as np
 from model.storage.bundle import Bundle
 from model.config import Config
 from model.prediction.decoding import Decoding, choose_next, generate_ids
-from model.prediction.mixture import Mixture, load_mixture
+from model.lru import LRU
+from model.prediction.build import load_mixture
+from model.prediction.mixture import Mixture
 from model.prediction.numpy_net import Network, lstm_layer, softmax  # noqa: F401  (the numpy network lives there)
 from model.text.tokenize import is_cjk, tokenize
 from model.text.vocab import Vocab
@@ -51,7 +52,7 @@ class Predictor:
         self.vocab: Vocab = self.mixture.words
         self.lstm_vocab: Vocab = bundle.vocab
         self.net = self.mixture.neural.net if self.mixture.neural is not None else Network(bundle.config, bundle.weights)
-        self._cache: OrderedDict[tuple, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._cache: LRU[tuple, tuple[np.ndarray, np.ndarray | None]] = LRU(CACHE_SIZE)
 
     @classmethod
     def from_mixture(cls, mixture: Mixture, config: Config) -> "Predictor":
@@ -65,7 +66,7 @@ class Predictor:
         self.vocab = mixture.words
         self.lstm_vocab = None
         self.net = None
-        self._cache = OrderedDict()
+        self._cache = LRU(CACHE_SIZE)
         return self
 
     @property
@@ -94,23 +95,14 @@ class Predictor:
 
     # ---- distributions -----------------------------------------------------------------
     def _key(self, ids: Sequence[int]) -> tuple:
-        return (tuple(int(i) for i in list(ids)[-self.mixture.cache.size :]), self.mixture.version, len(self.vocab))
+        return (tuple(int(i) for i in list(ids)[-self.mixture.history_size :]), self.mixture.version, len(self.vocab))
 
     def distribution(self, ids: Sequence[int]) -> np.ndarray:
         """P(next word | ``ids``, what the user wrote), float64 over the full vocabulary, cached."""
         return self._entry(ids)[0]
 
     def _entry(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        key = self._key(ids)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        entry = (self.mixture.distribution(list(ids)), None)
-        self._cache[key] = entry
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return entry
+        return self._cache.get_or_make(self._key(ids), lambda: (self.mixture.distribution(list(ids)), None))
 
     def ranking(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, word ids from most to least likely), cached."""
@@ -118,7 +110,7 @@ class Predictor:
         probs, order = self._entry(ids)
         if order is None:
             order = np.argsort(-probs, kind="stable")
-            self._cache[key] = (probs, order)
+            self._cache.put(key, (probs, order))
         return probs, order
 
     def top_k(self, ids: Sequence[int], k: int, prefix: str = "") -> list[tuple[str, float]]:

@@ -8,7 +8,7 @@
     metrics.json    accuracy, ceiling, per-epoch history, library versions
     words.json      the full vocabulary: every word of the training text, with counts
     ngram.npz       the Kneser-Ney component over that vocabulary, as plain arrays
-    mixture.json    the mixture's weights, fitted on held-out text (see model/prediction/mixture.py)
+    mixture.json    the mixture's weights, fitted on held-out text (see model/prediction/build.py)
 
 The last three are the predictor's other components; a bundle without them (an older one)
 still loads, and they are rebuilt from its training text when it can be read.
@@ -21,8 +21,6 @@ every array's shape, and never runs code from the bundle: no pickle, and Keras s
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as _dt
 import errno
 import hashlib
@@ -40,6 +38,7 @@ import numpy as np
 
 from model.config import Config
 from model.errors import StoryError
+from model.storage.files import exchange_dirs, file_digest, fsync_dir, fsync_file, write_synced
 from model.text.vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -74,6 +73,25 @@ class Bundle:
     def corpus_path(self) -> str:
         return str(self.info.get("corpus", {}).get("path", ""))
 
+    def training_corpus(self, encoding: str = "utf-8"):
+        """The text this model was trained on, read again (with its case rule) and checked against
+        the sha256 it recorded, so what is measured on it is measured on that very text. A one-line
+        StoryError naming the file when the text is not recorded, cannot be read or has changed."""
+        from model.text.corpus import read_corpus
+
+        path, sha = self.corpus_path, self.corpus_sha256
+        if not path:
+            raise StoryError(f"{self.path} does not record which text it was trained on; that text is needed here")
+        try:
+            corpus = read_corpus(path, encoding=encoding, keep_case=bool(self.config.keep_case))
+        except StoryError as e:
+            raise StoryError(f"cannot read the model's training text: {e}") from None
+        if sha and corpus.sha256 != sha:
+            raise StoryError(
+                f"{corpus.path} has changed since the model was trained on it (sha256 differs); restore it or retrain the model"
+            )
+        return corpus
+
     def extra(self, name: str) -> bytes | None:
         """The bytes of an optional component file (checked against its checksum), or None."""
         f = self.path / name
@@ -101,7 +119,7 @@ class Bundle:
                 f"{self.path} has no model.keras: it can predict but not resume training; train a new model instead"
             )
         expected = (self.info.get("files") or {}).get("model.keras")
-        if expected and _sha256_file(keras_file) != expected:
+        if expected and file_digest(keras_file) != expected:
             raise StoryError(f"{keras_file} does not match the rest of the bundle (checksum differs); retrain the model")
         try:
             return keras.saving.load_model(keras_file, compile=True, safe_mode=True)
@@ -128,52 +146,6 @@ def library_versions() -> dict[str, str]:
 
 
 # ---- saving -----------------------------------------------------------------------------
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux renameat2). False where unsupported."""
-    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    AT_FDCWD = -100
-    rc = fn(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE)
-    return rc == 0
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -222,7 +194,7 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
     except OSError:
         if not target.exists():
             raise
-    if _exchange(tmp, target):
+    if exchange_dirs(tmp, target):
         shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old bundle
         return
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -300,21 +272,20 @@ def save_bundle(
         files: dict[str, str] = {}
         if model is not None:
             model.save(tmp / "model.keras")
-            with open(tmp / "model.keras", "rb") as fh:
-                os.fsync(fh.fileno())
-            files["model.keras"] = _sha256_file(tmp / "model.keras")
+            fsync_file(tmp / "model.keras")
+            files["model.keras"] = file_digest(tmp / "model.keras")
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in weights.items()})
         data = buf.getvalue()
-        _write(tmp / "weights.npz", data)
+        write_synced(tmp / "weights.npz", data)
         files["weights.npz"] = hashlib.sha256(data).hexdigest()
         data = vocab.to_json().encode("utf-8")
-        _write(tmp / "vocab.json", data)
+        write_synced(tmp / "vocab.json", data)
         files["vocab.json"] = hashlib.sha256(data).hexdigest()
         for name, data in (extras or {}).items():
             if name not in EXTRAS:
                 raise ValueError(f"not a bundle file: {name}")
-            _write(tmp / name, data)
+            write_synced(tmp / name, data)
             files[name] = hashlib.sha256(data).hexdigest()
         info = {
             "format_version": FORMAT_VERSION,
@@ -325,12 +296,12 @@ def save_bundle(
             "files": files,
         }
         full_metrics = {"format_version": FORMAT_VERSION, **metrics, "versions": library_versions()}
-        _write(tmp / "metrics.json", json.dumps(full_metrics, indent=2, ensure_ascii=False).encode("utf-8"))
+        write_synced(tmp / "metrics.json", json.dumps(full_metrics, indent=2, ensure_ascii=False).encode("utf-8"))
         # config.json last: a directory without it is never taken for a model.
-        _write(tmp / "config.json", json.dumps(info, indent=2, ensure_ascii=False).encode("utf-8"))
-        _fsync_dir(tmp)
+        write_synced(tmp / "config.json", json.dumps(info, indent=2, ensure_ascii=False).encode("utf-8"))
+        fsync_dir(tmp)
         _swap_into_place(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):

@@ -22,7 +22,7 @@ from model.home import home  # noqa: F401  (the cache's root; re-exported for ca
 def file_sha256(path: Path) -> str:
     """sha256 of a corpus file (a regular file); read errors are one-line StoryErrors."""
     from model.text.corpus import check_regular
-    from model.text.ids import file_digest
+    from model.storage.files import file_digest
 
     check_regular(Path(path))
     return file_digest(Path(path))

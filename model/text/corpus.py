@@ -48,7 +48,7 @@ class TokenView(Sequence):
         return words[int(self._ids[i])]
 
     def __iter__(self) -> Iterator[str]:
-        from model.text.ids import iter_blocks
+        from model.text.id_arrays import iter_blocks
 
         words = self._words
         for block in iter_blocks(self._ids, block=1 << 16):

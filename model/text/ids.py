@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -47,6 +46,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from model.errors import StoryError
+from model.storage.files import file_digest, fsync_dir, fsync_file
+from model.text.id_arrays import BLOCK
+from model.text.id_workers import Workers
 from model.text.scanner import Piece, Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
@@ -59,8 +61,6 @@ POOL_MIN_BYTES = 4 << 20
 CACHE_MIN_BYTES = 1 << 20
 #: Worker processes at most (the pool uses every usable core up to this).
 MAX_WORKERS = 8
-#: Block size (ids) of the passes that rewrite or read the id file.
-BLOCK = 1 << 22
 
 # Where a piece may end: after a non-space character that is followed by whitespace.
 _CUT = re.compile(r"\S(?=\s)")
@@ -72,123 +72,6 @@ def scan_piece(text: str, keep_case: bool = False) -> Piece:
     ``words[i]`` for ``i`` in ``ids`` is ``tokenize(text, keep_case)``; ``breaks`` are the
     token offsets where a blank line (a paragraph break) stands in the text."""
     return Scanner(keep_case).scan(text.encode("utf-8", "surrogatepass"))
-
-
-# ---- worker processes --------------------------------------------------------------------
-# A worker is ``python -m model.text.ids --worker``: it reads pieces from stdin and writes scanned
-# pieces to stdout, one framed message each (a header of lengths, then UTF-8 and raw arrays).
-# Plain subprocesses, in their own session: they import nothing of the caller's program, a
-# Ctrl-C at the terminal does not reach them, and they end when their stdin closes.
-
-_HEADER = struct.Struct("<4q")  # a flag, or a count of words (-1: an error); then three byte lengths
-
-
-def _read_exact(stream, n: int) -> bytes:
-    data = stream.read(n)
-    if data is None or len(data) != n:
-        raise EOFError
-    return data
-
-
-def _worker_main() -> None:
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    scanner: Scanner | None = None  # one per file: a pool reads one file
-    while True:
-        try:
-            keep_case, n, _, _ = _HEADER.unpack(_read_exact(inp, _HEADER.size))
-            data = _read_exact(inp, n)
-        except EOFError:
-            return
-        try:
-            if scanner is None or scanner.keep_case != bool(keep_case):
-                scanner = Scanner(bool(keep_case))
-            piece = scanner.scan(data)
-            words = "\n".join(piece.words).encode("utf-8", "surrogatepass")
-            ids = memoryview(np.ascontiguousarray(piece.ids, "<i4")).cast("B")  # written without a copy
-            breaks = piece.breaks.astype("<i8").tobytes()
-            out.write(_HEADER.pack(len(piece.words), len(words), len(ids), len(breaks)) + words)
-            out.write(ids)
-            out.write(breaks)
-        except Exception as e:  # noqa: BLE001 - reported by the parent as one line
-            msg = f"{type(e).__name__}: {e}".encode("utf-8", "replace")
-            out.write(_HEADER.pack(-1, len(msg), 0, 0) + msg)
-        out.flush()
-        del data
-
-
-class _Workers:
-    """N worker processes, each with at most one piece in flight; results come back in the
-    order the pieces were sent (round robin)."""
-
-    def __init__(self, n: int) -> None:
-        import subprocess
-
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
-        self.procs = []
-        try:
-            for _ in range(n):
-                self.procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "model.text.ids", "--worker"],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
-                    )
-                )
-        except OSError as e:
-            self.close()
-            raise StoryError(f"cannot start a tokenizer process: {e.strerror or e}") from None
-
-    def send(self, k: int, text: str, keep_case: bool) -> None:
-        data = text.encode("utf-8", "surrogatepass")
-        proc = self.procs[k]
-        try:
-            proc.stdin.write(_HEADER.pack(int(keep_case), len(data), 0, 0))
-            proc.stdin.write(data)
-            proc.stdin.flush()
-        except OSError:
-            raise StoryError(self._died(k)) from None
-
-    def receive(self, k: int) -> Piece:
-        proc = self.procs[k]
-        try:
-            n_words, a, b, c = _HEADER.unpack(_read_exact(proc.stdout, _HEADER.size))
-            body = _read_exact(proc.stdout, a + b + c)
-        except (EOFError, OSError):
-            raise StoryError(self._died(k)) from None
-        if n_words < 0:
-            raise StoryError(f"tokenizing failed in a worker process: {body.decode('utf-8', 'replace')}")
-        words = body[:a].decode("utf-8", "surrogatepass").split("\n") if n_words else []
-        ids = np.frombuffer(body, "<i4", b // 4, a).astype(np.int32, copy=False)
-        breaks = np.frombuffer(body, "<i8", c // 8, a + b).astype(np.int64, copy=False)
-        return Piece(words, ids, breaks)
-
-    def _died(self, k: int) -> str:
-        code = self.procs[k].poll()
-        how = "was killed" if code is not None and code < 0 else f"exited with status {code}" if code is not None else "stopped answering"
-        return f"a tokenizer worker process {how} (out of memory?); try again, or free some memory"
-
-    def close(self) -> None:
-        for proc in self.procs:
-            try:
-                if proc.stdin:
-                    proc.stdin.close()
-            except OSError:
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - a stuck worker is killed
-                proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
 
 
 # ---- the result ---------------------------------------------------------------------------
@@ -223,23 +106,6 @@ def cache_root() -> Path:
     from model.home import home
 
     return home() / "ids"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of the file, read in blocks; read errors are one-line StoryErrors."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while True:
-                block = fh.read(1 << 22)
-                if not block:
-                    break
-                h.update(block)
-    except PermissionError:
-        raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable") from None
-    except OSError as e:
-        raise StoryError(f"cannot read {path}: {e.strerror or e}; check that the file is there and readable") from None
-    return h.hexdigest()
 
 
 def stream_ids(
@@ -283,12 +149,12 @@ def stream_ids(
     try:
         _build(path, encoding, keep_case, progress, chunk, workers, sha, tmp)
         _write_meta(tmp, sha, encoding, keep_case, size)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same cache first: use theirs
             shutil.rmtree(tmp, ignore_errors=True)
-        _fsync_dir(root)
+        fsync_dir(root)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoryError(
@@ -369,11 +235,9 @@ def _last_cut(text: str) -> int:
     window = 1 << 16
     while True:
         start = max(0, len(text) - window)
-        last = None
-        for last in _CUT.finditer(text, start):
-            pass
-        if last is not None:
-            return last.start() + 1
+        tail = deque(_CUT.finditer(text, start), maxlen=1)  # the last match only
+        if tail:
+            return tail[0].start() + 1
         if start == 0:
             return 0
         window *= 16
@@ -430,7 +294,7 @@ def _scan_all(pieces: Iterator[tuple[str, int]], keep_case: bool, workers: int, 
             merger.add(0, scanner.scan(text.encode("utf-8", "surrogatepass")))
             report(done)
         return seen_text
-    pool = _Workers(workers)
+    pool = Workers(workers)
     sent: deque[tuple[int, int]] = deque()  # (worker, bytes read) of the pieces in flight
     try:
         k = 0
@@ -495,7 +359,7 @@ def _build(path: Path, encoding: str, keep_case: bool, progress, chunk: int, wor
     for name, arr in (("counts.int64", counts), ("first.int64", first), ("paragraphs.int64", starts)):
         arr.astype("<i8").tofile(out_dir / name)
     for name in ("words.txt", "counts.int64", "first.int64", "paragraphs.int64"):
-        _fsync_file(out_dir / name)
+        fsync_file(out_dir / name)
     return Streamed(np.zeros(0, np.int32), words, counts, first, starts, sha, out_dir)
 
 
@@ -531,22 +395,7 @@ def _write_meta(out_dir: Path, sha: str, encoding: str, keep_case: bool, size: i
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    _fsync_file(out_dir / "meta.json")
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync_file(path)
-    except OSError:  # pragma: no cover - file systems that cannot sync a directory
-        pass
+    fsync_file(out_dir / "meta.json")
 
 
 def load_cached(path: Path, sha: str) -> Streamed | None:
@@ -591,92 +440,3 @@ def _remove_stale(root: Path, age: float = 86400.0) -> None:
             except OSError:
                 pass
 
-
-# ---- reading id arrays without mapping their pages ----------------------------------------
-
-
-def iter_blocks(ids: np.ndarray, start: int = 0, stop: int | None = None, block: int = BLOCK) -> Iterator[np.ndarray]:
-    """Blocks of ``ids[start:stop]``. A memory-mapped array is read with plain I/O, so a pass
-    over a huge id file does not make its pages part of this process's memory."""
-    stop = len(ids) if stop is None else stop
-    if stop <= start:
-        return
-    base = _memmap_origin(ids)
-    if base is None:
-        for off in range(start, stop, block):
-            yield np.asarray(ids[off : min(stop, off + block)])
-        return
-    filename, offset = base
-    with open(filename, "rb") as fh:
-        for off in range(start, stop, block):
-            n = min(stop, off + block) - off
-            fh.seek(offset + 4 * off)
-            yield np.fromfile(fh, np.int32, n)
-
-
-#: Mapped id arrays longer than this are written to a temporary memory-mapped file.
-SPILL_MIN_IDS = 1 << 24
-
-
-def count_ids(ids: np.ndarray, n_words: int) -> np.ndarray:
-    """(n_words,) int64: how often each id occurs in ``ids`` (read block by block)."""
-    counts = np.zeros(n_words, np.int64)
-    for block in iter_blocks(ids):
-        counts += np.bincount(block, minlength=n_words)[:n_words]
-    return counts
-
-
-def map_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``table[ids]`` without the entries that map to -1, as int32.
-
-    A result of more than :data:`SPILL_MIN_IDS` ids is written block by block to an unlinked
-    temporary file in the id cache and returned memory-mapped, so mapping a corpus of
-    gigabytes to model ids needs no second copy in memory."""
-    table = np.asarray(table, dtype=np.int32)
-    if len(ids) <= SPILL_MIN_IDS:
-        out = table[np.asarray(ids)]
-        return out[out >= 0] if (out < 0).any() else out
-    root = cache_root()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fh = tempfile.TemporaryFile(dir=root, prefix=".model-ids-")
-    except OSError as e:
-        raise StoryError(f"cannot write to the id cache {root}: {e.strerror or e}; set STORY_REPL_HOME to a directory you can write to") from None
-    with fh:
-        n = 0
-        try:
-            for block in iter_blocks(ids):
-                mapped = table[block]
-                if (mapped < 0).any():
-                    mapped = mapped[mapped >= 0]
-                fh.write(mapped.tobytes())
-                n += len(mapped)
-            fh.flush()
-        except OSError as e:
-            raise StoryError(f"cannot write to the id cache {root}: {e.strerror or e}; free some disk space") from None
-        if n == 0:
-            return np.zeros(0, np.int32)
-        return np.memmap(fh, dtype=np.int32, mode="r", shape=(n,))
-
-
-def _memmap_origin(ids: np.ndarray) -> tuple[str, int] | None:
-    """(file name, byte offset of ids[0]) for a contiguous int32 view of an np.memmap."""
-    if not isinstance(ids, np.memmap) or ids.dtype != np.int32 or not ids.flags.c_contiguous or ids.size == 0:
-        return None
-    mm, filename = getattr(ids, "_mmap", None), getattr(ids, "filename", None)
-    if mm is None or not filename:
-        return None
-    import mmap
-
-    try:
-        mapped = np.frombuffer(mm, np.uint8).__array_interface__["data"][0]
-    except (TypeError, ValueError):
-        return None
-    here = ids.__array_interface__["data"][0]
-    offset = int(ids.offset)
-    return str(filename), offset - offset % mmap.ALLOCATIONGRANULARITY + (here - mapped)
-
-
-if __name__ == "__main__":  # a tokenizer worker process (see _Workers)
-    if sys.argv[1:] == ["--worker"]:
-        _worker_main()

@@ -120,7 +120,7 @@ def prepare(corpus: Corpus, config: Config, resume: Any = None) -> tuple[Config,
 
     With ``resume`` (a loaded bundle) the bundle's vocabulary is kept, whatever the corpus
     would give now; its unknown words are left out of the ids."""
-    from model.text.ids import count_ids, map_ids
+    from model.text.id_arrays import count_ids, map_ids
 
     cfg = resolve(config, corpus.n_tokens)
     # The corpus's full-vocabulary ids, cut by paragraphs; mapped to model ids by one table.
@@ -364,7 +364,7 @@ def train(
 
 def mixture_files(corpus: Corpus, cfg: Config, vocab: Vocab, model) -> dict[str, bytes]:
     """The n-gram, full vocabulary and mixture weights fitted beside the trained network."""
-    from model.prediction.mixture import build_components, extras_of
+    from model.prediction.build import build_components, extras_of
     from model.training.network import export_weights
 
     return extras_of(build_components(corpus, cfg, vocab, export_weights(model, cfg)))

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 
+from model.lru import LRU
 from model.storage.bundle import Bundle
 
-_cache: dict[str, tuple[np.ndarray, dict[int, np.ndarray]] | None] = {}
+_cache: LRU[str, tuple[np.ndarray, dict[int, np.ndarray]] | None] = LRU(4)
 _lock = threading.Lock()
 
 
@@ -17,30 +17,26 @@ def corpus_index(bundle: Bundle) -> tuple[np.ndarray, dict[int, np.ndarray]] | N
     key = f"{bundle.path}:{bundle.corpus_sha256}"
     with _lock:
         if key in _cache:
-            return _cache[key]
-    from model.text.corpus import read_corpus
+            return _cache.get(key)
     from model.errors import StoryError
 
     index = None
     try:
-        path = Path(bundle.corpus_path)
-        if path.is_file():
-            corpus = read_corpus(path, keep_case=bundle.config.keep_case)
-            if corpus.sha256 == bundle.corpus_sha256:
-                lookup = bundle.vocab.index
-                table = np.asarray([lookup.get(w, -1) for w in corpus.words], dtype=np.int32)
-                ids = table[np.asarray(corpus.ids)]  # the corpus's ids in the model's vocabulary
-                order = np.argsort(ids, kind="stable")
-                sorted_ids = ids[order]
-                bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
-                starts = np.concatenate([[0], bounds])
-                ends = np.concatenate([bounds, [len(ids)]])
-                positions = {int(sorted_ids[s]): order[s:e] for s, e in zip(starts, ends) if sorted_ids[s] >= 0}
-                index = (ids, positions)
+        corpus = bundle.training_corpus()
+        lookup = bundle.vocab.index
+        table = np.asarray([lookup.get(w, -1) for w in corpus.words], dtype=np.int32)
+        ids = table[np.asarray(corpus.ids)]  # the corpus's ids in the model's vocabulary
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(ids)]])
+        positions = {int(sorted_ids[s]): order[s:e] for s, e in zip(starts, ends) if sorted_ids[s] >= 0}
+        index = (ids, positions)
     except (StoryError, OSError):
         index = None
     with _lock:
-        _cache[key] = index
+        _cache.put(key, index)
     return index
 
 
@@ -66,6 +62,7 @@ def longest_run(ids: np.ndarray, positions: dict[int, np.ndarray], generated: li
 
 
 def longest_copied_run(bundle: Bundle, words: list[str]) -> int | None:
+    """The longest run of ``words`` copied verbatim from the training text (None without that text)."""
     index = corpus_index(bundle)
     if index is None or not words:
         return None

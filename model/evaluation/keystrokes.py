@@ -1,7 +1,7 @@
 """Keystroke savings: how many keys a typist saves entering a text through the REPL's completer.
 
 ``story-repl eval FILE --keystrokes [--menu 1,3,5,10]`` (or ``--valid``) simulates a typist
-entering the text through :class:`repl.completer.Menu`, the object the REPL's menu, its grey
+entering the text through :class:`model.prediction.menu.Menu`, the object the REPL's menu, its grey
 continuation and Alt-1 … Alt-9 use, and reports the *keystroke saving rate*::
 
     KSR = 1 - keys used / keys without prediction
@@ -17,7 +17,7 @@ it are given to the predictor's cache of the user's text (``observe``), as the R
 each line entered, so the cache sees everything typed. Before every
 character, the first included, it reads the first N entries of the menu for the buffer, and
 for each token it takes the cheapest way to enter it at the REPL's key costs (see
-:mod:`repl.completer`): typing it out with its space; or typing ``j`` characters (any ``j``,
+:mod:`model.prediction.menu`): typing it out with its space; or typing ``j`` characters (any ``j``,
 0 included) and picking it from the menu, 1 key with Alt-1 … Alt-9, or the Tab/Shift-Tab
 presses of prompt_toolkit's menu; or, right after a completed word, accepting the grey
 continuation when it is what comes next: → takes all of it (several tokens for 1 key), Alt-F
@@ -32,16 +32,9 @@ Predictors
 * ``baseline``: interpolated modified Kneser-Ney of order 5 (:class:`KneserNeyPredictor`)
   estimated from the training part of the model's corpus with every word of it kept, whatever
   the model's vocabulary;
-* ``presage``: Presage, the predictive text engine packaged in Debian, trained on the same
-  training text with ``text2ngram -n 1/2/3 -l -f sqlite`` and queried through a small C++
-  program against ``libpresage`` (``repl/presage_bridge.cc``, compiled with g++ into the
-  model cache on first use). The program is used rather than ``presage_simulator`` because
-  the simulator counts keys its own way (one key per suggestion taken, its own menu);
-  through the library the same typist reads Presage's words through the same :class:`Menu`.
-  Its ``presage.xml`` enables only the smoothed trigram predictor over that database
-  (deltas 0.01 0.1 0.89 and 60 candidates weighed per prediction, Presage's defaults), with
-  online learning off, five times the largest menu in suggestions, and repeated suggestions
-  allowed (the Menu applies the no-repeat rule for every predictor alike).
+* ``presage``: Presage's smoothed trigram over the same training text
+  (:mod:`model.evaluation.presage`), asked for five times the largest menu in suggestions;
+  the same typist reads its words through the same :class:`Menu`.
   Presage drops punctuation and splits at apostrophes, so those tokens are typed. Without
   g++, ``libpresage-dev`` or ``text2ngram`` the Presage row is ``None`` with the reason.
 
@@ -50,32 +43,27 @@ rule on or off, so the bench can measure each alone against the REPL before they
 """
 from __future__ import annotations
 
-import hashlib
 import heapq
-import os
-import shutil
-import subprocess
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from model.errors import StoryError
+from model.evaluation.presage import PresageSource, presage_missing
+from model.evaluation.texts import training_tokens
+from model.lru import LRU
+from model.prediction.menu import DIRECT_PICKS, Menu, ghost_fill, separator
 from model.prediction.predictor import split_prefix
 from model.text.tokenize import tokenize
-from repl.completer import DIRECT_PICKS, Menu, ghost_fill, separator
 
 DEFAULT_MENUS = (1, 3, 5, 10)
 MAX_MENU = 50
 WINDOW = 64  # tokens of the typist's buffer kept before the word being typed
 LINE = 16  # tokens that leave the buffer at a time (a line entered)
 BASELINE_ORDER = 5
-PRESAGE_DELTAS = "0.01 0.1 0.89"
-PRESAGE_PARTIAL = 60  # Presage's default MAX_PARTIAL_PREDICTION_SIZE: candidates its predictor weighs
 PREDICTORS = ("model", "baseline", "presage")
 
 
@@ -121,7 +109,7 @@ class KneserNeyPredictor:
         self.context = max(self.order - 1, 0)
         self.keep_case = bool(keep_case)
         self.kn = KneserNey(self.order, vocab_size=len(self.vocab)).fit(self.vocab.encode(train_tokens))
-        self._cache: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._cache: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(self.CACHE_SIZE)
         self._lock = threading.Lock()
 
     def tokenize(self, text: str) -> list[str]:
@@ -149,15 +137,12 @@ class KneserNeyPredictor:
         key = self._key(ids)
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
+        if hit is not None:
+            return hit
         probs = self.kn.distribution(list(key))
         entry = (probs, np.argsort(-probs, kind="stable"))
         with self._lock:
-            self._cache[key] = entry
-            while len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
+            self._cache.put(key, entry)
         return entry
 
     def top_k(self, ids: Sequence[int], k: int, prefix: str = "") -> list[tuple[str, float]]:
@@ -165,178 +150,6 @@ class KneserNeyPredictor:
         tokens = self.vocab.tokens
         chosen = [i for i in order if tokens[i].startswith(prefix)][:k] if prefix else order[:k]
         return [(tokens[int(i)], float(probs[int(i)])) for i in chosen]
-
-
-# ---- Presage ----------------------------------------------------------------------------------
-BRIDGE_SOURCE = Path(__file__).with_name("presage_bridge.cc")
-
-
-def presage_missing() -> str | None:
-    """Why Presage cannot run here (None when it can)."""
-    for tool in ("text2ngram", "g++"):
-        if shutil.which(tool) is None:
-            return f"Presage is not available: {tool} was not found (install the presage and libpresage-dev packages and g++)"
-    if not any(Path(d, "presage.h").is_file() for d in ("/usr/include", "/usr/local/include")):
-        return "Presage is not available: presage.h was not found (install libpresage-dev)"
-    return None
-
-
-def presage_dir() -> Path:
-    from model.storage import store
-
-    return store.home() / "presage"
-
-
-def build_bridge(workdir: Path | None = None) -> Path:
-    """The compiled bridge program (compiled with g++ on first use; keyed by its source)."""
-    why = presage_missing()
-    if why:
-        raise StoryError(why)
-    source = BRIDGE_SOURCE.read_bytes()
-    workdir = workdir or presage_dir()
-    workdir.mkdir(parents=True, exist_ok=True)
-    exe = workdir / f"presage_bridge-{hashlib.sha256(source).hexdigest()[:12]}"
-    if exe.is_file() and os.access(exe, os.X_OK):
-        return exe
-    tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
-    cmd = ["g++", "-O2", "-std=c++17", "-o", str(tmp), str(BRIDGE_SOURCE), "-lpresage"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        first = (out.stderr.strip().splitlines() or ["no output"])[0][:200]
-        raise StoryError(f"Presage is not available: compiling {BRIDGE_SOURCE.name} failed ({first})")
-    os.replace(tmp, exe)
-    return exe
-
-
-def build_database(train_tokens: Sequence[str], workdir: Path, order: int = 3) -> Path:
-    """A Presage n-gram database of ``train_tokens`` (written as text, one line per 20 tokens)."""
-    text = "\n".join(" ".join(train_tokens[i : i + 20]) for i in range(0, len(train_tokens), 20)) + "\n"
-    digest = hashlib.sha256(f"{order}\0{text}".encode("utf-8")).hexdigest()[:16]
-    workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / f"ngram-{digest}.db"
-    if db.is_file():
-        return db
-    tmp = workdir / f"ngram-{digest}.tmp{os.getpid()}"
-    txt = tmp.with_suffix(".txt")
-    txt.write_text(text, encoding="utf-8")
-    try:
-        for n in range(1, order + 1):
-            out = subprocess.run(
-                ["text2ngram", "-n", str(n), "-l", "-f", "sqlite", "-o", str(tmp), str(txt)],
-                capture_output=True, text=True, check=False,
-            )
-            if out.returncode != 0:
-                raise StoryError(f"Presage is not available: text2ngram failed ({(out.stderr.strip() or 'no output')[:200]})")
-        os.replace(tmp, db)
-    finally:
-        txt.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
-    return db
-
-
-PRESAGE_XML = """<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
-<Presage>
-  <PredictorRegistry><LOGGER>ERROR</LOGGER><PREDICTORS>TrainingTextNgramPredictor</PREDICTORS></PredictorRegistry>
-  <ContextTracker>
-    <LOGGER>ERROR</LOGGER><SLIDING_WINDOW_SIZE>80</SLIDING_WINDOW_SIZE>
-    <LOWERCASE_MODE>yes</LOWERCASE_MODE><ONLINE_LEARNING>no</ONLINE_LEARNING>
-  </ContextTracker>
-  <Selector>
-    <LOGGER>ERROR</LOGGER><SUGGESTIONS>{suggestions}</SUGGESTIONS>
-    <REPEAT_SUGGESTIONS>yes</REPEAT_SUGGESTIONS><GREEDY_SUGGESTION_THRESHOLD>0</GREEDY_SUGGESTION_THRESHOLD>
-  </Selector>
-  <PredictorActivator>
-    <LOGGER>ERROR</LOGGER><PREDICT_TIME>10000</PREDICT_TIME>
-    <MAX_PARTIAL_PREDICTION_SIZE>{partial}</MAX_PARTIAL_PREDICTION_SIZE><COMBINATION_POLICY>Meritocracy</COMBINATION_POLICY>
-  </PredictorActivator>
-  <ProfileManager><LOGGER>ERROR</LOGGER><AUTOPERSIST>false</AUTOPERSIST></ProfileManager>
-  <Predictors>
-    <TrainingTextNgramPredictor>
-      <PREDICTOR>SmoothedNgramPredictor</PREDICTOR><LOGGER>ERROR</LOGGER>
-      <DBFILENAME>{db}</DBFILENAME><DELTAS>{deltas}</DELTAS><LEARN>false</LEARN>
-      <DatabaseConnector><LOGGER>ERROR</LOGGER></DatabaseConnector>
-    </TrainingTextNgramPredictor>
-  </Predictors>
-</Presage>
-"""
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-
-
-class PresageSource:
-    """A :class:`repl.completer.Source` over Presage: the bridge program asked for every buffer.
-
-    ``split`` uses the model's tokenizer (``splitter``: an object with ``split_prefix``), so
-    the word positions and prefixes are the REPL's; Presage is given the buffer itself and
-    its predictions that start with the prefix are the candidates, in Presage's order.
-    Answers are cached per buffer.
-    """
-
-    def __init__(self, train_tokens: Sequence[str], splitter: Any, suggestions: int, workdir: Path | None = None):
-        workdir = workdir or presage_dir()
-        exe = build_bridge(workdir)
-        db = build_database(train_tokens, workdir)
-        self.suggestions = int(suggestions)
-        xml = PRESAGE_XML.format(suggestions=self.suggestions, partial=max(PRESAGE_PARTIAL, self.suggestions), db=db, deltas=PRESAGE_DELTAS)
-        self.config = workdir / f"presage-{hashlib.sha256(xml.encode()).hexdigest()[:12]}.xml"
-        if not self.config.is_file():
-            tmp = self.config.with_name(self.config.name + f".tmp{os.getpid()}")
-            tmp.write_text(xml, encoding="utf-8")
-            os.replace(tmp, self.config)
-        self.splitter = splitter
-        self.proc = subprocess.Popen(
-            [str(exe), str(self.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", bufsize=1,
-        )
-        self._cache: dict[str, list[tuple[str, float]]] = {}
-        self._lock = threading.Lock()
-        self.queries = 0
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def __enter__(self) -> "PresageSource":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def predict(self, text: str) -> list[tuple[str, float]]:
-        """Presage's predictions for the buffer ``text``, most likely first."""
-        with self._lock:
-            hit = self._cache.get(text)
-            if hit is not None:
-                return hit
-            self.proc.stdin.write(f"{self.suggestions}\t{_escape(text)}\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read()[:200].strip()
-                raise StoryError(f"Presage stopped answering ({err or 'no message'})")
-            self.queries += 1
-            line = line.rstrip("\n")
-            if line.startswith("!"):
-                raise StoryError(f"Presage failed: {line[1:][:200]}")
-            parts = line.split("\t") if line else []
-            out = [(parts[i], float(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
-            self._cache[text] = out
-            return out
-
-    def split(self, text: str) -> tuple[list[str], str]:
-        context, prefix = self.splitter.split_prefix(text)
-        return list(context), prefix
-
-    def candidates(self, context: Sequence[str], prefix: str, m: int, text: str) -> list[tuple[str, float]]:
-        words = self.predict(text)
-        return [(w, p) for w, p in words if w.startswith(prefix)][:m]
 
 
 # ---- the typist --------------------------------------------------------------------------------
@@ -524,13 +337,6 @@ def latency_summary(typists: Iterable[Typist]) -> dict[str, float]:
     }
 
 
-def training_tokens(bundle, encoding: str = "utf-8") -> list[str]:
-    """The training part of the model's corpus, as training split it."""
-    from repl.texts import split_tokens, training_corpus
-
-    return list(split_tokens(bundle, training_corpus(bundle, encoding))[0])
-
-
 @dataclass
 class Contenders:
     """The predictors one keystroke run compares: name -> (predictor or Source, is a predictor)."""
@@ -572,7 +378,7 @@ def contenders(
             try:
                 out.presage = PresageSource(train, predictor, suggestions=5 * max(menus))
                 runs["presage"] = (out.presage, False)
-                out.presage_note = "Presage smoothed trigram through libpresage (repl/presage_bridge.cc)"
+                out.presage_note = "Presage smoothed trigram through libpresage (model/evaluation/presage_bridge.cc)"
             except StoryError as e:
                 out.presage_note = str(e)
     return out
@@ -628,77 +434,3 @@ def keystrokes(
 
 def with_features(features: Features, **kw: Any) -> Features:
     return replace(features, **kw)
-
-
-def from_args(bundle: Any, tokens: Sequence[str], args: Any, predictor: Any = None, source: str = "") -> dict[str, Any]:
-    """``eval --keystrokes [--menu 1,3,5,10] [--limit N]`` on ``tokens`` (the text eval scores)."""
-    menus = parse_menus(getattr(args, "menu", None) or ",".join(map(str, DEFAULT_MENUS)))
-    limit = getattr(args, "limit", None)
-    if limit is not None:
-        if limit < 1:
-            raise StoryError(f"--limit expects a positive number of tokens, got {limit}")
-        tokens = list(tokens)[:limit]
-    out = keystrokes(bundle, tokens, menus, predictor=predictor, encoding=getattr(args, "encoding", None) or "utf-8")
-    if source:
-        out["source"] = source + (f", first {len(tokens):,} tokens" if limit is not None else "")
-    return out
-
-
-REPL_LIMIT = 3000  # tokens :eval --keystrokes types (the REPL waits for it)
-
-
-def repl_keystrokes(session: Any, bundle: Any, predictor: Any, tokens: Sequence[str], source: str):
-    """``:eval --keystrokes [FILE]``: the keystroke table for the first ``REPL_LIMIT`` tokens."""
-    from repl.render import notice
-
-    tokens = list(tokens)
-    session.out(notice("simulating a typist over the model, Kneser-Ney and Presage; this takes a minute (Ctrl-C stops it)", "dim"))
-    if len(tokens) > REPL_LIMIT:
-        session.out(notice(f"typing the first {REPL_LIMIT:,} of {len(tokens):,} tokens (story-repl eval --keystrokes types them all)", "dim"))
-        source += f", first {REPL_LIMIT:,} tokens"
-        tokens = tokens[:REPL_LIMIT]
-    result = keystrokes(bundle, tokens, predictor=predictor)
-    result["source"] = source
-    return report(result)
-
-
-# ---- rendering ----------------------------------------------------------------------------------
-LABELS = {"model": "model", "baseline": f"Kneser-Ney {BASELINE_ORDER}-gram", "presage": "Presage 3-gram"}
-
-
-def report(result: dict[str, Any], title: str = ""):
-    """A rich table of KSR by menu size for the three predictors, and a small bar chart."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from repl.render import bar
-
-    names = [n for n in PREDICTORS if result.get(n)]
-    table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("menu", justify="right")
-    for n in names:
-        table.add_column(LABELS[n], justify="right")
-    for m in result["menus"]:
-        table.add_row(str(m), *[f"{result[n][str(m)]:.1%}" for n in names])
-    chart = Text()
-    styles = {"model": "green", "baseline": "cyan", "presage": "magenta"}
-    for m in result["menus"]:
-        for n in names:
-            v = result[n][str(m)]
-            chart.append(f"  menu {m:>2} {LABELS[n]:<18}", style="dim")
-            chart.append(bar(max(v, 0.0), 30), style=styles[n])
-            chart.append(f" {v:.1%}\n")
-    parts: list[Any] = []
-    if result.get("source"):
-        parts.append(Text(f"keystrokes: {result['source']}", style="bold"))
-    parts += [table, chart]
-    facts = (
-        f"KSR = 1 - keys used / keys without prediction; {result['tokens']:,} tokens, "
-        f"{result['keys_without']:,} keys without prediction (characters plus a space per token). "
-        "Keys: a character 1; Alt-1…9 1; Tab/Shift-Tab per step; → the whole continuation 1; Alt-F a word 1."
-    )
-    parts.append(Text(facts, style="dim"))
-    if result.get("presage") is None and result.get("presage_note"):
-        parts.append(Text(f"Presage: {result['presage_note']}", style="yellow"))
-    return Group(*parts)

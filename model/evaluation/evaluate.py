@@ -1,4 +1,5 @@
-"""``story-repl eval``: perplexity and next-word accuracy of the predictor, beside Kneser-Ney.
+"""What ``story-repl eval`` measures: perplexity and next-word accuracy of the predictor,
+beside Kneser-Ney (the command and its report are in :mod:`repl.eval_view`).
 
 ``story-repl eval FILE [--model DIR | --corpus PATH] [--order N] [--valid] [--components LIST]
 [--json]`` scores a text with the predictor (the mixture of :mod:`model.prediction.mixture`: LSTM,
@@ -47,20 +48,26 @@ turned off); its ``perplexity`` is its own, alone, on the same positions.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from model.errors import StoryError
+from model.evaluation.texts import (  # re-exported: callers use them from here too
+    CORPORA,
+    split_tokens,
+    text_tokens,
+    training_corpus,
+    validation_tokens,
+)
+from model.lru import LRU
 
 __all__ = [
     "BaselineCache",
+    "check_order",
     "evaluate_text",
     "fit_baseline",
-    "report",
-    "run_eval",
     "score_tokens",
     "training_corpus",
     "split_tokens",
@@ -70,19 +77,7 @@ __all__ = [
 
 DEFAULT_ORDER = 5
 MAX_ORDER = 10
-BATCH = 256  # windows per forward pass: (BATCH, V) float64 logits stay small for big vocabularies
-
-
-# ---- the model's own corpus (repl/texts.py) --------------------------------------------------
-from repl.texts import (  # noqa: E402  (re-exported: callers use them from here too)
-    _BASELINES,
-    _CORPORA,
-    _remember,
-    split_tokens,
-    text_tokens,
-    training_corpus,
-    validation_tokens,
-)
+BASELINES: LRU[tuple, Any] = LRU(2)  # (corpus, case, split, order, vocabulary size) -> KneserNey
 
 
 # ---- scoring ------------------------------------------------------------------------------
@@ -95,14 +90,13 @@ def fit_baseline(bundle, order: int = DEFAULT_ORDER, encoding: str = "utf-8", co
     train_tokens, _ = split_tokens(bundle, corpus)
     words = words if words is not None else Vocab.build(train_tokens)
     key = (str(corpus.path), corpus.sha256, bool(bundle.config.keep_case), float(bundle.config.valid_fraction), int(order), len(words))
-    hit = _BASELINES.get(key)
-    if hit is not None:
-        _BASELINES.move_to_end(key)
-        return hit
-    if not train_tokens:
-        raise StoryError("the model's training part has no words; cannot estimate the baseline")
-    kn = KneserNey(int(order), vocab_size=len(words)).fit(words.encode(train_tokens))
-    return _remember(_BASELINES, key, kn)
+
+    def fit():
+        if not train_tokens:
+            raise StoryError("the model's training part has no words; cannot estimate the baseline")
+        return KneserNey(int(order), vocab_size=len(words)).fit(words.encode(train_tokens))
+
+    return BASELINES.get_or_make(key, fit)
 
 
 class BaselineCache:
@@ -110,36 +104,35 @@ class BaselineCache:
 
     @staticmethod
     def clear() -> None:
-        _CORPORA.clear()
-        _BASELINES.clear()
+        CORPORA.clear()
+        BASELINES.clear()
 
 
 def score_tokens(predictor, tokens: Sequence[str], ranks: bool = True) -> dict[str, Any]:
     """Score ``tokens`` from scratch (empty cache) with the predictor's mixture, under the
     module's rule. Returns ``ids``, ``known``, ``positions`` (scored indexes into the
     tokens), per-component ``probs``, the mixture's probability ``p`` and weights ``w``
-    (positions x the components of ``model.prediction.mixture.ALL``), and with ``ranks`` the 0-based ranks ``rank``
+    (positions x the mixture's components, in its order), and with ``ranks`` the 0-based ranks ``rank``
     (mixture) and ``rank_ngram``."""
-    from model.prediction.mixture import ALL, live_at, score_stream, stream_ids
+    from model.prediction.scoring import score_stream, text_ids
+    from model.prediction.weights import mix as mix_parts
 
     mix = predictor.mixture.fresh()
-    ids, known = stream_ids(mix, list(tokens))
+    ids, known = text_ids(mix, list(tokens))
     res = score_stream(mix, ids, known, ranks=ranks)
     m = len(res["positions"])
-    w = np.zeros((m, len(ALL)))
+    w = np.zeros((m, len(mix.names)))
     p = np.zeros(m)
     for j in range(m):
-        w[j] = mix.weight_row(int(res["buckets"][j]), live_at(int(res["positions"][j])))
-        for k, name in enumerate(ALL):
-            if w[j, k] > 0 and name in res["probs"]:
-                p[j] += w[j, k] * res["probs"][name][j]
+        w[j] = mix.weight_row(int(res["buckets"][j]), mix.live_at(int(res["positions"][j])))
+        p[j] = mix_parts([res["probs"][name][j] for name in mix.names], w[j])
     res.update(ids=ids, known=known, p=p, w=w, mixture=mix)
     return res
 
 
 def _baseline_other_order(bundle, scored: dict[str, Any], order: int, encoding: str) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, ranks) of the true words under a Kneser-Ney of another order."""
-    from model.prediction.mixture import _rank
+    from model.prediction.scoring import rank
 
     mix = scored["mixture"]
     kn = fit_baseline(bundle, order, encoding, words=type(mix.words)(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size]))
@@ -148,7 +141,7 @@ def _baseline_other_order(bundle, scored: dict[str, Any], order: int, encoding: 
     for i in scored["positions"]:
         d = kn.distribution(ids[max(0, i - order + 1) : i].tolist())
         probs.append(d[ids[i]])
-        ranks.append(_rank(d, int(ids[i])))
+        ranks.append(rank(d, int(ids[i])))
     return np.asarray(probs), np.asarray(ranks)
 
 
@@ -177,10 +170,10 @@ def evaluate_text(
 
     ``predictor`` reuses a loaded :class:`model.prediction.predictor.Predictor` (its active components
     are the ones scored; its cache is not used: scoring starts from an empty one)."""
-    from model.prediction.mixture import ALL, ORDER
+    from model.prediction.components import ORDER
     from model.prediction.predictor import Predictor
 
-    order = _check_order(order)
+    order = check_order(order)
     tokens = list(tokens)
     pred = predictor if predictor is not None else Predictor(bundle)
     if pred.mixture.ngram is None:
@@ -208,7 +201,7 @@ def evaluate_text(
             "perplexity": float(math.exp(-np.mean(np.log(np.maximum(scored["probs"][name], 1e-300))))),
             "active": name in active,
         }
-        for k, name in enumerate(ALL)
+        for k, name in enumerate(scored["mixture"].names)
         if name in scored["probs"]
     }
     out["active"] = active
@@ -228,89 +221,8 @@ def evaluate_text(
     return out
 
 
-def _check_order(order: Any) -> int:
+def check_order(order: Any) -> int:
+    """``--order`` as an int from 1 to ``MAX_ORDER``, or a one-line StoryError."""
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= int(order) <= MAX_ORDER:
         raise StoryError(f"--order expects an integer from 1 to {MAX_ORDER}, got {order!r}")
     return int(order)
-
-
-# ---- rendering ------------------------------------------------------------------------
-def report(result: dict[str, Any], title: str = ""):
-    """A rich renderable: the predictor, each component alone and the baseline, side by side."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    base = result["baseline"]
-    model = result.get("model") or {}
-    active = result.get("active") or []
-    table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("", style="bold")
-    table.add_column("weight", justify="right")
-    table.add_column("perplexity", justify="right")
-    table.add_column("vs baseline", justify="right", style="dim")
-    table.add_column("top-1", justify="right")
-    table.add_column("top-5", justify="right")
-    ratio = result["perplexity"] / base["perplexity"]
-    better = "green" if ratio < 1 else "red"
-    table.add_row(
-        f"predictor ({'+'.join(active)})", "", f"[{better}]{result['perplexity']:.2f}[/{better}]", f"{ratio:.3f}x",
-        f"{result['top1']:.2%}", f"{result['top5']:.2%}",
-    )
-    labels = {"lstm": f"  LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})", "ngram": "  Kneser-Ney 5-gram", "cache": "  cache"}
-    for name, c in (result.get("components") or {}).items():
-        weight = f"{c['weight']:.3f}" if c.get("active", True) else "off"
-        table.add_row(labels.get(name, name), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", "")
-    table.add_row(f"baseline: Kneser-Ney {base['order']}-gram", "", f"{base['perplexity']:.2f}", "1.000x", f"{base['top1']:.2%}", f"{base['top5']:.2%}")
-    n_text = result.get("text_tokens", result["tokens"])
-    unknown = result.get("unknown", 0)
-    facts = Text(
-        f"{result['tokens']:,} positions scored of {n_text:,} tokens; {unknown:,} OOV (not in the training text, "
-        f"rate {result['oov_rate']:.2%}): never scored, kept as context; vocabulary {model.get('vocab_size', '?'):,} words",
-        style="dim",
-    )
-    parts: list[Any] = []
-    if result.get("source"):
-        parts.append(Text(f"eval: {result['source']}", style="bold"))
-    parts += [table, facts]
-    return Group(*parts)
-
-
-# ---- CLI ------------------------------------------------------------------------------
-def run_eval(args: argparse.Namespace) -> int:
-    """``story-repl eval``: see the module docstring."""
-    from repl.models import make_predictor, obtain_bundle, print_json
-
-    order = _check_order(getattr(args, "order", DEFAULT_ORDER))
-    encoding = getattr(args, "encoding", None) or "utf-8"
-    valid = bool(getattr(args, "valid", False))
-    file = getattr(args, "file", None)
-    if valid and file:
-        raise StoryError("give a FILE to evaluate or --valid, not both")
-    if not valid and not file:
-        raise StoryError("eval needs a FILE to score, or --valid for the held-out part of the model's corpus")
-    bundle = obtain_bundle(args)
-    predictor = make_predictor(bundle, args)
-    if valid:
-        tokens = validation_tokens(bundle, encoding)
-        source = f"validation part of {bundle.corpus_name} (last {bundle.config.valid_fraction:g} by paragraph)"
-    else:
-        tokens = text_tokens(file, bundle, encoding)
-        source = str(file)
-    result = evaluate_text(bundle, tokens, order=order, encoding=encoding, predictor=predictor)
-    result["source"] = source
-    if getattr(args, "keystrokes", False):
-        from repl.keystrokes import from_args
-
-        result["keystrokes"] = from_args(bundle, tokens, args, predictor, source)
-    if getattr(args, "json", False):
-        print_json(result)
-        return 0
-    from rich.console import Console
-
-    Console(highlight=False).print(report(result))
-    if result.get("keystrokes"):
-        from repl.keystrokes import report as keystroke_report
-
-        Console(highlight=False).print(keystroke_report(result["keystrokes"]))
-    return 0

@@ -1,0 +1,231 @@
+"""Building, saving and loading the mixture.
+
+A trained bundle saves the mixture's non-neural parts beside the network: the full
+vocabulary (``words.json``), the n-gram (``ngram.npz``, plain arrays) and the weights with
+the components' fitted parameters (``mixture.json``). The weights are fitted by EM on
+held-out text: the validation split, or the last tenth of the training text when there is
+none. A second network (``--partner``) joins as the ``lstm2`` component (:func:`attach_partner`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from model.prediction.components import ORDER, PARTNER, make_component, make_components
+from model.prediction.interface import Ingredients
+from model.prediction.mixture import Mixture
+from model.prediction.ngram import KneserNey
+from model.prediction.scoring import FIT_TOKENS, fit_mixture_weights
+from model.prediction.weights import Weights, from_saved, saved_form
+from model.storage.partners import partner_weights_path, read_weights, write_weights
+from model.text.vocab import Vocab
+
+# The n-gram of a very large text is estimated on its last NGRAM_TOKENS training tokens (about
+# 50 bytes a token while counting: ~500 MB here); every training word stays in the vocabulary.
+NGRAM_TOKENS = 10_000_000
+
+
+def training_split(corpus, valid_fraction: float) -> tuple[list[str], list[str]]:
+    """(training tokens, held-out tokens) of a corpus, split as training splits it."""
+    train, valid = corpus.split(float(valid_fraction or 0.0))
+    words = corpus.words
+    return [words[i] for i in train.tolist()], [words[i] for i in valid.tolist()]
+
+
+def heldout_for_weights(train_tokens: list[str], valid_tokens: list[str]) -> tuple[list[str], str]:
+    """The text the weights are fitted on: the validation split, else the training text's last tenth."""
+    if len(valid_tokens) >= 2:
+        return valid_tokens, "validation split"
+    n = len(train_tokens)
+    return train_tokens[n - max(2, n // 10) :], "last tenth of the training text"
+
+
+def training_vocabulary(corpus, valid_fraction: float) -> tuple[Vocab, np.ndarray, np.ndarray, np.ndarray]:
+    """(every word of the training part, in frequency order with ties by first appearance;
+    the table from corpus ids to that vocabulary's ids; the training and held-out parts as
+    corpus ids). The parts are views of the corpus ids (memory-mapped for a large text),
+    counted block by block, so that no copy of a large text's ids is made here."""
+    from model.text.id_arrays import count_ids
+
+    train, valid = corpus.split(float(valid_fraction or 0.0))
+    counts = count_ids(train, len(corpus.words))
+    # The training part is the text's beginning, so a word's first appearance in it is its
+    # first appearance in the text (``corpus.first``).
+    words = Vocab.from_counts(corpus.words, counts, corpus.first)
+    return words, words.id_table(corpus.words), train, valid
+
+
+def _network(config, weights, vocab: Vocab) -> tuple:
+    """(numpy network, its vocabulary, context): what a network component is made from."""
+    from model.prediction.numpy_net import Network
+
+    return Network(config, weights), vocab, int(config.context)
+
+
+def ngram_mixture(corpus, config) -> Mixture:
+    """The n-gram and cache alone (no network yet), weighted by EM on held-out text: what
+    completes words while the LSTM of a new corpus trains."""
+    return build_components(corpus, config, None, None)
+
+
+def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str, np.ndarray] | None) -> Mixture:
+    """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
+    words, table, train, valid_ids = training_vocabulary(corpus, config.valid_fraction)
+    # the n-gram of a very large text: its last NGRAM_TOKENS training tokens
+    kn = KneserNey(ORDER, vocab_size=len(words)).fit(table[np.asarray(train[-NGRAM_TOKENS:])].astype(np.int64))
+    networks = {"lstm": _network(config, weights, lstm_vocab)} if weights is not None and lstm_vocab is not None else {}
+    mix = Mixture(words, make_components(Ingredients(words, kn, networks)))
+    if len(valid_ids) >= 2:
+        heldout, where = [corpus.words[i] for i in valid_ids[:FIT_TOKENS].tolist()], "validation split"
+    else:
+        start = len(train) - max(2, len(train) // 10)
+        tail = table[np.asarray(train[start : start + FIT_TOKENS])]
+        heldout, where = [words.tokens[i] for i in tail.tolist()], "last tenth of the training text"
+    mix.weights = fit_mixture_weights(mix, heldout, where)
+    return mix
+
+
+def extras_of(mix: Mixture) -> dict[str, bytes]:
+    """The bundle files of the mixture's non-neural parts (plain JSON and arrays)."""
+    import io
+    import json
+
+    buf = io.BytesIO()
+    np.savez(buf, **mix.ngram.kn.to_arrays())
+    words = Vocab(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size])
+    return {
+        "words.json": words.to_json().encode("utf-8"),
+        "ngram.npz": buf.getvalue(),
+        "mixture.json": json.dumps(saved_form(mix.weights, mix.params()), ensure_ascii=False).encode("utf-8"),
+    }
+
+
+def read_extras(bundle) -> tuple[Vocab, KneserNey, Weights, dict] | None:
+    """(words, n-gram, weights, the components' parameters) saved in the bundle, or None
+    when it has none (an older bundle)."""
+    import io
+    import json
+
+    from model.errors import StoryError
+
+    raw = {name: bundle.extra(name) for name in ("words.json", "ngram.npz", "mixture.json")}
+    if any(v is None for v in raw.values()):
+        return None
+    try:
+        words = Vocab.from_json(raw["words.json"].decode("utf-8"))
+        with np.load(io.BytesIO(raw["ngram.npz"]), allow_pickle=False) as z:
+            kn = KneserNey.from_arrays({k: z[k] for k in z.files})
+        weights, params = from_saved(json.loads(raw["mixture.json"].decode("utf-8")))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        if "newer than this story-repl" in str(e):
+            raise StoryError(f"{bundle.path}: mixture.json has {e}; upgrade story-repl") from None
+        raise StoryError(f"{bundle.path}: the n-gram or mixture files are corrupt ({type(e).__name__}); retrain the model") from None
+    if kn.vocab_size != len(words):
+        raise StoryError(f"{bundle.path}: ngram.npz and words.json disagree on the vocabulary; retrain the model")
+    return words, kn, weights, params
+
+
+def load_mixture(bundle, partner=None) -> Mixture:
+    """The bundle's mixture. An older bundle without components gets them built from its
+    training text (and saved into it when it can be written); without that text, the LSTM
+    alone over its own vocabulary. ``partner``: another bundle of the same text and split
+    whose network joins as the ``lstm2`` component (:func:`attach_partner`)."""
+    mix = _load_mixture(bundle)
+    if partner is not None:
+        attach_partner(mix, bundle, partner)
+    return mix
+
+
+def _check_partner(mix: Mixture, bundle, other) -> dict:
+    """The bundle's corpus record, once ``other`` is known to fit as its partner."""
+    from model.errors import StoryError
+
+    if mix.neural is None or mix.ngram is None:
+        raise StoryError(f"{bundle.path}: a partner network needs a model with its n-gram and network")
+    if str(other.path) == str(bundle.path):
+        raise StoryError("the partner is the model itself; give another recipe (e.g. --partner stream)")
+    mine, theirs = dict(bundle.info.get("corpus") or {}), dict(other.info.get("corpus") or {})
+    same = (
+        mine.get("sha256")
+        and mine.get("sha256") == theirs.get("sha256")
+        and float(bundle.config.valid_fraction or 0) == float(other.config.valid_fraction or 0)
+        and bool(bundle.config.keep_case) == bool(other.config.keep_case)
+    )
+    if not same:
+        raise StoryError(f"{other.path}: the partner was not trained on the same text, split and case as {bundle.path}")
+    return mine
+
+
+def attach_partner(mix: Mixture, bundle, other) -> None:
+    """Add ``other``'s network to ``mix`` as the ``lstm2`` component and refit every weight
+    by EM on the same held-out text as the bundle's own. The refit takes seconds on a book,
+    so its weights are kept in ``$STORY_REPL_HOME/partners/`` under a digest of both networks
+    and of the bundle's saved components; the next load reads them back (an unreadable file
+    is refitted and rewritten).
+
+    Two networks of different recipes (the windowed LSTM and the stream LSTM, say) make
+    different errors, so their mixture beats either (``bench/keystrokes.py --partner``)."""
+    from model.errors import StoryError
+    from model.text.corpus import read_corpus
+
+    mine = _check_partner(mix, bundle, other)
+    ing = Ingredients(mix.words, networks={PARTNER: _network(other.config, other.weights, other.vocab)})
+    mix.add(make_component(PARTNER, ing))
+    mix.active = list(mix.names)
+    saved = partner_weights_path(bundle, other)
+    got = read_weights(saved, mix.names)
+    if got is None:
+        try:
+            corpus = read_corpus(mine["path"], keep_case=bool(bundle.config.keep_case))
+        except StoryError as e:
+            raise StoryError(f"a partner network needs the training text to fit the weights: {e}") from None
+        if corpus.sha256 != mine["sha256"]:
+            raise StoryError(f"{mine['path']} changed since the model was trained; retrain it to use a partner network")
+        train, valid = training_split(corpus, bundle.config.valid_fraction)
+        heldout, where = heldout_for_weights(train, valid)
+        weights = fit_mixture_weights(mix, heldout, where)
+        write_weights(saved, weights, mix.params())
+    else:
+        weights, params = got
+        mix.load_params(params)
+    mix.weights = weights
+    mix.version += 1
+
+
+def _load_mixture(bundle) -> Mixture:
+    saved = read_extras(bundle)
+    if saved is not None:
+        words, kn, weights, params = saved
+        networks = {"lstm": _network(bundle.config, bundle.weights, bundle.vocab)}
+        mix = Mixture(words, make_components(Ingredients(words, kn, networks)), weights)
+        mix.load_params(params)
+        return mix
+    mix = _rebuild(bundle)
+    if mix is not None:
+        return mix
+    words = Vocab([t for t in bundle.vocab.tokens if t != "<unk>"], [c for t, c in zip(bundle.vocab.tokens, bundle.vocab.counts) if t != "<unk>"])
+    networks = {"lstm": _network(bundle.config, bundle.weights, bundle.vocab)}
+    return Mixture(words, make_components(Ingredients(words, None, networks)))
+
+
+def _rebuild(bundle) -> Mixture | None:
+    from model.errors import StoryError
+
+    info = dict(bundle.info.get("corpus") or {})
+    if not info.get("path"):
+        return None
+    try:
+        from model.text.corpus import read_corpus
+
+        corpus = read_corpus(info["path"], keep_case=bool(bundle.config.keep_case))
+    except StoryError:
+        return None
+    if info.get("sha256") and corpus.sha256 != info["sha256"]:
+        return None
+    mix = build_components(corpus, bundle.config, bundle.vocab, bundle.weights)
+    try:  # keep them for next time; the bundle is rewritten atomically
+        from model.storage.bundle import copy_bundle_with
+
+        copy_bundle_with(bundle, extras_of(mix))
+    except (StoryError, OSError):
+        pass
+    return mix

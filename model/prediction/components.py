@@ -1,0 +1,420 @@
+"""The registry of component kinds, and the built-in kinds of the mixture.
+
+Every component (see :mod:`model.prediction.interface`) answers one question, "P(next word |
+the words so far)", over the *full* vocabulary: every word of the training text, in frequency
+order, plus the words the user has written that the corpus never had (ids after the corpus's).
+
+Kinds are registered with :func:`register`; building a mixture makes one component of every
+registered kind that can be made from what there is (:func:`make_components`), in the order
+they were registered, so a new kind takes part in the weights, the scoring and
+``:components`` with no other edit.
+
+Built in: ``lstm`` (the bundle's network), ``ngram`` (Kneser-Ney), ``cache`` (the words the
+user wrote lately), ``ncache`` (a neural cache over the network's states) and ``lstm2`` (a
+second network, from another bundle of the same text and split: ``--partner``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from model.lru import LRU
+from model.prediction.interface import Component, Context, Ingredients
+
+ORDER = 5  # the n-gram's order
+CONTEXT_WORDS = 8 * ORDER  # words before a position of a scored text that its context keeps
+CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
+CACHE_FLOOR = 1e-3  # share of a cache's mass spread evenly, so it alone gives every word some probability
+NCACHE_TOKENS = 500  # positions the neural cache compares the current state with
+NCACHE_THETAS = (0.1, 0.3, 1.0)  # sharpness values tried when the weights are fitted
+NCACHE_THETA = 0.3  # used when a bundle's mixture carries none
+LSTM_CACHE = 4096  # network outputs kept per window
+
+
+def pad(p: np.ndarray, total: int) -> np.ndarray:
+    """``p`` with zeros for the ids it lacks (words the user added since it was made)."""
+    if len(p) >= total:
+        return p
+    out = np.zeros(total, np.float64)
+    out[: len(p)] = p
+    return out
+
+
+def smooth_cache(counts: np.ndarray, n: float) -> np.ndarray:
+    return (1.0 - CACHE_FLOOR) * counts / max(1e-300, n) + CACHE_FLOOR / len(counts)
+
+
+# ---- the registry ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    help: str
+    cls: type
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def register(cls: type, name: str | None = None, help: str | None = None) -> type:
+    """Register a component kind (``cls.name`` unless ``name``); a mixture made afterwards
+    holds one of it wherever :meth:`Component.make` can make one. Usable as a decorator."""
+    name = name or cls.name
+    if not name or name == "mixture" or name in _KINDS:
+        raise ValueError(f"cannot register a component named {name!r}")
+    _KINDS[name] = Kind(name, help or cls.help, cls)
+    return cls
+
+
+def unregister(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def registered_names() -> tuple[str, ...]:
+    """The names of the registered kinds, in the order the mixture holds them."""
+    return tuple(_KINDS)
+
+
+def components_help() -> str:
+    """Every registered component with what it is, for help texts."""
+    return ", ".join(f"{k.name} ({k.help})" for k in _KINDS.values())
+
+
+def rank_of(name: str) -> int:
+    names = registered_names()
+    return names.index(name) if name in names else len(names)
+
+
+def make_component(name: str, ing: Ingredients) -> Component | None:
+    """The component of the registered kind ``name`` made from ``ing``, or None."""
+    c = _KINDS[name].cls.make(ing, name)
+    if c is not None:
+        ing.made[name] = c
+    return c
+
+
+def make_components(ing: Ingredients) -> list[Component]:
+    """One component of every registered kind that can be made from ``ing``."""
+    made = (make_component(name, ing) for name in registered_names())
+    return [c for c in made if c is not None]
+
+
+# ---- the built-in kinds --------------------------------------------------------------------
+class NeuralComponent(Component):
+    """A network (the bundle's, or a partner's) spread over the full vocabulary. Its own
+    vocabulary may be capped (rare words folded into ``<unk>``); the probability it gives
+    ``<unk>`` is spread over the words it lacks in proportion to the n-gram's distribution."""
+
+    name = "lstm"
+    help = "the network"
+    needs = frozenset({"network", "ngram"})
+
+    def __init__(self, net, lstm_vocab, words, context: int, name: str = "lstm"):
+        self.name = name
+        self.net = net
+        self.lstm_vocab = lstm_vocab
+        self.context = int(context)
+        self.size = len(words)
+        unk = lstm_vocab.unk_id
+        self.unk = unk
+        # full id -> LSTM id (<unk> for the words it lacks, -1 when it has no <unk>)
+        fallback = -1 if unk is None else unk
+        self.to_lstm = np.asarray([lstm_vocab.index.get(w, fallback) for w in words.tokens], dtype=np.int64)
+        known = self.to_lstm != fallback if unk is not None else self.to_lstm >= 0
+        if unk is not None and words.index.get(lstm_vocab.tokens[unk]) is not None:
+            known[words.index[lstm_vocab.tokens[unk]]] = False  # a literal "<unk>" in the text
+        self.known_full = np.flatnonzero(known)
+        self.known_lstm = self.to_lstm[self.known_full]
+        self.missing = ~known  # full-vocabulary words the LSTM lacks
+        self._cache: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(LSTM_CACHE)
+
+    @classmethod
+    def make(cls, ing: Ingredients, name: str) -> "NeuralComponent | None":
+        spec = ing.networks.get(name)
+        return None if spec is None else cls(spec[0], spec[1], ing.words, spec[2], name=name)
+
+    def window(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The last ``context`` LSTM ids of a full-id context (user words read as <unk> or skipped)."""
+        out: list[int] = []
+        for i in reversed(list(ids)):
+            j = int(self.to_lstm[i]) if 0 <= i < self.size else (self.unk if self.unk is not None else -1)
+            if j >= 0:
+                out.append(j)
+                if len(out) == self.context:
+                    break
+        return tuple(reversed(out))
+
+    def lstm_probs(self, ids: Sequence[int]) -> np.ndarray:
+        """(V_lstm,) the network's own distribution after ``ids`` (cached by window)."""
+        return self.entry(ids)[0]
+
+    def features(self, ids: Sequence[int]) -> np.ndarray:
+        """(H,) the state the logits layer reads after ``ids`` (what the neural cache compares)."""
+        return self.entry(ids)[1]
+
+    def entry(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        key = self.window(ids)
+        return self._cache.get_or_make(key, lambda: self.run([key])[0])
+
+    def entries(self, contexts: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`entry` for several contexts, the uncached ones computed in one batch (the
+        cached ones are read without becoming the most recent)."""
+        keys = [self.window(c) for c in contexts]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        new = dict(zip(todo, self.run(todo))) if todo else {}
+        got = [new[k] if k in new else self._cache.peek(k) for k in keys]
+        for key, out in new.items():
+            self._cache.put(key, out)
+        return got
+
+    def run(self, keys: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(probabilities, features) for several windows in one batch."""
+        from model.prediction.numpy_net import softmax
+
+        x = np.zeros((len(keys), self.context), np.int64)
+        for r, key in enumerate(keys):
+            if key:
+                x[r, -len(key) :] = np.asarray(key) + 1
+        feats = self.net.features(x)
+        probs = softmax(feats @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]).astype(np.float64)
+        return [(probs[r], feats[r].astype(np.float64)) for r in range(len(keys))]
+
+    def pairs(self, ids: Sequence[int]) -> tuple[list[np.ndarray], list[int]]:
+        """(state after ids[:j], ids[j]) for j = 1 .. len(ids)-1: what followed each state."""
+        ids = [int(i) for i in ids]
+        if len(ids) < 2:
+            return [], []
+        return [f for _, f in self.entries([ids[:j] for j in range(1, len(ids))])], ids[1:]
+
+    def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
+        """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
+        out = np.zeros(self.size, np.float64)
+        out[self.known_full] = lstm_probs[self.known_lstm]
+        if self.unk is not None and self.missing.any():
+            share = ngram[self.missing] if ngram is not None else np.ones(int(self.missing.sum()))
+            total = share.sum()
+            if total > 0:
+                out[self.missing] = lstm_probs[self.unk] * share / total
+        s = out.sum()
+        return out / s if s > 0 else np.full(self.size, 1.0 / self.size)
+
+    def prepare(self, ctx: Context) -> None:
+        ctx.network(self)  # what the network holds does not depend on which parts are on
+
+    def distribution(self, ctx: Context) -> np.ndarray:
+        return pad(self.spread(ctx.network(self)[0], ctx.ngram), ctx.total)
+
+    def score(self, text) -> np.ndarray:
+        """The true word's probability only, from the text's network pass: O(order) a position."""
+        picks = text.network(self).picks
+        kn = text.kn
+        lacking = None  # (mask of the full-vocabulary words it lacks, their unigram base mass)
+        if kn is not None and self.unk is not None:
+            missing = np.zeros(kn.vocab_size, bool)
+            missing[: len(self.missing)] = self.missing
+            lacking = (missing, float(kn._base[missing].sum()))
+        p_ngram = text.ngram_probs if kn is not None else None
+        out = np.zeros(len(text.positions))
+        for j, i in enumerate(text.positions):
+            p_ng = p_ngram[j] if p_ngram is not None else 0.0
+            out[j] = self.true_prob(picks[i], int(text.ids[i]), text.window(i), kn, p_ng, lacking)
+        return out
+
+    def true_prob(self, pick: np.ndarray, y: int, ctx: np.ndarray, kn, p_ngram: float, lacking) -> float:
+        """Its probability of the full-vocabulary word ``y`` from a pass's ``picks`` row: its
+        own probability of the word, or, for a word it lacks, its ``<unk>`` probability times
+        the n-gram's share of that word among the words it lacks."""
+        p_true, p_unk, p_known = pick
+        if not self.missing[y]:
+            p = p_true
+        elif kn is not None and lacking is not None:
+            missing, base_missing = lacking
+            share = kn.mass(ctx[-(kn.order - 1) :].tolist() if kn.order > 1 else [], missing, base_missing)
+            p = p_unk * p_ngram / share if share > 0 else 0.0
+        else:
+            p = p_unk / max(1, int(self.missing.sum()))
+        if self.unk is None or not self.missing.any():
+            p /= max(float(p_known), 1e-300)
+        return float(p)
+
+
+class NgramComponent(Component):
+    """Interpolated modified Kneser-Ney over the full training vocabulary."""
+
+    name = "ngram"
+    help = f"a Kneser-Ney {ORDER}-gram"
+    needs = frozenset({"ngram"})
+
+    def __init__(self, kn):
+        self.kn = kn
+        self.size = int(kn.vocab_size)
+
+    @classmethod
+    def make(cls, ing: Ingredients, name: str) -> "NgramComponent | None":
+        return None if ing.kn is None else cls(ing.kn)
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.kn.order)
+
+    def _tail(self, ids: Sequence[int]) -> list[int]:
+        return list(ids)[-(self.kn.order - 1) :] if self.kn.order > 1 else []
+
+    def after(self, ids: Sequence[int]) -> np.ndarray:
+        """(V,) float64 over the corpus vocabulary; ids >= V (user words) break the context."""
+        return self.kn.distribution(self._tail(ids))
+
+    def bucket(self, ids: Sequence[int]) -> int:
+        """How many of the last words it has seen as a context: the weights depend on it."""
+        return self.kn.matched_order(self._tail(ids))
+
+    def distribution(self, ctx: Context) -> np.ndarray:
+        return pad(ctx.ngram, ctx.total)
+
+    def score(self, text) -> np.ndarray:
+        return text.ngram_probs
+
+
+class CacheComponent(Component):
+    """Unigram distribution of the last ``size`` tokens (full ids, user words included): a
+    name typed once is offered from then on."""
+
+    name = "cache"
+    help = "the words written lately"
+    needs = frozenset({"history"})
+    is_cache = True
+
+    def __init__(self, size: int = CACHE_TOKENS):
+        self.size = int(size)
+
+    def distribution(self, ctx: Context) -> np.ndarray | None:
+        tail = np.asarray(ctx.history[-self.size :], dtype=np.int64)
+        tail = tail[(tail >= 0) & (tail < ctx.total)]
+        if len(tail) == 0:
+            return None
+        return smooth_cache(np.bincount(tail, minlength=ctx.total).astype(np.float64), len(tail))
+
+    def score(self, text) -> np.ndarray:
+        """The true word's share of the last ``size`` words, counted as the text goes."""
+        ids, total = text.ids, text.total
+        counts, window = np.zeros(total, np.float64), []
+        out, j = np.zeros(len(text.positions)), 0
+        for i in range(1, len(ids)):
+            prev = int(ids[i - 1])
+            counts[prev] += 1
+            window.append(prev)
+            if len(window) > self.size:
+                counts[window.pop(0)] -= 1
+            if text.scored[i]:
+                out[j] = (1.0 - CACHE_FLOOR) * counts[int(ids[i])] / max(1, len(window)) + CACHE_FLOOR / total
+                j += 1
+        return out
+
+
+class NeuralCacheComponent(Component):
+    """A neural cache (Grave et al., 2017): the next word is what followed the recent states
+    most like the current one, p(w) ∝ Σ_{i: w_i = w} exp(θ h · h_i) over the last ``size``
+    (state, next word) pairs of the user's text, the states of the network ``neural``."""
+
+    name = "ncache"
+    help = "the words that followed states like the current one"
+    needs = frozenset({"network", "pairs"})
+    is_cache = True
+    warmup = 2  # one earlier (state, word) pair
+
+    def __init__(self, neural: NeuralComponent, theta: float = NCACHE_THETA, size: int = NCACHE_TOKENS):
+        self.neural = neural
+        self.theta = float(theta)
+        self.size = int(size)
+        self.states: list[np.ndarray] = []  # (state, next word) pairs of the user's text
+        self.targets: list[int] = []
+
+    @classmethod
+    def make(cls, ing: Ingredients, name: str) -> "NeuralCacheComponent | None":
+        neural = ing.made.get("lstm")
+        if neural is None:
+            return None
+        c = cls(neural)
+        c.name = name
+        return c
+
+    def fresh(self) -> "NeuralCacheComponent":
+        c = NeuralCacheComponent(self.neural, self.theta, self.size)
+        c.name = self.name
+        return c
+
+    def params(self) -> dict:
+        return {"theta": self.theta}
+
+    def load_params(self, params: dict) -> None:
+        self.theta = float(params.get("theta", self.theta))
+
+    def observe(self, ids: Sequence[int]) -> None:
+        if len(ids) > 1:
+            h, t = self.neural.pairs(ids)
+            self.states.extend(h)
+            self.targets.extend(t)
+            if len(self.targets) > 4 * self.size:
+                self.states = self.states[-self.size :]
+                self.targets = self.targets[-self.size :]
+
+    def _scores(self, theta: float, h: np.ndarray, states: np.ndarray) -> np.ndarray:
+        s = theta * (states @ h)
+        return np.exp(s - s.max())
+
+    def distribution(self, ctx: Context) -> np.ndarray | None:
+        h = ctx.network(self.neural)[1]
+        states, targets = ctx.pairs(self.neural, 2 * self.size)
+        if self.targets:  # what it observed of the user's text comes first
+            states, targets = self.states + list(states), self.targets + list(targets)
+        if len(targets) == 0:
+            return None
+        states, targets = np.asarray(states), np.asarray(targets, np.int64)
+        e = self._scores(self.theta, h, states[-self.size :])
+        t = targets[-self.size :]
+        keep = t < ctx.total
+        return smooth_cache(np.bincount(t[keep], weights=e[keep], minlength=ctx.total), float(e.sum()))
+
+    def _prob(self, theta: float, h: np.ndarray, states: np.ndarray, targets: np.ndarray, y: int, total: int) -> float:
+        if len(targets) == 0:
+            return 1.0 / total
+        e = self._scores(theta, h, states[-self.size :])
+        t = targets[-self.size :]
+        return (1.0 - CACHE_FLOOR) * float(e[t == y].sum()) / float(e.sum()) + CACHE_FLOOR / total
+
+    def text_probs(self, text, theta: float, total: int) -> np.ndarray:
+        """Its probability of the true word at each scored position with sharpness ``theta``,
+        from the (state, word) pairs of the positions before it."""
+        p = text.network(self.neural)
+        feats, ids = p.feats, p.targets
+        out = np.empty(len(text.positions))
+        for j, i in enumerate(text.positions):
+            lo = max(1, int(i) - self.size)
+            out[j] = self._prob(theta, feats[i], feats[lo:i], ids[lo:i], int(ids[i]), total)
+        return out
+
+    def score(self, text) -> np.ndarray:
+        return self.text_probs(text, self.theta, text.total)
+
+    def tune(self, fit) -> None:
+        """The sharpness θ of :data:`NCACHE_THETAS` under which the mixture fits best."""
+        if len(fit.text.positions) <= 1:
+            return
+        best = None
+        for t in NCACHE_THETAS:
+            trial = dict(fit.probs, **{self.name: self.text_probs(fit.text, t, fit.total)})
+            ll = fit.likelihood(trial)
+            if best is None or ll > best[0]:
+                best = (ll, t, trial)
+        _, theta, fit.probs = best
+        self.theta = float(theta)
+
+
+PARTNER = "lstm2"  # the second network's component name
+
+register(NeuralComponent)
+register(NgramComponent)
+register(CacheComponent)
+register(NeuralCacheComponent)
+register(NeuralComponent, name=PARTNER, help="a second network: --partner, :partner")

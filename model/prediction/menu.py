@@ -1,0 +1,328 @@
+"""The word menu and the grey continuation, as a plain object with no terminal behind it.
+
+:class:`Menu` is the completer itself. The REPL's prompt_toolkit adapters
+(:mod:`repl.completer`), the Alt-1 … Alt-9 keys, ``story-repl complete`` and the keystroke
+simulation (:mod:`model.evaluation.keystrokes`) all ask the same ``Menu``, so they see the
+same words in the same order.
+
+* ``Menu.entries(text, n)`` -> the first ``n`` words for the buffer ``text``, most likely
+  first, each an :class:`Entry` ``(word, prob, keys)``: next words after a space, or the words
+  that start with the partial word at the end of ``text``. ``keys`` is what picking the entry
+  costs in the REPL (see *Key costs*).
+* ``Menu.ghost(text)`` -> the inline continuation shown in grey after a completed word (the
+  buffer ends with a space, a CJK character or full-width punctuation): the
+  greedy next words (up to ``ghost_words``, 4 by default), each taken only while its
+  probability is at least ``ghost_min_prob``, written as they would be typed (a space after
+  each word, none after a CJK character), so the text ends with a space.
+* Passed-over words make room (``repeat=False``, the default). While the user goes on typing
+  the same word, a word that the menu already showed for this word position, at a shorter
+  prefix, and that was not taken moves after every word not shown yet. The memory is keyed by
+  the word position (the tokens before the word being typed) and forgotten when it changes,
+  as Presage's ``REPEAT_SUGGESTIONS=no``. The same buffer asked twice gets the same answer.
+
+Key costs
+---------
+A typed character is 1 key. Alt-N (N <= 9) is 1 key and inserts menu entry N with its
+trailing space (none after a CJK character). Entries after the ninth are selected as
+prompt_toolkit's menu does: with ``complete_while_typing`` the menu is open and nothing is
+selected, so the first Tab (or Down) selects entry 1 and each further press the next one,
+while Shift-Tab (or Up) selects the last entry first: entry ``r`` of a menu of ``M`` entries
+costs ``min(r, M - r + 1)`` keys. Such a selection inserts the word and its space, but opens
+no menu and no continuation for the next word until a key is typed. → (or Ctrl-E) accepts the
+whole grey continuation, 1 key; Alt-F accepts its next word with its trailing space, 1 key
+(prompt_toolkit's own bindings: the text up to and including the next run of spaces or
+``/``). Both insert text as typing does, so the menu and continuation for what follows
+appear at once.
+
+The words come from a *source*: :class:`PredictorSource` wraps any object with the public
+interface of :class:`model.prediction.predictor.Predictor` (``tokenize``, ``encode``, ``split_prefix``,
+``ranking``, ``distribution``, ``vocab``, ``context``); :mod:`model.evaluation.presage` adds one
+over Presage. Words that start with a prefix are found through a prefix index over the vocabulary
+(sorted words, bisection, then the most likely ``n`` by ``argpartition``), built once per
+vocabulary, so a 25,000-word vocabulary costs no Python loop over the ranking.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from model.lru import LRU
+from model.text.tokenize import is_cjk
+
+MENU_MIN = 10  # the menu shows at least this many words, even when :topk is smaller
+DIRECT_PICKS = 9  # Alt-1 … Alt-9
+GHOST_WORDS = 4
+GHOST_MIN_PROB = 0.2
+
+# prompt_toolkit's Alt-F ("fill partial suggestion") takes the first non-empty piece of this split.
+_FILL_SPLIT = re.compile(r"([^\s/]+(?:\s+|/))")
+
+
+def separator(word: str) -> str:
+    """What follows ``word`` when it is typed or picked: a space, or nothing after a CJK character."""
+    return "" if is_cjk(word) else " "
+
+
+def insertion(word: str) -> str:
+    return word + separator(word)
+
+
+def ends_word(text: str) -> bool:
+    """Does ``text`` end a word, so the next one starts here: a space, or a CJK character or
+    full-width punctuation (written with no space after)?"""
+    last = text[-1:]
+    return bool(last) and (last.isspace() or is_cjk(last) or unicodedata.east_asian_width(last) in ("W", "F"))
+
+
+def pick_keys(rank: int, menu_len: int, direct: bool = True, backward: bool = True) -> int:
+    """Keys to pick entry ``rank`` (1-based) of a menu of ``menu_len`` entries (see the module
+    docstring); ``direct=False``: without Alt-1 … Alt-9, ``backward=False``: Tab presses only."""
+    if direct and rank <= DIRECT_PICKS:
+        return 1
+    return min(rank, menu_len - rank + 1) if backward else rank
+
+
+def ghost_fill(ghost: str) -> str:
+    """The part of ``ghost`` that one Alt-F inserts (prompt_toolkit's partial-suggestion rule)."""
+    return next((x for x in _FILL_SPLIT.split(ghost) if x), "")
+
+
+@dataclass(frozen=True)
+class Entry:
+    word: str
+    prob: float
+    keys: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "prob": self.prob, "keys": self.keys}
+
+
+class Source(Protocol):
+    """Where a :class:`Menu` gets its words from."""
+
+    def split(self, text: str) -> tuple[list[str], str]: ...
+
+    def candidates(self, context: Sequence[str], prefix: str, m: int, text: str) -> list[tuple[str, float]]: ...
+
+
+# ---- prefix index ---------------------------------------------------------------------------
+class PrefixIndex:
+    """The vocabulary sorted as strings, so the ids of the words with a prefix are one slice."""
+
+    def __init__(self, tokens: Sequence[str], banned: Iterable[int] = ()):
+        ban = set(int(i) for i in banned)
+        self.size = len(tokens)
+        order = sorted((i for i in range(self.size) if i not in ban), key=tokens.__getitem__)
+        self.words = [tokens[i] for i in order]
+        self.ids = np.asarray(order, dtype=np.int64)
+
+    def ids_with_prefix(self, prefix: str) -> np.ndarray:
+        lo = bisect.bisect_left(self.words, prefix)
+        hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)
+        return self.ids[lo:hi]
+
+
+_INDEXES: LRU[tuple[int, int], tuple[Sequence[str], int | None, PrefixIndex]] = LRU(32)
+_INDEX_LOCK = threading.Lock()
+GROWN = 256  # words appended to a vocabulary (the user's new words) looked up without re-indexing
+
+
+def prefix_index(vocab: Any) -> PrefixIndex:
+    """The :class:`PrefixIndex` of ``vocab`` (``<unk>`` left out), built once per vocabulary and size."""
+    tokens = vocab.tokens
+    unk = getattr(vocab, "unk_id", None)
+    key = (id(tokens), len(tokens))
+    with _INDEX_LOCK:
+        hit = _INDEXES.get(key)
+    if hit is not None and hit[0] is tokens and hit[1] == unk:
+        return hit[2]
+    index = PrefixIndex(tokens, () if unk is None else (unk,))
+    with _INDEX_LOCK:
+        _INDEXES.put(key, (tokens, unk, index))
+    return index
+
+
+def top_ids(probs: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
+    """The (at most) ``m`` ids of ``ids`` with the highest ``probs``, most likely first, ties by id."""
+    if m <= 0 or len(ids) == 0:
+        return ids[:0]
+    p = probs[ids]
+    if len(ids) > m:
+        kth = np.partition(p, len(p) - m)[len(p) - m]  # the m-th largest probability
+        keep = p >= kth
+        ids, p = ids[keep], p[keep]
+    return ids[np.lexsort((ids, -p))][:m]
+
+
+class PredictorSource:
+    """Next words from an object with :class:`model.prediction.predictor.Predictor`'s public interface.
+
+    A vocabulary that grows (words the user wrote that the corpus never had) is re-indexed
+    only after ``GROWN`` new words; until then the new ones are checked one by one."""
+
+    def __init__(self, predictor: Any):
+        self.predictor = predictor
+        # An object that only offers ``top_k`` (a scripted stand-in) is asked through it.
+        self.full = all(hasattr(predictor, a) for a in ("vocab", "distribution", "ranking"))
+        self.index = prefix_index(predictor.vocab) if self.full else None
+
+    def split(self, text: str) -> tuple[list[str], str]:
+        context, prefix = self.predictor.split_prefix(text)
+        return list(context), prefix
+
+    def with_prefix(self, prefix: str) -> np.ndarray:
+        tokens = self.predictor.vocab.tokens
+        if len(tokens) != self.index.size and (len(tokens) - self.index.size > GROWN or len(tokens) < self.index.size):
+            self.index = prefix_index(self.predictor.vocab)
+        ids = self.index.ids_with_prefix(prefix)
+        if len(tokens) > self.index.size:
+            extra = [i for i in range(self.index.size, len(tokens)) if tokens[i].startswith(prefix)]
+            if extra:
+                ids = np.concatenate([ids, np.asarray(extra, dtype=np.int64)])
+        return ids
+
+    def candidates(self, context: Sequence[str], prefix: str, m: int, text: str = "") -> list[tuple[str, float]]:
+        pred = self.predictor
+        ids, _ = pred.encode(context)
+        if not self.full:
+            return list(pred.top_k(ids, m, prefix))
+        tokens = pred.vocab.tokens
+        if not prefix:
+            probs, order = pred.ranking(ids)
+            chosen = order[:m]
+        else:
+            probs = pred.distribution(ids)
+            found = self.with_prefix(prefix)
+            chosen = top_ids(probs, found[found < len(probs)], m)
+        return [(tokens[int(i)], float(probs[int(i)])) for i in chosen]
+
+
+# ---- the menu ------------------------------------------------------------------------------
+class Menu:
+    """The word menu and the grey continuation for a buffer (see the module docstring).
+
+    ``predictor`` (or ``source``) gives the words; ``size`` is the default number of entries;
+    ``repeat`` shows passed-over words again; ``ghost_enabled`` turns the continuation on;
+    ``direct`` says whether Alt-1 … Alt-9 picks exist (they do in the REPL) and ``backward``
+    whether Shift-Tab counts, for the key costs.
+    Thread-safe: one lock serialises every request.
+    """
+
+    def __init__(
+        self,
+        predictor: Any = None,
+        *,
+        source: Source | None = None,
+        size: int = MENU_MIN,
+        repeat: bool = False,
+        ghost_enabled: bool = True,
+        direct: bool = True,
+        backward: bool = True,
+        ghost_words: int = GHOST_WORDS,
+        ghost_min_prob: float = GHOST_MIN_PROB,
+    ):
+        self.size = int(size)
+        self.repeat = bool(repeat)
+        self.ghost_enabled = bool(ghost_enabled)
+        self.direct = bool(direct)
+        self.backward = bool(backward)
+        self.ghost_words = int(ghost_words)
+        self.ghost_min_prob = float(ghost_min_prob)
+        self._lock = threading.RLock()
+        self._owner: Any = None
+        self._source: Source | None = None
+        self._key: tuple[str, ...] | None = None
+        self._shown: dict[str, frozenset[str]] = {}
+        if source is not None:
+            self.use_source(source)
+        elif predictor is not None:
+            self.use(predictor)
+
+    # ---- what the words come from ------------------------------------------------------------
+    def use(self, predictor: Any) -> None:
+        """Take words from ``predictor`` (no-op if it is already in use; a new one resets the memory)."""
+        with self._lock:
+            if predictor is self._owner and self._source is not None:
+                return
+            self._owner = predictor
+            self._source = None if predictor is None else PredictorSource(predictor)
+            self.forget()
+
+    def use_source(self, source: Source) -> None:
+        with self._lock:
+            self._owner = source
+            self._source = source
+            self.forget()
+
+    @property
+    def ready(self) -> bool:
+        return self._source is not None
+
+    def forget(self) -> None:
+        """Forget which words were passed over."""
+        with self._lock:
+            self._key = None
+            self._shown = {}
+
+    # ---- requests -------------------------------------------------------------------------
+    def split(self, text: str) -> tuple[list[str], str]:
+        """(tokens before the word being typed, the partial word) of ``text``."""
+        if self._source is None:
+            return [], ""
+        return self._source.split(text)
+
+    def lookup(self, text: str, n: int | None = None) -> tuple[str, list[Entry]]:
+        """(the partial word, the menu's entries) for the buffer ``text``."""
+        n = self.size if n is None else int(n)
+        with self._lock:
+            src = self._source
+            if src is None or n <= 0:
+                return "", []
+            context, prefix = src.split(text)
+            key = tuple(context)
+            if key != self._key:
+                self._key, self._shown = key, {}
+            passed: set[str] = set()
+            if not self.repeat:
+                for q, words in self._shown.items():
+                    if len(q) < len(prefix) and prefix.startswith(q):
+                        passed |= words
+            ranked = src.candidates(context, prefix, n + len(passed), text)
+            if passed:
+                ranked = [c for c in ranked if c[0] not in passed] + [c for c in ranked if c[0] in passed]
+            ranked = ranked[:n]
+            self._shown[prefix] = frozenset(w for w, _ in ranked)
+            m = len(ranked)
+            return prefix, [Entry(w, p, pick_keys(r, m, self.direct, self.backward)) for r, (w, p) in enumerate(ranked, start=1)]
+
+    def entries(self, text: str, n: int | None = None) -> list[Entry]:
+        """The first ``n`` (default ``size``) menu entries for the buffer ``text``."""
+        return self.lookup(text, n)[1]
+
+    def ghost(self, text: str) -> str:
+        """The grey continuation after ``text``: '' unless ``text`` ends a word (a space or a CJK character)."""
+        with self._lock:
+            src = self._source
+            if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not text.strip():
+                return ""
+            if not ends_word(text):
+                return ""
+            context, prefix = src.split(text)
+            if prefix:
+                return ""
+            out: list[str] = []
+            context = list(context)
+            for _ in range(self.ghost_words):
+                best = src.candidates(context, "", 1, text + "".join(out))
+                if not best or best[0][1] < self.ghost_min_prob:
+                    break
+                word = best[0][0]
+                out.append(insertion(word))
+                context.append(word)
+            return "".join(out)
