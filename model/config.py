@@ -21,14 +21,15 @@ OBJECTIVES = ("softmax", "sampled")
 # A corpus with at most this many tokens is a "small story": seed-tutorial defaults.
 SMALL_CORPUS_TOKENS = 5_000
 
-# The stream arch's recipe for books (bench/stream.py): two 200-unit LSTM layers read the
-# text as parallel streams with the state carried across truncated-BPTT steps.
+# The stream arch's recipe for books (bench/stream.py; how it was chosen: bench/README.md, Stream):
+# two 200-unit LSTM layers read the text as parallel streams with the state carried across
+# truncated-BPTT steps.
 STREAM_CONTEXT = 64  # words the predictor feeds: in practice the whole line typed so far
 STREAM_BPTT = 35
 STREAM_UNITS = 200
-STREAM_STREAMS = 20  # parallel streams per batch (20 beat 32: more updates per epoch, as many tokens/s)
-STREAM_DROPOUT = 0.4  # 0.25 was no better at 10 minutes
-STREAM_LR = 0.004  # Adam (0.002 was still far from converged after 10 minutes)
+STREAM_STREAMS = 20  # parallel streams per batch
+STREAM_DROPOUT = 0.4
+STREAM_LR = 0.004  # Adam
 STREAM_TIE = True
 STREAM_EPOCHS = 40
 
@@ -125,11 +126,11 @@ def resolve(c: Config, n_tokens: int) -> Config:
     """Fill every ``None`` field from the corpus size (number of tokens)."""
     small = n_tokens <= SMALL_CORPUS_TOKENS
     # Books: left-to-right encoders train every prefix of each sliding window, so one epoch
-    # already predicts each word `context` times; validation loss bottoms out after 2-4
+    # already predicts each word `context` times and validation loss bottoms out after a few
     # epochs, so capacity is spent on a wide, heavily regularised LSTM over a short window,
     # with sampled softmax to cut the output layer's cost (bench/quality.py).
-    # The stream arch (see STREAM_*) trains the full softmax: sampled softmax (512 samples)
-    # made its steps about twice as fast, but after 10 minutes the LSTM was no better.
+    # The stream arch (see STREAM_*) trains the full softmax: sampled softmax gave it faster
+    # steps but no better LSTM in the same time (bench/README.md, Stream).
     stream = c.arch == "stream"
     book_stream = stream and not small
     context = c.context if c.context is not None else (STREAM_CONTEXT if stream else (3 if small else 8))

@@ -1,19 +1,9 @@
-"""REPL analysis commands: ``:eval [FILE]``, ``:score TEXT`` and ``:vocab [WORD]``.
+"""The REPL's analysis commands, rendered with rich: ``:eval``, ``:score TEXT`` and ``:vocab [WORD]``.
 
-* ``:eval [FILE]`` prints the ``story-repl eval`` report (perplexity, top-1/top-5 accuracy
-  and OOV rate beside a Kneser-Ney baseline) for FILE, or by default for the held-out part
-  of the model's corpus when the model has one, else for its training text.
-* ``:score TEXT`` shows TEXT with each word coloured by the probability the model gave it
-  (green likely ... red surprising), a table of per-word probability, surprisal in bits
-  and rank, and the text's perplexity. Unknown words are underlined and follow the rule of
-  :mod:`model.evaluation.evaluate` (scored as ``<unk>``, or skipped when the vocabulary has none).
-* ``:vocab`` shows the vocabulary size, how much of the training text it covers and the
-  most frequent words; ``:vocab WORD`` shows the word's rank and count, the model's most
-  likely next words after it alone, and its most frequent followers in the corpus.
-
-:func:`run_command` takes any session-like object with ``bundle``, ``predictor``, ``out``
-(and optionally ``k``); every user error is a one-line :class:`StoryError`. The numbers come
-from :mod:`model.evaluation` (:mod:`model.evaluation.analysis` for ``:score`` and ``:vocab``).
+``:eval [--keystrokes] [FILE]`` reports on FILE, else on the model's held-out part, else on its
+training text; ``:score`` colours each word by the probability the model gave it (an unknown word
+is underlined and not scored, as in ``eval``); ``:vocab`` shows the vocabulary and its coverage,
+or a word's rank, count and followers. The numbers come from :mod:`model.evaluation`.
 """
 from __future__ import annotations
 
@@ -30,7 +20,7 @@ from model.evaluation import evaluate
 from model.evaluation.analysis import corpus_count, followers, score_text
 from model.text.tokenize import detokenize
 from repl.eval_view import eval_report, repl_keystrokes
-from repl.render import bar, notice
+from repl.render import bar, data_text, notice, safe
 
 __all__ = ["COMMANDS", "prob_style", "run_command", "score_view", "vocab_view", "word_view"]
 
@@ -133,7 +123,7 @@ def score_view(pred, text: str) -> Group:
     """The coloured text, the per-word table and the perplexity line."""
     res = score_text(pred, text)
     words = res["words"]
-    tokens = [w["word"] for w in words]
+    tokens = [safe(w["word"]) for w in words]
     joined = detokenize(tokens)
     coloured = Text(joined)
     for w, (a, b) in zip(words, _spans(tokens, joined)):
@@ -156,18 +146,18 @@ def score_view(pred, text: str) -> Group:
     table.add_column("rank", justify="right", style="dim")
     table.add_column("", no_wrap=True)
     table.add_column("note", style="dim")
-    for i, w in enumerate(words[:SCORE_ROWS], 1):
+    for i, (w, shown) in enumerate(zip(words[:SCORE_ROWS], tokens), 1):
         word_style = (prob_style(w["prob"]) if w["scored"] else "dim") + ("" if w["known"] else " underline")
         if w["scored"]:
             p = w["prob"]
             prob = f"{p:.2%}" if p >= 0.0001 else f"{p:.1e}"
             table.add_row(
-                str(i), Text(w["word"], style=word_style), prob, f"{w['bits']:.2f}",
+                str(i), Text(shown, style=word_style), prob, f"{w['bits']:.2f}",
                 "-" if w["rank"] is None else str(w["rank"]),
-                Text(bar(min(1.0, w["bits"] / 16.0), 12), style=prob_style(p)), w["note"],
+                Text(bar(min(1.0, w["bits"] / 16.0), 12), style=prob_style(p)), data_text(w["note"]),
             )
         else:
-            table.add_row(str(i), Text(w["word"], style=word_style), "-", "-", "-", "", w["note"])
+            table.add_row(str(i), Text(shown, style=word_style), "-", "-", "-", "", data_text(w["note"]))
     parts: list[Any] = [coloured, legend, table]
     if len(words) > SCORE_ROWS:
         parts.append(notice(f"… {len(words) - SCORE_ROWS} more words not listed", "dim"))
@@ -234,7 +224,7 @@ def vocab_view(bundle, pred=None) -> Group:
     table.add_column("", style="green", no_wrap=True)
     most = max(counts[:TOP_WORDS], default=1) or 1
     for rank, (w, c) in enumerate(zip(tokens[:TOP_WORDS], counts[:TOP_WORDS]), 1):
-        table.add_row(str(rank), w, f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
+        table.add_row(str(rank), data_text(w), f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
     return Group(lines, table)
 
 
@@ -243,8 +233,8 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
     toks = pred.tokenize(word)
     if len(toks) != 1:
         if not toks:
-            raise StoryError(f":vocab expects a word, got {word!r}")
-        raise StoryError(f":vocab expects one word, but {word!r} is {len(toks)} tokens: {' '.join(toks)}")
+            raise StoryError(f":vocab expects a word, got {safe(repr(word))}")
+        raise StoryError(f":vocab expects one word, but {safe(repr(word))} is {len(toks)} tokens: {safe(' '.join(toks))}")
     tok = toks[0]
     tokens, counts = _words(pred)
     total = int(sum(counts))
@@ -252,7 +242,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
     i = pred.vocab.index.get(tok)
     if i is None or i >= len(tokens):
         msg = Text()
-        msg.append(f"{tok!r} is not in the training text", style="bold yellow")
+        msg.append(f"{safe(repr(tok))} is not in the training text", style="bold yellow")
         if corpus is not None:
             seen = corpus_count(corpus, tok)
             if seen:
@@ -260,10 +250,10 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
         msg.append("; once you write it, the cache offers it" if i is None else "; you have written it, so the cache offers it")
         close = difflib.get_close_matches(tok, tokens, n=5, cutoff=0.7)
         if close:
-            msg.append(f"\nclosest known words: {', '.join(close)}", style="dim")
+            msg.append(f"\nclosest known words: {safe(', '.join(close))}", style="dim")
         return Group(msg)
     head = Text()
-    head.append(tok, style="bold cyan")
+    head.append(safe(tok), style="bold cyan")
     c = counts[i]
     head.append(f": rank {i + 1:,} of {len(tokens):,}, ")
     head.append(f"seen {c:,} time{'s' if c != 1 else ''} in the training text ({c / total:.3%})" if total else f"count {c}")
@@ -289,7 +279,7 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
 
 
 def _follow_table(title: str, rows: list[tuple[str, float, int | None]]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table = Table(title=data_text(title), title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right", style="dim")
     table.add_column("word", style="bold cyan")
     counted = any(c is not None for _, _, c in rows)
@@ -299,6 +289,6 @@ def _follow_table(title: str, rows: list[tuple[str, float, int | None]]) -> Tabl
     top = max((p for _, p, _ in rows), default=1.0) or 1.0
     table.add_column("", style="green", no_wrap=True)
     for r, (w, p, c) in enumerate(rows, 1):
-        cells = [str(r), w] + ([f"{c:,}"] if counted else []) + [f"{p:.1%}", bar(p / top, 12)]
+        cells = [str(r), data_text(w)] + ([f"{c:,}"] if counted else []) + [f"{p:.1%}", bar(p / top, 12)]
         table.add_row(*cells)
     return table

@@ -1,7 +1,8 @@
-"""``story-repl``: the REPL by default, plus scriptable ``train``, ``predict``, ``generate`` and ``eval``.
+"""``story-repl``: the REPL by default, plus scriptable ``train``, ``predict``, ``generate``, ``eval`` and ``complete``.
 
 Errors are one line on stderr with a non-zero exit status; ``--debug`` shows tracebacks.
-``--json`` prints exactly one JSON object on stdout (UTF-8, no ``\\u`` escapes).
+``--json`` prints exactly one JSON object on stdout (UTF-8; only characters that could drive a
+terminal are ``\\u``-escaped).
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from model.errors import StoryError
 from model.prediction.components import components_help
 from repl.decoding_args import add_decoding_args, decoding_from_args
 from repl.models import check_positive, config_from, err_console, make_predictor, obtain_bundle, print_json
+from repl.render import safe
+from repl.stories_cli import add_stories_parser, run_stories
 
-SUBCOMMANDS = ("train", "predict", "generate", "eval", "complete")
+SUBCOMMANDS = ("train", "predict", "generate", "eval", "complete", "stories")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,9 +64,15 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--components", metavar="LIST", help=f"the predictor's parts to use, comma-separated (default: all): {components_help()}"
     )
-    p.add_argument("--corpus", metavar="PATH", help="use (or train) the cached model for this corpus")
+    p.add_argument("--corpus", metavar="PATH", help=f"use (or train) the cached model for this corpus; {MODEL_TEXT}")
     add_partner_arg(p)
     add_config_args(p)
+
+
+MODEL_TEXT = (
+    "with --model, that model's training text (used only if its sha256 is the one the model recorded), "
+    "to rebuild its n-gram or for eval --valid"
+)
 
 
 def add_partner_arg(p: argparse.ArgumentParser) -> None:
@@ -81,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and cache it")
     t.add_argument("corpus", nargs="?", help="corpus file or shipped corpus name")
     t.add_argument("--out", metavar="DIR", help="also save the bundle here")
-    t.add_argument("--resume", metavar="DIR", help="continue training a saved bundle (its corpus and config)")
+    t.add_argument("--resume", metavar="DIR", help="continue training a saved bundle (its config; its training text is CORPUS, checked by sha256)")
     t.add_argument("--logdir", metavar="DIR", help="write TensorBoard scalars here")
     t.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multiworker"))
     t.add_argument("--force", action="store_true", help="retrain even if a cached model exists")
@@ -120,12 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repeat", action="store_true", help="show passed-over words again while a word is typed")
     c.add_argument("--no-ghost", action="store_true", help="no inline continuation")
     add_source_args(c)
+    add_stories_parser(sub)
     return p
 
 
 def repl_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="story-repl", description="Complete your words with an LSTM trained on a story.")
-    p.add_argument("--corpus", metavar="PATH", help="corpus to load or train (default belling_the_cat)")
+    p.add_argument("--corpus", metavar="PATH", help=f"corpus to load or train (default belling_the_cat); {MODEL_TEXT}")
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_partner_arg(p)
@@ -140,14 +150,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     console = err_console()
     if args.resume:
-        from model.text.corpus import read_corpus
         from model.training.train import train
 
         old = load_bundle(args.resume)
         cfg = old.config if args.epochs is None else old.config.replace(epochs=args.epochs)
-        corpus = read_corpus(old.corpus_path or old.corpus_name, encoding=args.encoding, keep_case=cfg.keep_case)
-        if corpus.sha256 != old.corpus_sha256:
-            raise StoryError(f"{corpus.path} has changed since {args.resume} was trained on it; train a new model instead")
+        if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
+            old.use_text(args.corpus)
+        corpus = old.training_corpus(args.encoding, need="to resume training")
         stop = threading.Event()
         with sigint_sets(stop, console), TrainingView(console, f"resuming {cfg.arch}") as view:
             result = train(
@@ -238,8 +247,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
         return 0
     if unknown:
-        print(f"unknown words skipped: {', '.join(unknown)}", file=sys.stderr)
-    print(text)
+        print(f"unknown words skipped: {safe(', '.join(unknown))}", file=sys.stderr)
+    print(safe(text))
     return 0
 
 
@@ -255,6 +264,19 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return run_complete(args)
 
 
+def stdout_closed() -> bool:
+    """Whether nobody reads stdout any more, so that a BrokenPipeError was ours to write, not
+    one from a pipe to another program (a helper that exited)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or stdout is no file
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("STORY_REPL_DEBUG") == "1"
@@ -266,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
             args = build_parser().parse_args(argv)
-            handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval, "complete": cmd_complete}[args.command]
+            handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval, "complete": cmd_complete, "stories": run_stories}[args.command]
             return handler(args)
         args = repl_parser().parse_args(argv)
         from repl.session import run_session
@@ -277,17 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"story-repl: error: {e}", file=sys.stderr)
+        print(f"story-repl: error: {safe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("story-repl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
     except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        if isinstance(e, BrokenPipeError) and stdout_closed():
+            return 1  # whoever read the output stopped reading (`| head`): nothing to say
         if debug:
             raise
-        print(f"story-repl: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (run with --debug for details)", file=sys.stderr)
+        print(f"story-repl: error: {type(e).__name__}: {safe(str(e).splitlines()[0]) if str(e) else ''} (run with --debug for details)", file=sys.stderr)
         return 1
 
 

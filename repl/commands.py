@@ -117,15 +117,22 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|secs|seconds?|m|min|mins
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
+MAX_DURATION_HOURS = 10**5  # about 11 years: a longer limit is a typo, not a plan
+
+
 def parse_duration(text: str, what: str = "--time-limit") -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``1.5h`` (a bare number is seconds)."""
-    s = str(text).strip().lower()
-    m = _DURATION.fullmatch(s)
+    """Seconds from ``90``, ``90s``, ``10m``, ``1.5h`` (a bare number is seconds), above zero
+    and at most :data:`MAX_DURATION_HOURS`."""
+    shown = str(text).strip()
+    shown = repr(shown if len(shown) <= 40 else shown[:39] + "…")
+    m = _DURATION.fullmatch(str(text).strip().lower())
     if not m:
-        raise StoryError(f"{what} expects a duration such as 90, 90s, 10m or 1h, got {str(text).strip()!r}")
+        raise StoryError(f"{what} expects a duration such as 90, 90s, 10m or 1h, got {shown}")
     seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s")[0]]
-    if not (0 < seconds < 10**9):
-        raise StoryError(f"{what} expects a duration above zero, got {str(text).strip()!r}")
+    if not seconds > 0:
+        raise StoryError(f"{what} expects a duration above zero, got {shown}")
+    if seconds > MAX_DURATION_HOURS * 3600:
+        raise StoryError(f"{what} expects a duration of at most {MAX_DURATION_HOURS:,}h; {shown} is too long")
     return seconds
 
 

@@ -1,21 +1,10 @@
 """``story-repl complete``: the REPL's completer as a line protocol, for scripts and editor plugins.
 
-``story-repl complete [--model DIR | --corpus PATH] [-k N]`` reads one buffer per line on
-stdin, each a JSON string (so newlines and trailing spaces survive), and for each writes one
-JSON line on stdout, flushed at once::
-
-    {"menu": [{"word": "council", "prob": 0.988, "keys": 1}, ...],
-     "ghost": "council to consider what ", "prefix": ""}
-
-``menu`` is the first N entries of the menu the REPL shows for that buffer with ``:topk N``
-(the REPL's menu holds at least 10), in the same order, from the same
-:class:`model.prediction.menu.Menu`; ``keys`` is what picking the entry costs there (Alt-1 … Alt-9:
-1 key; later entries the Tab or Shift-Tab presses). ``ghost`` is the grey continuation the
-REPL shows after the buffer ('' for none; it ends with a space), ``prefix`` the partial word
-the entries complete. As in the REPL, a word already shown for this word position and passed
-over moves after the others while the same word is typed (``--repeat`` turns that off), so a
-plugin that sends each keystroke's buffer sees what the REPL would show. A line that is not a
-JSON string gets ``{"error": "..."}`` on its line, and the process goes on.
+Each line on stdin is a buffer as a JSON string; each answer is one JSON line, flushed at once:
+``{"menu": [{"word", "prob", "keys"}, ...], "ghost", "prefix"}``, the first ``-k`` entries of the
+menu and the grey continuation the REPL would show for that buffer, through the same adapters and
+:class:`model.prediction.menu.Menu`. A line that is not a JSON string gets ``{"error": "..."}``
+and the process goes on.
 """
 from __future__ import annotations
 
@@ -26,6 +15,7 @@ from typing import Any, TextIO
 
 from model.prediction.menu import MENU_MIN, Menu
 from repl.completer import GhostSuggest, WordCompleter
+from repl.models import json_line
 
 
 class Answerer:
@@ -66,7 +56,7 @@ def serve(answerer: Answerer, stdin: TextIO, stdout: TextIO) -> int:
             out = answerer.answer_line(line)
         except Exception as e:  # noqa: BLE001 - one bad buffer never ends the process
             out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-        stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        stdout.write(json_line(out) + "\n")
         stdout.flush()
         n += 1
     return n

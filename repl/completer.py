@@ -15,6 +15,7 @@ from prompt_toolkit.document import Document
 
 from model.config import ARCHS
 from model.prediction.menu import DIRECT_PICKS, MENU_MIN, Entry, Menu, insertion
+from model.storage.untrusted import visible
 from repl.commands import ALIASES, COMMANDS
 
 PATH_COMMANDS = {"train", "corpus", "save", "load", "eval"}
@@ -66,7 +67,8 @@ class WordCompleter(Completer):
             return
         prefix, entries = self.safe_lookup(text)
         for rank, e in enumerate(entries, start=1):
-            label = f"{rank} {e.word}" if rank <= DIRECT_PICKS else f"  {e.word}"
+            word = visible(e.word)  # a word from a file never drives the terminal
+            label = f"{rank} {word}" if rank <= DIRECT_PICKS else f"  {word}"
             yield Completion(insertion(e.word), start_position=-len(prefix), display=label, display_meta=f"{e.prob * 100:.1f}%")
 
     def _commands(self, text: str, event: CompleteEvent) -> Iterable[Completion]:

@@ -14,7 +14,7 @@ from model.errors import StoryError
 from model.evaluation import evaluate
 from model.evaluation import keystrokes as ks
 from repl.models import make_predictor, obtain_bundle, print_json
-from repl.render import bar, notice
+from repl.render import bar, data_text, formatted, notice, safe
 
 REPL_LIMIT = 3000  # tokens :eval --keystrokes types (the REPL waits for it)
 
@@ -85,7 +85,7 @@ def eval_report(result: dict[str, Any], title: str = ""):
     base = result["baseline"]
     model = result.get("model") or {}
     active = result.get("active") or []
-    table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table = Table(title=data_text(title) if title else None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("", style="bold")
     table.add_column("weight", justify="right")
     table.add_column("perplexity", justify="right")
@@ -95,24 +95,24 @@ def eval_report(result: dict[str, Any], title: str = ""):
     ratio = result["perplexity"] / base["perplexity"]
     better = "green" if ratio < 1 else "red"
     table.add_row(
-        f"predictor ({'+'.join(active)})", "", f"[{better}]{result['perplexity']:.2f}[/{better}]", f"{ratio:.3f}x",
+        data_text(f"predictor ({'+'.join(active)})"), "", Text(f"{result['perplexity']:.2f}", style=better), f"{ratio:.3f}x",
         f"{result['top1']:.2%}", f"{result['top5']:.2%}",
     )
     labels = {"lstm": f"  LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})", "ngram": "  Kneser-Ney 5-gram", "cache": "  cache"}
     for name, c in (result.get("components") or {}).items():
         weight = f"{c['weight']:.3f}" if c.get("active", True) else "off"
-        table.add_row(labels.get(name, name), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", "")
+        table.add_row(data_text(labels.get(name, name)), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", "")
     table.add_row(f"baseline: Kneser-Ney {base['order']}-gram", "", f"{base['perplexity']:.2f}", "1.000x", f"{base['top1']:.2%}", f"{base['top5']:.2%}")
     n_text = result.get("text_tokens", result["tokens"])
     unknown = result.get("unknown", 0)
     facts = Text(
         f"{result['tokens']:,} positions scored of {n_text:,} tokens; {unknown:,} OOV (not in the training text, "
-        f"rate {result['oov_rate']:.2%}): never scored, kept as context; vocabulary {model.get('vocab_size', '?'):,} words",
+        f"rate {result['oov_rate']:.2%}): never scored, kept as context; vocabulary {formatted(model.get('vocab_size'), '{:,}')} words",
         style="dim",
     )
     parts: list[Any] = []
     if result.get("source"):
-        parts.append(Text(f"eval: {result['source']}", style="bold"))
+        parts.append(data_text(f"eval: {result['source']}", style="bold"))
     parts += [table, facts]
     return Group(*parts)
 
@@ -123,7 +123,7 @@ LABELS = {"model": "model", "baseline": f"Kneser-Ney {ks.BASELINE_ORDER}-gram", 
 def keystroke_report(result: dict[str, Any], title: str = ""):
     """A rich table of KSR by menu size for the three predictors, and a small bar chart."""
     names = [n for n in ks.PREDICTORS if result.get(n)]
-    table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table = Table(title=data_text(title) if title else None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("menu", justify="right")
     for n in names:
         table.add_column(LABELS[n], justify="right")
@@ -139,7 +139,7 @@ def keystroke_report(result: dict[str, Any], title: str = ""):
             chart.append(f" {v:.1%}\n")
     parts: list[Any] = []
     if result.get("source"):
-        parts.append(Text(f"keystrokes: {result['source']}", style="bold"))
+        parts.append(data_text(f"keystrokes: {result['source']}", style="bold"))
     parts += [table, chart]
     facts = (
         f"KSR = 1 - keys used / keys without prediction; {result['tokens']:,} tokens, "
@@ -148,5 +148,5 @@ def keystroke_report(result: dict[str, Any], title: str = ""):
     )
     parts.append(Text(facts, style="dim"))
     if result.get("presage") is None and result.get("presage_note"):
-        parts.append(Text(f"Presage: {result['presage_note']}", style="yellow"))
+        parts.append(Text(f"Presage: {safe(result['presage_note'])}", style="yellow"))
     return Group(*parts)

@@ -13,13 +13,15 @@ PROMPT = "› "
 
 
 def make_prompt(session: Any, **io):
-    """The PromptSession: threaded completer, toolbar, key bindings, persistent history.
+    """The PromptSession: threaded completer, toolbar, key bindings, persistent history (kept in
+    memory, with one notice, when its file cannot be used).
     ``io`` may pass ``input``/``output`` (tests use a pipe). Sets ``session.completer``."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import ThreadedAutoSuggest
     from prompt_toolkit.completion import ThreadedCompleter
     from prompt_toolkit.styles import Style
 
+    from repl import render
     from repl.completer import GhostSuggest, WordCompleter
     from repl.journal import prompt_history
     from repl.keys import key_bindings
@@ -28,7 +30,7 @@ def make_prompt(session: Any, **io):
     completer = WordCompleter(lambda: session.predictor, lambda: session.k, session.menu)
     session.completer = completer
     return PromptSession(
-        history=prompt_history(),
+        history=prompt_history(lambda message: session.out(render.notice(message))),
         completer=ThreadedCompleter(completer),  # completions never block typing
         auto_suggest=ThreadedAutoSuggest(GhostSuggest(completer)),  # the grey continuation
         complete_while_typing=True,

@@ -37,7 +37,13 @@ class ModelLifecycle:
             pred = Predictor(bundle)
         self.set_predictor(pred, bundle.corpus_sha256)
         self.bundle = bundle
-        self.last_history = dict(bundle.metrics.get("history") or {})
+        from model.prediction.build import missing_parts_note
+
+        note = missing_parts_note(bundle, pred.mixture)
+        if note:
+            self.out(render.notice(note, "yellow"))
+        history = bundle.metrics.get("history") if isinstance(bundle.metrics, dict) else None
+        self.last_history = dict(history) if isinstance(history, dict) else {}
 
     def set_predictor(self, pred: Predictor, corpus_sha256: str) -> None:
         """Use ``pred`` from now on; its cache starts with what the user wrote with this corpus
@@ -132,6 +138,8 @@ class ModelLifecycle:
 
             on_read = ReadingClock(lambda line: setattr(self, "status", line))
             corpus = read_corpus(path, encoding=self.encoding, keep_case=config.keep_case, progress=on_read)  # fail fast
+            if corpus.notice:
+                self.out(render.notice(corpus.notice))
             if self.predictor is None:  # nothing to complete with yet: the n-gram first, in seconds
                 self.start_ngram(corpus, config)
             if "tensorflow" not in sys.modules:

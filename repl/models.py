@@ -74,6 +74,10 @@ def train_with_view(
     from model.text.corpus import read_corpus
 
     corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
+    if corpus.notice:
+        from repl.render import notice
+
+        console.print(notice(corpus.notice))
     with sigint_sets(stop, console):
         with TrainingView(console, title) as view:
             bundle, result = store.train_and_cache(
@@ -125,8 +129,26 @@ def err_console():
     return Console(stderr=True, highlight=False)
 
 
+def json_line(obj: Any) -> str:
+    """``obj`` as one line of JSON, in UTF-8 as it is except for the characters that could drive a
+    terminal or break a line: json escapes only U+0000-U+001F, so C1 controls (U+0080-U+009F,
+    U+009B is a CSI), format characters, line separators and lone surrogates are escaped here."""
+    text = json.dumps(obj, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _json_escape(ord(ch)) for ch in text)
+
+
+def _json_escape(code: int) -> str:
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """Every ``--json`` output: one line (see :func:`json_line`)."""
+    sys.stdout.write(json_line(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -134,7 +156,10 @@ def obtain_bundle(args: argparse.Namespace):
     """The bundle a predict/generate/eval command asks for (training it if needed)."""
 
     if args.model:
-        return load_bundle(args.model)
+        bundle = load_bundle(args.model)
+        if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
+            bundle.use_text(args.corpus)
+        return bundle
     bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
     return bundle
 
@@ -146,36 +171,67 @@ def parse_components(text: str | None) -> list[str] | None:
     return [p for p in text.replace(",", " ").split() if p]
 
 
-def partner_config(bundle, arch: str) -> tuple[Path, Config]:
-    """The corpus file and the configuration of ``bundle``'s partner of ``arch``: the recipe's
-    defaults with the bundle's held-out split and case, so that the cached model is found again.
-    ``arch`` is one of ``model.config.ARCHS`` (the callers check it)."""
-    corpus = dict(bundle.info.get("corpus") or {}).get("path")
-    if not corpus:
-        raise StoryError(f"{bundle.path} does not record its corpus; give the partner as a model directory")
+def partner_recipe(bundle, arch: str) -> Config:
+    """The configuration of ``bundle``'s partner of ``arch``: the recipe's defaults with the
+    bundle's held-out split and case, so that the cached model is found again. ``arch`` is one
+    of ``model.config.ARCHS`` (the callers check it)."""
     config = Config().replace(arch=arch, valid_fraction=float(bundle.config.valid_fraction or 0))
-    return Path(corpus), (config.replace(keep_case=True) if bundle.config.keep_case else config)
+    return config.replace(keep_case=True) if bundle.config.keep_case else config
+
+
+def partner_config(bundle, arch: str) -> tuple[Path, Config]:
+    """The training text to train ``bundle``'s partner of ``arch`` on (only from where
+    :meth:`Bundle.training_text` finds it, checked by sha256), and its configuration."""
+    path = bundle.training_text()
+    if path is None:
+        from model.storage.origin import missing_text
+
+        raise missing_text(bundle, f"to train its {arch} partner")
+    return path, partner_recipe(bundle, arch)
+
+
+def cached_partner(bundle, config: Config):
+    """The cached partner of ``bundle`` of ``config``, found by the recorded sha256 alone (no
+    text is read), or None."""
+    from model.storage import store
+    from model.storage.origin import trusted_spec
+
+    sha = bundle.corpus_sha256
+    if not sha:
+        return None
+    names = {Path(bundle.info.get("corpus", {}).get("path") or "corpus").name, Path(trusted_spec(bundle) or "corpus").name}
+    for name in sorted(names):
+        target = store.cache_path(Path(name), config, sha)
+        if target.is_dir():
+            try:
+                return load_bundle(target)
+            except StoryError:
+                continue
+    return None
 
 
 def partner_bundle(bundle, spec: str | None, what: str = "--partner"):
     """The bundle ``--partner SPEC`` (or ``:partner SPEC``, ``what``) names for ``bundle``: a
     saved model directory, or an arch whose cached model of the same corpus and held-out split
     is used; None without SPEC."""
-    from model.storage import store
     from model.config import ARCHS
+    from model.storage.origin import trusted_spec
+    from model.storage.untrusted import visible
 
     if not spec:
         return None
     if spec not in ARCHS:
         if not Path(spec).is_dir():
-            raise StoryError(f"{what} expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {spec!r}")
+            raise StoryError(f"{what} expects an arch ({', '.join(ARCHS)}) or a saved model directory, got {visible(repr(spec))}")
         return load_bundle(spec)
-    corpus, config = partner_config(bundle, spec)
-    other = store.cached(corpus, config)
+    config = partner_recipe(bundle, spec)
+    other = cached_partner(bundle, config)
     if other is None:
         vf = float(config.valid_fraction or 0)
         flag = f" --valid-fraction {vf:g}" if vf else ""
-        raise StoryError(f"no cached {spec} model for {corpus.name}; train it first: story-repl train {corpus} --arch {spec}{flag}")
+        text = visible(trusted_spec(bundle) or "TEXT")
+        name = Path(bundle.corpus_path).name or bundle.corpus_name
+        raise StoryError(f"no cached {spec} model for {name}; train it first: story-repl train {text} --arch {spec}{flag}")
     return other
 
 
@@ -188,4 +244,9 @@ def make_predictor(bundle, args: argparse.Namespace | None = None):
     names = parse_components(getattr(args, "components", None)) if args is not None else None
     if names is not None:
         pred.components(names)
+    from model.prediction.build import missing_parts_note
+
+    note = missing_parts_note(bundle, pred.mixture)
+    if note:
+        print(f"story-repl: note: {note}", file=sys.stderr)  # one line, whatever the width
     return pred

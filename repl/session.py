@@ -1,15 +1,10 @@
 """The interactive loop: prompt, live completions, commands, background training.
 
-Starting with a cached model imports no TensorFlow: completion and generation run on the
-numpy predictor. Training started from the prompt runs in a background thread while the
-previous model stays usable; its progress shows in the bottom toolbar and as lines printed
-above the prompt. Ctrl-C clears the line (or, on an empty line, stops training after the
-current batch); Ctrl-D leaves. No exception inside the loop is fatal or shows a traceback.
-
 :class:`Session` holds the state and runs the loop; the model and its training
-(:mod:`repl.lifecycle`) and the ``:command`` handlers (:mod:`repl.handlers`) are mixins. The
-prompt is built in :mod:`repl.layout` with :mod:`repl.keys` and :mod:`repl.toolbar`; what the
-user writes is kept by :mod:`repl.journal`.
+(:mod:`repl.lifecycle`) and the ``:command`` handlers (:mod:`repl.handlers`) are mixins, and the
+prompt is built in :mod:`repl.layout`. Starting with a cached model imports no TensorFlow. Ctrl-C
+clears the line (on an empty line it stops training after the current batch), Ctrl-D leaves, and
+no exception inside the loop is fatal (a traceback only with ``--debug``).
 """
 from __future__ import annotations
 
@@ -93,7 +88,7 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         self.last_history: dict = {}
         self.tty = sys.stdout.isatty()
         self._lock = threading.Lock()
-        self.journal = Journal()  # what the user wrote with this corpus (the cache's text)
+        self.journal = Journal(lambda message: self.out(render.notice(message)))  # what the user wrote with this corpus (the cache's text)
         self.partner_spec: str | None = None  # --partner / :partner: a second network for the mixture
         self.partner_training = False  # :partner ARCH is training that network in the background
 
@@ -259,8 +254,10 @@ def run_session(args) -> int:
     session.partner_spec = getattr(args, "partner", None)
     if args.model:
         bundle = load_bundle(args.model)
+        if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
+            bundle.use_text(args.corpus)
         session.config = bundle.config
-        session.corpus_spec = bundle.corpus_path or bundle.corpus_name
+        session.corpus_spec = bundle.text_spec() or session.corpus_spec  # never a path the model names on its own
     else:
         from model.text.corpus import resolve_path
 

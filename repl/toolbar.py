@@ -4,26 +4,28 @@ from __future__ import annotations
 from typing import Any
 
 from model.prediction.components import PARTNER
+from model.storage.untrusted import visible
 
 
 def toolbar(session: Any) -> list[tuple[str, str]]:
-    """The toolbar's (style class, text) pieces for the session's current state."""
+    """The toolbar's (style class, text) pieces for the session's current state (names from files
+    with their control characters written out)."""
     cfg = session.bundle.config if session.bundle is not None else session.config
     mode = session.decoding.short()
     parts = [
         ("class:toolbar.key", " corpus "),
-        ("class:toolbar", f"{session.corpus_label()} "),
+        ("class:toolbar", f"{visible(session.corpus_label())} "),
         ("class:toolbar.key", " model "),
-        ("class:toolbar", f"{cfg.arch}/{cfg.context} "),
+        ("class:toolbar", f"{visible(cfg.arch)}/{cfg.context} "),
         ("class:toolbar.key", " k "),
         ("class:toolbar", f"{session.k} "),
         ("class:toolbar.key", " len "),
         ("class:toolbar", f"{session.length} "),
         ("class:toolbar.key", " parts "),
-        ("class:toolbar", f"{parts_label(session)} "),
+        ("class:toolbar", f"{visible(parts_label(session))} "),
     ]
     if session.status:
-        parts.append(("class:toolbar.busy", f" {session.status} "))
+        parts.append(("class:toolbar.busy", f" {visible(session.status)} "))
     else:
         parts.append(("class:toolbar", " idle "))
     # after the status, so a narrow terminal cuts the decoding settings, never what is under way

@@ -1,8 +1,10 @@
-"""Training progress on the terminal: a rich progress bar fed by :class:`model.training.train.Progress`.
+"""Training progress on the terminal: the corpus-reading line, a rich progress bar and the
+toolbar's one-line status, all from :class:`model.training.events.Progress` records.
 
-Used by ``story-repl train`` and by the REPL when it must train before its first prompt.
-It shows loss, accuracy, tokens/s and ETA, and now and then a sample prediction in the
-seed tutorial's style. The same records also feed the REPL's one-line toolbar status.
+Every command that trains shows it (``train``, and ``predict``, ``generate``, ``eval`` or
+``complete`` without a cached model, through :func:`repl.models.train_with_view`), as does the
+REPL when a small corpus trains before the first prompt. Besides loss, accuracy, tokens/s and ETA
+it prints a sample prediction now and then; off a terminal, a plain status line instead of the bar.
 """
 from __future__ import annotations
 

@@ -160,7 +160,8 @@ def test_reloaded_keras_model_agrees(trained, corpus):
 def test_round_trip_is_identical(trained, corpus, tmp_path):
     from model.storage.bundle import copy_bundle, load_bundle
     from model.training.network import export_weights
-    from model.prediction.predictor import Network, Predictor
+    from model.prediction.numpy_net import Network
+    from model.prediction.predictor import Predictor
 
     result, path = trained
     bundle = load_bundle(path)

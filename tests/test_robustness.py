@@ -428,14 +428,14 @@ BUNDLE_CASES = [
     ("empty-weights", lambda d: ((d / "weights.npz").write_bytes(b""), _edit_json("config.json", lambda c: c.pop("files"))(d)), "weights.npz is truncated or corrupt"),
     ("vocab-smaller-than-weights", _shrink_vocab, "vocab.json has 111 words but the weights are for 112"),
     ("vocab-from-elsewhere", _swap_vocab, "vocab.json does not match the bundle it is in"),
-    ("weights-of-another-shape", _edit_weights(lambda w: w.update({"lstm/kernel": w["lstm/kernel"][:2]})), "lstm/kernel has shape (2, 64), not (12, 64)"),
-    ("weights-missing-array", _edit_weights(lambda w: w.pop("logits/bias")), "missing logits/bias"),
+    ("weights-of-another-shape", _edit_weights(lambda w: w.update({"lstm/kernel": w["lstm/kernel"][:2]})), "weights.npz: array 'lstm/kernel' has shape (2, 64), not (12, 64)"),
+    ("weights-missing-array", _edit_weights(lambda w: w.pop("logits/bias")), "array 'logits/bias' is missing"),
     ("newer-format", _edit_json("config.json", lambda c: c.update(format_version=99)), "format version 99, newer than this story-repl (1); upgrade story-repl"),
     ("newer-vocab-format", lambda d: (_edit_json("vocab.json", lambda v: v.update(format_version=7))(d), _edit_json("config.json", lambda c: c.pop("files"))(d)), "vocab.json has format version 7, newer"),
-    ("config-not-json", lambda d: (d / "config.json").write_text("{oops"), "config.json is unreadable or corrupt"),
+    ("config-not-json", lambda d: (d / "config.json").write_text("{oops"), "config.json is not valid JSON"),
     ("config-not-a-dict", _edit_json("config.json", lambda c: c.update(config="lstm")), "config.json has no valid configuration"),
     ("config-bad-value", _edit_json("config.json", lambda c: c["config"].update(units=-4)), "units expects an integer >= 1"),
-    ("arch-mismatch", _edit_json("config.json", lambda c: c["config"].update(arch="bilstm")), "weights do not match its config (bilstm)"),
+    ("arch-mismatch", _edit_json("config.json", lambda c: c["config"].update(arch="bilstm")), "weights.npz does not match its config (bilstm)"),
     ("vocab-bad-counts", lambda d: (_edit_json("vocab.json", lambda v: v["counts"].__setitem__(0, "many"))(d), _edit_json("config.json", lambda c: c.pop("files"))(d)), "counts are not whole numbers"),
     ("vocab-binary", lambda d: ((d / "vocab.json").write_bytes(b"\xff\xfe\x00"), _edit_json("config.json", lambda c: c.pop("files"))(d)), "vocab.json is unreadable"),
     ("a-file", lambda d: (shutil.rmtree(d), d.write_text("hello")), "is not a model directory"),
@@ -475,7 +475,8 @@ def test_a_bundle_from_another_corpus_says_so(repl, tmp_path):
     out = repl.run(f":load {path}")
     assert "loaded lstm/3 model" in out and "note: it was trained on fox, not on belling_the_cat" in out
     assert repl.session.predictor.vocab.tokens[0] == "the" and "fox" in repl.session.predictor.vocab.tokens
-    assert repl.session.corpus_spec == str(other.resolve())
+    # a path recorded in a model is never opened on its own: :train keeps the session's text
+    assert repl.session.corpus_spec != str(other.resolve()) and ":train still trains belling_the_cat" in out
 
 
 class _Marker:

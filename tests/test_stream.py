@@ -257,7 +257,7 @@ def test_bundle_with_a_wrong_embedding_is_refused(trained, tmp_path):
     cfg = json.loads((broken / "config.json").read_text())
     cfg.get("files", {}).pop("weights.npz", None)
     (broken / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(StoryError, match="embedding has shape"):
+    with pytest.raises(StoryError, match="array 'embedding' has shape"):
         load_bundle(broken)
 
 

@@ -1,50 +1,11 @@
-"""What ``story-repl eval`` measures: perplexity and next-word accuracy of the predictor,
-beside Kneser-Ney (the command and its report are in :mod:`repl.eval_view`).
+"""What ``story-repl eval`` measures: perplexity and top-1/top-5 accuracy of the predictor and of
+each component alone, beside interpolated Kneser-Ney of ``--order`` (5 by default), all on the
+same positions (the command and its report are in :mod:`repl.eval_view`).
 
-``story-repl eval FILE [--model DIR | --corpus PATH] [--order N] [--valid] [--components LIST]
-[--json]`` scores a text with the predictor (the mixture of :mod:`model.prediction.mixture`: LSTM,
-Kneser-Ney n-gram and cache) and with each of its components alone, on exactly the same
-positions:
-
-* **perplexity** ``exp(-(1/N) sum log P(w_i | context))`` over the ``N`` scored positions;
-* **top-1 / top-5**: the share of scored positions whose word is the most likely / among the
-  five most likely next words;
-* **OOV rate**: the share of the text's tokens that the training text never had.
-
-With ``--valid`` the text is the held-out part of the model's corpus (the last
-``valid_fraction`` of it, by paragraph, exactly as training split it).
-
-The vocabulary and the unknown-word rule
-----------------------------------------
-The vocabulary is every word of the model's training text (the corpus minus its held-out
-part), whatever the LSTM's own vocabulary: the LSTM's ``<unk>`` probability is spread over
-the words it lacks by the n-gram's distribution, so every training word is scored as itself.
-The text is tokenized like the corpus (same case folding). Then:
-
-* a token the training text never had is **OOV**. OOV tokens are never scored as the word
-  to predict, by any component or the baseline (they count only in the OOV rate), but they
-  stay in the text as context: the n-gram has never seen a context containing them and
-  backs off, the LSTM reads them as ``<unk>`` (or skips them when it has no ``<unk>``), and
-  the cache remembers them, as it would in the REPL;
-* every other position ``i >= 1`` is scored from the words before it. The first word has no
-  context and is not scored. ``tokens`` in the report is the number of scored positions;
-* the cache starts empty and holds the text already passed (the last 1,000 tokens);
-* the **baseline** is interpolated modified Kneser-Ney of ``--order`` (5 by default: the
-  mixture's own n-gram component) over the same full vocabulary, estimated from the training
-  part of the model's corpus.
-
-``--json`` prints one object::
-
-    {"tokens": N, "oov_rate": r, "perplexity": P, "top1": a, "top5": b,
-     "baseline": {"kind": "kneser-ney", "order": 5, "perplexity": Pb, "top1": ab, "top5": bb},
-     "components": {"lstm": {"weight": w, "perplexity": p}, "ngram": {...}, "cache": {...}},
-     ...}
-
-with further keys: ``text_tokens`` (tokens in the text), ``unknown`` (OOV tokens), ``nll``
-(total negative log-likelihood in nats), ``ratio`` (perplexity divided by the baseline's),
-``unknown_rule`` (``"oov-excluded"``), ``active`` (the components in use), ``source`` and
-``model``. A component's ``weight`` is its mean weight over the scored positions (0 when
-turned off); its ``perplexity`` is its own, alone, on the same positions.
+The rule: the vocabulary is every word of the model's training text; a token the training text
+never had is OOV, counted in the OOV rate, never scored as the word to predict and kept as
+context; the first token is not scored, and the cache starts empty. The README lists the
+``--json`` keys.
 """
 from __future__ import annotations
 

@@ -1,20 +1,15 @@
 """Presage, the predictive text engine packaged in Debian, as a :class:`model.prediction.menu.Source`.
 
-It is trained on the model's training text with ``text2ngram -n 1/2/3 -l -f sqlite`` and
-queried through a small C++ program against ``libpresage`` (``presage_bridge.cc``, shipped
-beside this module and compiled with g++ into the model cache on first use). The program is
-used rather than ``presage_simulator`` because the simulator counts keys its own way (one key
-per suggestion taken, its own menu); through the library the keystroke typist
-(:mod:`model.evaluation.keystrokes`) reads Presage's words through the same Menu as the
-model's. ``presage.xml`` enables only the smoothed trigram predictor over that database
-(deltas 0.01 0.1 0.89 and 60 candidates weighed per prediction, Presage's defaults), with
-online learning off and repeated suggestions allowed (the Menu applies the no-repeat rule for
-every predictor alike).
+It is trained on the model's training text with ``text2ngram`` and queried through
+``presage_bridge.cc``, a small C++ program against ``libpresage`` compiled with g++ under
+``$STORY_REPL_HOME/presage`` on first use, so that the keystroke typist
+(:mod:`model.evaluation.keystrokes`) reads Presage's words through the same Menu as the model's.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import select
 import shutil
 import subprocess
 import threading
@@ -41,30 +36,50 @@ def presage_missing() -> str | None:
 
 
 def presage_dir() -> Path:
-    from model.storage import store
+    from model.home import home
 
-    return store.home() / "presage"
+    return home() / "presage"
 
 
-def build_bridge(workdir: Path | None = None) -> Path:
-    """The compiled bridge program (compiled with g++ on first use; keyed by its source)."""
-    why = presage_missing()
-    if why:
-        raise StoryError(why)
-    source = BRIDGE_SOURCE.read_bytes()
-    workdir = workdir or presage_dir()
-    workdir.mkdir(parents=True, exist_ok=True)
-    exe = workdir / f"presage_bridge-{hashlib.sha256(source).hexdigest()[:12]}"
-    if exe.is_file() and os.access(exe, os.X_OK):
-        return exe
+def bridge_path(workdir: Path) -> Path:
+    """Where the compiled bridge of the shipped source lives (keyed by the source's sha256)."""
+    return workdir / f"presage_bridge-{hashlib.sha256(BRIDGE_SOURCE.read_bytes()).hexdigest()[:12]}"
+
+
+def compile_bridge(exe: Path) -> None:
+    """Compile ``presage_bridge.cc`` with g++ into ``exe`` (a temporary name, then one rename)."""
     tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
     cmd = ["g++", "-O2", "-std=c++17", "-o", str(tmp), str(BRIDGE_SOURCE), "-lpresage"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise StoryError(f"Presage is not available: g++ cannot be run ({e.strerror or e}); install g++") from None
     if out.returncode != 0:
         tmp.unlink(missing_ok=True)
         first = (out.stderr.strip().splitlines() or ["no output"])[0][:200]
         raise StoryError(f"Presage is not available: compiling {BRIDGE_SOURCE.name} failed ({first})")
     os.replace(tmp, exe)
+
+
+def build_bridge(workdir: Path | None = None, rebuild: bool = False) -> Path:
+    """The compiled bridge program: compiled with g++ on first use, or again when ``rebuild``
+    (a bridge that failed to start is thrown away and compiled once more)."""
+    why = presage_missing()
+    if why:
+        raise StoryError(why)
+    workdir = workdir or presage_dir()
+    exe = bridge_path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if rebuild or os.path.lexists(exe) and not (exe.is_file() and os.access(exe, os.X_OK)):
+            if exe.is_dir() and not exe.is_symlink():
+                shutil.rmtree(exe)
+            else:
+                exe.unlink(missing_ok=True)
+    except OSError as e:
+        raise StoryError(f"Presage is not available: cannot write {exe}: {e.strerror or e}; set STORY_REPL_HOME to a directory you can write to") from None
+    if not os.path.lexists(exe):
+        compile_bridge(exe)
     return exe
 
 
@@ -125,6 +140,81 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
 
+#: Seconds the bridge may take to answer its first query (Presage opens its database then).
+START_TIMEOUT = 120.0
+
+
+class BridgeFailed(Exception):
+    """Why the bridge program did not start and answer; ``presage`` when Presage itself said why."""
+
+    def __init__(self, reason: str, presage: bool = False) -> None:
+        super().__init__(reason)
+        self.presage = presage
+
+
+def parse_answer(line: str) -> list[tuple[str, float]] | None:
+    """The bridge's answer line as (word, probability) pairs, or None when it is not one."""
+    line = line.rstrip("\n")
+    parts = line.split("\t") if line else []
+    if len(parts) % 2:
+        return None
+    try:
+        return [(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+    except ValueError:
+        return None
+
+
+def launch_bridge(exe: Path, config: Path, timeout: float = START_TIMEOUT) -> subprocess.Popen:
+    """Start the bridge and check that it answers one query (an empty buffer); BridgeFailed if not."""
+    try:
+        proc = subprocess.Popen(
+            [str(exe), str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", errors="replace", bufsize=1,
+        )
+    except OSError as e:  # not a program (Exec format error), not executable, missing
+        raise BridgeFailed(f"cannot be run ({e.strerror or e})") from None
+    try:
+        proc.stdin.write("1\t\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline() if select.select([proc.stdout], [], [], timeout)[0] else None
+    except OSError:  # BrokenPipeError: it exited before reading
+        line = ""
+    if line and (line.startswith("!") or parse_answer(line) is not None):
+        return proc
+    if line is None:
+        stop_bridge(proc)
+        raise BridgeFailed(f"did not answer within {timeout:g} s")
+    ended = _ended(proc)
+    if line:
+        raise BridgeFailed(f"answered {line.strip()[:60]!r}, which is not a list of predictions ({ended})")
+    raise BridgeFailed(f"exited at once ({ended})", presage=ended.split(": ", 1)[-1].startswith("presage: "))
+
+
+def stop_bridge(proc: subprocess.Popen) -> None:
+    """End the bridge: close its input and wait, killing it if it does not exit."""
+    try:
+        proc.stdin.close()
+    except OSError:  # its end of the pipe is gone already
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _ended(proc: subprocess.Popen) -> str:
+    """How the bridge ended, for a message: its exit status and the first line it wrote on stderr."""
+    if proc.poll() is None:
+        proc.kill()
+    status = proc.wait()
+    try:
+        err = (proc.stderr.read(4000).strip().splitlines() or [""])[0][:200]
+    except (OSError, ValueError):
+        err = ""
+    return f"exit status {status}" + (f": {err}" if err else "")
+
+
 class PresageSource:
     """A :class:`model.prediction.menu.Source` over Presage: the bridge program asked for every buffer.
 
@@ -144,21 +234,34 @@ class PresageSource:
         if not self.config.is_file():
             atomic_write(self.config, xml)
         self.splitter = splitter
-        self.proc = subprocess.Popen(
-            [str(exe), str(self.config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", bufsize=1,
-        )
+        self.proc = self._start(exe, workdir)
         self._cache: dict[str, list[tuple[str, float]]] = {}
         self._lock = threading.Lock()
         self.queries = 0
 
+    def _start(self, exe: Path, workdir: Path) -> subprocess.Popen:
+        """The bridge process, answering a first query; a bridge that fails is compiled again
+        once, and if that fails too the StoryError says why (the evaluation goes on without it)."""
+        try:
+            return launch_bridge(exe, self.config)
+        except BridgeFailed as e:
+            if e.presage:  # the bridge runs; Presage itself refused the configuration
+                raise StoryError(f"Presage is not available: the bridge {exe} {e}; check the presage package") from None
+            before = str(e)
+        try:
+            exe = build_bridge(workdir, rebuild=True)
+        except StoryError as e:
+            raise StoryError(f"{e}, compiling again the bridge that {before}") from None
+        try:
+            return launch_bridge(exe, self.config)
+        except BridgeFailed as e:
+            raise StoryError(
+                f"Presage is not available: the bridge {exe} {e} even after it was compiled again "
+                f"(the first one {before}); check the presage and libpresage-dev packages"
+            ) from None
+
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_bridge(self.proc)
 
     def __enter__(self) -> "PresageSource":
         return self
@@ -172,18 +275,20 @@ class PresageSource:
             hit = self._cache.get(text)
             if hit is not None:
                 return hit
-            self.proc.stdin.write(f"{self.suggestions}\t{_escape(text)}\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
+            try:
+                self.proc.stdin.write(f"{self.suggestions}\t{_escape(text)}\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
+            except (OSError, ValueError):  # the pipe is broken or closed: the bridge is gone
+                line = ""
             if not line:
-                err = self.proc.stderr.read()[:200].strip()
-                raise StoryError(f"Presage stopped answering ({err or 'no message'})")
+                raise StoryError(f"Presage stopped answering ({_ended(self.proc)})")
             self.queries += 1
-            line = line.rstrip("\n")
             if line.startswith("!"):
-                raise StoryError(f"Presage failed: {line[1:][:200]}")
-            parts = line.split("\t") if line else []
-            out = [(parts[i], float(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
+                raise StoryError(f"Presage failed: {line[1:].strip()[:200]}")
+            out = parse_answer(line)
+            if out is None:
+                raise StoryError(f"Presage's bridge answered {line.strip()[:80]!r}, which is not a list of predictions")
             self._cache[text] = out
             return out
 

@@ -101,34 +101,49 @@ def extras_of(mix: Mixture) -> dict[str, bytes]:
 
 def read_extras(bundle) -> tuple[Vocab, KneserNey, Weights, dict] | None:
     """(words, n-gram, weights, the components' parameters) saved in the bundle, or None
-    when it has none (an older bundle)."""
-    import io
-    import json
-
+    when it has none (an older bundle). Each file is checked field by field where its format
+    is read (``words.json`` by the vocabulary, ``ngram.npz`` by :meth:`KneserNey.from_arrays`,
+    ``mixture.json`` by :func:`from_saved`); one that fails is one line naming it."""
     from model.errors import StoryError
+    from model.storage.untrusted import parse_json, read_npz, visible
 
     raw = {name: bundle.extra(name) for name in ("words.json", "ngram.npz", "mixture.json")}
     if any(v is None for v in raw.values()):
         return None
+    words = _saved_words(raw["words.json"], bundle.path / "words.json")
+    ngram = bundle.path / "ngram.npz"
     try:
-        words = Vocab.from_json(raw["words.json"].decode("utf-8"))
-        with np.load(io.BytesIO(raw["ngram.npz"]), allow_pickle=False) as z:
-            kn = KneserNey.from_arrays({k: z[k] for k in z.files})
-        weights, params = from_saved(json.loads(raw["mixture.json"].decode("utf-8")))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        if "newer than this story-repl" in str(e):
-            raise StoryError(f"{bundle.path}: mixture.json has {e}; upgrade story-repl") from None
-        raise StoryError(f"{bundle.path}: the n-gram or mixture files are corrupt ({type(e).__name__}); retrain the model") from None
+        kn = KneserNey.from_arrays(read_npz(raw["ngram.npz"], ngram, kinds="fiu"))
+    except ValueError as e:
+        raise StoryError(f"{visible(ngram)}: {visible(e)}; retrain the model") from None
     if kn.vocab_size != len(words):
-        raise StoryError(f"{bundle.path}: ngram.npz and words.json disagree on the vocabulary; retrain the model")
+        raise StoryError(f"{visible(ngram)}: array 'meta' says {kn.vocab_size} words but words.json has {len(words)}; retrain the model")
+    mixture = bundle.path / "mixture.json"
+    weights, params = from_saved(parse_json(raw["mixture.json"], mixture), mixture)
     return words, kn, weights, params
 
 
+def _saved_words(data: bytes, path) -> Vocab:
+    """The full vocabulary of ``words.json``; its errors name that file."""
+    from model.errors import StoryError
+    from model.storage.untrusted import visible
+
+    where = visible(path)
+    try:
+        return Vocab.from_json(data, source=where)
+    except StoryError as e:
+        if where in str(e):
+            raise
+        raise StoryError(f"{where}: {e}") from None
+
+
 def load_mixture(bundle, partner=None) -> Mixture:
-    """The bundle's mixture. An older bundle without components gets them built from its
-    training text (and saved into it when it can be written); without that text, the LSTM
-    alone over its own vocabulary. ``partner``: another bundle of the same text and split
-    whose network joins as the ``lstm2`` component (:func:`attach_partner`)."""
+    """The bundle's mixture. A bundle without its components (an older one) gets them built in
+    memory from its training text when that text is at hand (:meth:`Bundle.training_text`: the
+    text the user passed, a shipped corpus, each checked by sha256); without it, the LSTM alone
+    over its own vocabulary (:func:`missing_parts_note` says so). Loading never writes into the
+    bundle. ``partner``: another bundle of the same text and split whose network joins as the
+    ``lstm2`` component (:func:`attach_partner`)."""
     mix = _load_mixture(bundle)
     if partner is not None:
         attach_partner(mix, bundle, partner)
@@ -164,22 +179,14 @@ def attach_partner(mix: Mixture, bundle, other) -> None:
 
     Two networks of different recipes (the windowed LSTM and the stream LSTM, say) make
     different errors, so their mixture beats either (``bench/keystrokes.py --partner``)."""
-    from model.errors import StoryError
-    from model.text.corpus import read_corpus
-
-    mine = _check_partner(mix, bundle, other)
+    _check_partner(mix, bundle, other)
     ing = Ingredients(mix.words, networks={PARTNER: _network(other.config, other.weights, other.vocab)})
     mix.add(make_component(PARTNER, ing))
     mix.active = list(mix.names)
     saved = partner_weights_path(bundle, other)
     got = read_weights(saved, mix.names)
     if got is None:
-        try:
-            corpus = read_corpus(mine["path"], keep_case=bool(bundle.config.keep_case))
-        except StoryError as e:
-            raise StoryError(f"a partner network needs the training text to fit the weights: {e}") from None
-        if corpus.sha256 != mine["sha256"]:
-            raise StoryError(f"{mine['path']} changed since the model was trained; retrain it to use a partner network")
+        corpus = bundle.training_corpus(need="to fit the weights of a partner network")
         train, valid = training_split(corpus, bundle.config.valid_fraction)
         heldout, where = heldout_for_weights(train, valid)
         weights = fit_mixture_weights(mix, heldout, where)
@@ -208,24 +215,24 @@ def _load_mixture(bundle) -> Mixture:
 
 
 def _rebuild(bundle) -> Mixture | None:
+    """The components of a bundle saved without them, built in memory from its training text
+    when that text is at hand; None when it is not. Nothing is written into the bundle."""
     from model.errors import StoryError
 
-    info = dict(bundle.info.get("corpus") or {})
-    if not info.get("path"):
-        return None
     try:
-        from model.text.corpus import read_corpus
-
-        corpus = read_corpus(info["path"], keep_case=bool(bundle.config.keep_case))
+        corpus = bundle.training_corpus()
     except StoryError:
         return None
-    if info.get("sha256") and corpus.sha256 != info["sha256"]:
-        return None
-    mix = build_components(corpus, bundle.config, bundle.vocab, bundle.weights)
-    try:  # keep them for next time; the bundle is rewritten atomically
-        from model.storage.bundle import copy_bundle_with
+    return build_components(corpus, bundle.config, bundle.vocab, bundle.weights)
 
-        copy_bundle_with(bundle, extras_of(mix))
-    except (StoryError, OSError):
-        pass
-    return mix
+
+def missing_parts_note(bundle, mix: Mixture) -> str | None:
+    """One line for the user when ``bundle`` came without its n-gram and the LSTM answers alone:
+    which text rebuilds it and how to pass it. None when the mixture is whole."""
+    if bundle is None or mix.ngram is not None:
+        return None
+    from model.storage.origin import missing_text
+    from model.storage.untrusted import visible
+
+    why = str(missing_text(bundle, "to rebuild them"))
+    return f"{visible(bundle.path.name)} has no n-gram (words.json, ngram.npz, mixture.json), so the LSTM answers alone: {why}"

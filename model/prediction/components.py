@@ -1,17 +1,11 @@
 """The registry of component kinds, and the built-in kinds of the mixture.
 
-Every component (see :mod:`model.prediction.interface`) answers one question, "P(next word |
-the words so far)", over the *full* vocabulary: every word of the training text, in frequency
-order, plus the words the user has written that the corpus never had (ids after the corpus's).
-
-Kinds are registered with :func:`register`; building a mixture makes one component of every
-registered kind that can be made from what there is (:func:`make_components`), in the order
-they were registered, so a new kind takes part in the weights, the scoring and
-``:components`` with no other edit.
-
-Built in: ``lstm`` (the bundle's network), ``ngram`` (Kneser-Ney), ``cache`` (the words the
-user wrote lately), ``ncache`` (a neural cache over the network's states) and ``lstm2`` (a
-second network, from another bundle of the same text and split: ``--partner``).
+Every component (:mod:`model.prediction.interface`) gives P(next word | the words so far) over the
+full vocabulary: every word of the training text in frequency order, then the words the user wrote
+that the corpus never had. Building a mixture makes one component of every kind registered with
+:func:`register` that can be made (:func:`make_components`), in registration order, so a new kind
+needs no other edit. Built in: ``lstm``, ``ngram``, ``cache``, ``ncache`` and ``lstm2`` (a partner
+network).
 """
 from __future__ import annotations
 

@@ -1,39 +1,11 @@
-"""Decoding: how the next word is chosen from a model's next-word distribution.
+"""Decoding: how the next word is chosen from a next-word distribution, whatever the predictor.
 
-Everything here works over one callback, ``next_distribution(history_ids) -> (V,)
-probabilities``, plus a boolean ``banned`` mask of ids that are never generated (``<unk>``).
-Nothing depends on which model gives the distribution (one LSTM, a mixture of models, an
-n-gram model), so any predictor can use it.
-
-Settings (:class:`Decoding`), applied in this order at every step, as llama.cpp's sampler
-chain does:
-
-1. **Repeat penalty** ``θ`` over the last ``repeat_last_n`` ids of the history (the prompt
-   included; ``-1`` = the whole history, ``0`` = off). llama.cpp divides a positive logit by
-   ``θ`` and multiplies a negative one by ``θ``. That rule depends on the arbitrary offset of
-   the logits; here it is applied to log-probabilities, which are never positive, so it
-   reduces to ``log p ← θ · log p``, i.e. ``p ← p**θ`` for every id present in the window
-   (once per id, however often it occurs), then the distribution is renormalised. It is
-   the llama.cpp rule for logits shifted so that the largest is at most 0, and it no longer
-   depends on an offset. A confident word is barely touched (``0.95**1.1 = 0.945``) while an
-   unlikely one loses more, so a repeated top word can only lose its place to a word that
-   was not repeated when ``θ > log p_other / log p_top``; for a top word at ``p >= 0.9``
-   that needs ``θ > 21.8``, and under the default 1.3 a word above 0.546 always keeps its
-   place (``p**1.3 > 1 - p``). That is why greedy regeneration of a text the model knows
-   well (the seed story at ``--context 4``) is unchanged.
-2. **No-repeat n-gram** ``N``: an id that would complete an N-gram already present in the
-   history (prompt included) is banned, as in Hugging Face's ``no_repeat_ngram_size``. If
-   that would ban every id, the ban is lifted for that step.
-3. **Truncation** (sampling only): ``top_k`` keeps the K most likely ids, ``top_p`` the
-   smallest set of most likely ids holding P of the probability (nucleus), ``min_p`` the ids
-   at least ``min_p`` times as likely as the most likely one. Each works on what the one
-   before kept, renormalised; they combine.
-4. **Temperature** ``T`` (sampling only): ``p ← p**(1/T)``, renormalised, then one id is
-   drawn with the given ``numpy.random.Generator``.
-
-Greedy decoding takes the most likely id after steps 1-2 (the lowest id on a tie). Beam
-search keeps the ``beam`` best partial continuations by the sum of their log-probabilities
-after steps 1-2 (each beam with its own history), and returns the best one after ``n`` ids.
+Everything works over one callback, ``next_distribution(history_ids) -> (V,) probabilities``, and
+a ``banned`` mask (``<unk>``). The settings (:class:`Decoding`) apply at every step in llama.cpp's
+sampler-chain order: (1) repeat penalty (``p ← p**θ`` for the ids in the window), (2) no-repeat
+n-gram, then, when sampling, (3) top-k, top-p and min-p truncation and (4) temperature. Greedy
+takes the most likely id after steps 1-2 (the lowest on a tie); beam search keeps the ``beam``
+best continuations by summed log-probability.
 """
 from __future__ import annotations
 
@@ -64,14 +36,11 @@ __all__ = [
 
 NextDistribution = Callable[[Sequence[int]], np.ndarray]
 
-#: Defaults chosen with bench/generation.py on the book models (aesops_fables,
-#: tinyshakespeare). No repeated 4-gram: greedy decoding of both books otherwise loops (93% of
-#: its 4-grams repeated), while their held-out text repeats 0.1-0.7%; 3 would also forbid
-#: ", and the" twice in a page. Penalty 1.3: the largest measured that keeps the longest run
-#: copied from the training text near the held-out text's own (10-12 tokens against 8-9; 1.5
-#: copies 14-16); it never overturns a word the model gives 90% or more (that needs 21.8).
-#: Nucleus 0.9 for sampling: distinct bigrams as in the held-out text, Kneser-Ney perplexity
-#: within the target.
+#: Defaults chosen with bench/generation.py on the book models (figures: bench/README.md,
+#: Generation). No repeated 4-gram: greedy decoding otherwise loops, and 3 would also forbid
+#: ", and the" twice in a page. Penalty 1.3: runs copied from the training text stay near the
+#: held-out text's own, and it never overturns a word the model gives 0.9 or more (that needs
+#: a penalty above 21.8). Nucleus 0.9 for sampling.
 DEFAULT_REPEAT_PENALTY = 1.3
 DEFAULT_REPEAT_LAST_N = 64
 DEFAULT_NO_REPEAT_NGRAM = 4

@@ -1,45 +1,12 @@
 """The word menu and the grey continuation, as a plain object with no terminal behind it.
 
-:class:`Menu` is the completer itself. The REPL's prompt_toolkit adapters
-(:mod:`repl.completer`), the Alt-1 … Alt-9 keys, ``story-repl complete`` and the keystroke
-simulation (:mod:`model.evaluation.keystrokes`) all ask the same ``Menu``, so they see the
-same words in the same order.
+:class:`Menu` is the completer itself: the REPL's prompt_toolkit adapters (:mod:`repl.completer`),
+``story-repl complete`` and the keystroke simulation (:mod:`model.evaluation.keystrokes`) all ask
+it, so they see the same words in the same order. Its words come from a :class:`Source`.
 
-* ``Menu.entries(text, n)`` -> the first ``n`` words for the buffer ``text``, most likely
-  first, each an :class:`Entry` ``(word, prob, keys)``: next words after a space, or the words
-  that start with the partial word at the end of ``text``. ``keys`` is what picking the entry
-  costs in the REPL (see *Key costs*).
-* ``Menu.ghost(text)`` -> the inline continuation shown in grey after a completed word (the
-  buffer ends with a space, a CJK character or full-width punctuation): the
-  greedy next words (up to ``ghost_words``, 4 by default), each taken only while its
-  probability is at least ``ghost_min_prob``, written as they would be typed (a space after
-  each word, none after a CJK character), so the text ends with a space.
-* Passed-over words make room (``repeat=False``, the default). While the user goes on typing
-  the same word, a word that the menu already showed for this word position, at a shorter
-  prefix, and that was not taken moves after every word not shown yet. The memory is keyed by
-  the word position (the tokens before the word being typed) and forgotten when it changes,
-  as Presage's ``REPEAT_SUGGESTIONS=no``. The same buffer asked twice gets the same answer.
-
-Key costs
----------
-A typed character is 1 key. Alt-N (N <= 9) is 1 key and inserts menu entry N with its
-trailing space (none after a CJK character). Entries after the ninth are selected as
-prompt_toolkit's menu does: with ``complete_while_typing`` the menu is open and nothing is
-selected, so the first Tab (or Down) selects entry 1 and each further press the next one,
-while Shift-Tab (or Up) selects the last entry first: entry ``r`` of a menu of ``M`` entries
-costs ``min(r, M - r + 1)`` keys. Such a selection inserts the word and its space, but opens
-no menu and no continuation for the next word until a key is typed. → (or Ctrl-E) accepts the
-whole grey continuation, 1 key; Alt-F accepts its next word with its trailing space, 1 key
-(prompt_toolkit's own bindings: the text up to and including the next run of spaces or
-``/``). Both insert text as typing does, so the menu and continuation for what follows
-appear at once.
-
-The words come from a *source*: :class:`PredictorSource` wraps any object with the public
-interface of :class:`model.prediction.predictor.Predictor` (``tokenize``, ``encode``, ``split_prefix``,
-``ranking``, ``distribution``, ``vocab``, ``context``); :mod:`model.evaluation.presage` adds one
-over Presage. Words that start with a prefix are found through a prefix index over the vocabulary
-(sorted words, bisection, then the most likely ``n`` by ``argpartition``), built once per
-vocabulary, so a 25,000-word vocabulary costs no Python loop over the ranking.
+Key costs: a typed character, an Alt-N pick (N <= 9), → (the whole continuation) and Alt-F (its
+next word) cost 1 key each; entry ``r`` of a menu of ``M`` entries, selected with Tab or
+Shift-Tab, costs ``min(r, M - r + 1)``.
 """
 from __future__ import annotations
 

@@ -1,45 +1,11 @@
-"""Interpolated modified Kneser-Ney n-gram language model.
+"""Interpolated modified Kneser-Ney over ids ``0..V-1`` (Chen & Goodman 1998): the mixture's
+``ngram`` component and the baseline that ``eval`` and the keystroke typist compare with.
 
-This is the count-based baseline that the word-level LSTM is compared with.
-It follows Chen & Goodman (1998), "An Empirical Study of Smoothing Techniques
-for Language Modeling", section on *interpolated modified Kneser-Ney*:
-
-* For every order ``k`` three discounts ``D1``, ``D2`` and ``D3+`` are
-  estimated from the count-of-counts ``n1..n4`` of that order::
-
-      Y   = n1 / (n1 + 2 n2)
-      D1  = 1 - 2 Y n2 / n1
-      D2  = 2 - 3 Y n3 / n2
-      D3+ = 3 - 4 Y n4 / n3
-
-* The highest order uses raw counts ``c(h w)``; every lower order uses
-  continuation counts ``N1+(. h w)`` (the number of distinct words seen
-  immediately before ``h w``).  The stream is treated as if it were preceded
-  by a virtual begin-of-stream symbol, so the n-gram at position 0 receives
-  one extra continuation count and every n-gram that occurs has a count >= 1.
-
-* For a context ``h`` seen at order ``k``::
-
-      P_k(w | h) = max(c(h w) - D(c(h w)), 0) / c(h .)  +  gamma(h) P_{k-1}(w | h')
-      gamma(h)   = (D1 N1(h .) + D2 N2(h .) + D3+ N3+(h .)) / c(h .)
-
-  where ``h'`` drops the oldest word of ``h``.  A context that was never seen
-  followed by a word backs off entirely to the lower order (``gamma = 1``),
-  and the unigram level interpolates with the uniform distribution ``1 / V``,
-  so every id in ``0..V-1`` gets a strictly positive probability.
-
-Contexts shorter than ``order - 1`` (e.g. at the start of a text) are scored
-with the lower-order estimate for that context length.
-
-The model works on integer ids ``0..V-1``; mapping words to ids (and unknown
-words to an ``<unk>`` id) is the caller's job.  Counting is vectorised with
-numpy: the k-grams of the stream are ranked order by order (a k-gram is
-identified by the rank of its (k-1)-gram prefix and its last id), so the
-unique k-grams sharing a context form one contiguous, sorted slice.  A full
-next-word distribution is built as ``coef * base + sparse corrections``,
-where ``base`` is the cached unigram-level distribution and the corrections
-are the (few) followers of each seen context, so that scoring a position
-costs O(V) numpy work plus O(order^2) dictionary look-ups.
+Every id gets a positive probability (the unigram level interpolates with ``1 / V``); a context
+shorter than ``order - 1`` uses the orders it has; mapping words to ids is the caller's job. The
+fitted model is plain sorted numpy arrays (:meth:`KneserNey.to_arrays`): the k-grams of a context
+form one slice, found by binary search, so a next-word distribution is the cached unigram-level
+one, scaled, plus the few followers of each seen context.
 """
 
 from __future__ import annotations
@@ -267,35 +233,24 @@ class KneserNey:
 
     @classmethod
     def from_arrays(cls, arrays) -> "KneserNey":
-        """Rebuild a model saved with :meth:`to_arrays`; ValueError if the arrays do not fit."""
-        try:
-            order, V = (int(x) for x in np.asarray(arrays["meta"]))
-            kn = cls(order, vocab_size=V)
-            kn._base = np.asarray(arrays["base"], dtype=np.float64)
-            kn._levels = []
-            for k in range(1, order + 1):
-                stats = np.asarray(arrays[f"l{k}_stats"], dtype=np.float64)
-                kn._levels.append(
-                    _Level(
-                        np.asarray(arrays[f"l{k}_start"], dtype=np.int64),
-                        np.asarray(arrays[f"l{k}_words"], dtype=np.int64),
-                        np.asarray(arrays[f"l{k}_weight"], dtype=np.float64),
-                        np.asarray(arrays[f"l{k}_gamma"], dtype=np.float64),
-                        np.asarray(arrays[f"l{k}_counts"], dtype=np.int64),
-                        (float(stats[0]), float(stats[1]), float(stats[2])),
-                        tuple(int(x) for x in stats[3:7]),
-                    )
-                )
-            kn._index = [np.zeros(0, np.int64)]
-            for j in range(1, order):
-                keys = np.asarray(arrays[f"keys{j}"], dtype=np.int64)
-                if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
-                    raise ValueError("not a saved Kneser-Ney model: the n-gram keys are not sorted")
-                kn._index.append(keys)
-        except (KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"not a saved Kneser-Ney model: {e}") from None
-        if kn._base.shape != (V,):
-            raise ValueError("not a saved Kneser-Ney model: the unigram table does not match the vocabulary size")
+        """Rebuild a model saved with :meth:`to_arrays`, every array checked first (types, lengths, ranges,
+        sorted keys, rising offsets), so no query can index out of bounds or meet a NaN; else ValueError."""
+        meta = _saved(arrays, "meta", "iu", 2)
+        order, V = int(meta[0]), int(meta[1])
+        if not (1 <= order <= _MAX_ORDER and V >= 1):
+            raise ValueError(f"array 'meta' holds order {order}, {V} words; expected 1 to {_MAX_ORDER}, at least 1")
+        kn = cls(order, vocab_size=V)
+        kn._base = _within(_saved(arrays, "base", "f", V), "base", 0.0, _ONE, "a probability above 0", above=True)
+        kn._index = [np.zeros(0, np.int64)]
+        for j in range(1, order):  # keys of the j-grams: rank(prefix) * V + last word, strictly increasing
+            prefixes = len(kn._index[j - 1]) if j > 1 else 1
+            if prefixes * V >= 2**62:
+                raise ValueError(f"array 'keys{j - 1}' holds {prefixes:,} grams, too many for {V:,} words")
+            keys = _within(_saved(arrays, f"keys{j}", "iu"), f"keys{j}", 0, prefixes * V - 1, "a key of its prefixes")
+            if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+                raise ValueError(f"array 'keys{j}' is not sorted")
+            kn._index.append(keys)
+        kn._levels = [_saved_level(arrays, k, len(kn._index[k - 1]) if k > 1 else 1, V) for k in range(1, order + 1)]
         kn._fitted = True
         return kn
 
@@ -457,3 +412,53 @@ class KneserNey:
             "top5": hit5 / count,
             "nll": nll,
         }
+
+
+# ---- the saved form, checked ----------------------------------------------------------------
+_MAX_ORDER = 16
+_ONE = 1.0 + 1e-9  # a probability or weight, with room for rounding
+_BIG = 2**53  # counts and offsets beyond this are not from a real text
+
+
+def _saved(arrays, name: str, kinds: str, length: int | None = None) -> np.ndarray:
+    """The saved 1-D array ``name`` of one of ``kinds`` (numpy kind letters), as int64 or float64."""
+    if name not in arrays:
+        raise ValueError(f"array {name!r} is missing")
+    a = np.asarray(arrays[name])
+    if a.ndim != 1 or a.dtype.kind not in kinds or (length is not None and len(a) != length):
+        want = "numbers" if kinds == "f" else "whole numbers"
+        size = "a row of" if length is None else length
+        raise ValueError(f"array {name!r} is {a.dtype} of shape {a.shape}; expected {size} {want}")
+    if a.dtype.kind == "u" and len(a) and int(a.max()) >= 2**63:
+        raise ValueError(f"array {name!r} holds {int(a.max())}, too large for a story-repl n-gram")
+    return a.astype(np.float64 if kinds == "f" else np.int64)
+
+
+def _within(a: np.ndarray, name: str, lo, hi, what: str, above: bool = False) -> np.ndarray:
+    """``a`` when lo <= a <= hi (lo < a with ``above``) everywhere; a NaN never is."""
+    bad = ~(((a > lo) if above else (a >= lo)) & (a <= hi))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"array {name!r} holds {a[i].item()!r} at index {i}; expected {what}")
+    return a
+
+
+def _saved_level(arrays, k: int, contexts: int, V: int) -> _Level:
+    """Order ``k`` of a saved model: ``contexts + 1`` offsets into its k-grams, each context's
+    words strictly increasing and below ``V``, weights and back-off weights probabilities."""
+    p = f"l{k}_"
+    words = _within(_saved(arrays, p + "words", "iu"), p + "words", 0, V - 1, f"a word id below {V}")
+    m = len(words)
+    start = _saved(arrays, p + "start", "iu", contexts + 1)
+    if start[0] != 0 or start[-1] != m or (np.diff(start) < 0).any():
+        raise ValueError(f"array {p + 'start'!r} holds {start[:4].tolist()}...; expected offsets rising from 0 to {m}")
+    first = np.zeros(m, bool)
+    first[start[:-1][start[:-1] < m]] = True  # where each context's words begin
+    if ((np.diff(words) <= 0) & ~first[1:]).any():
+        raise ValueError(f"array {p + 'words'!r} is not sorted within each context")
+    weight = _within(_saved(arrays, p + "weight", "f", m), p + "weight", 0.0, _ONE, "a probability from 0 to 1")
+    gamma = _within(_saved(arrays, p + "gamma", "f", contexts), p + "gamma", 0.0, _ONE, "a weight in (0, 1]", above=True)
+    counts = _within(_saved(arrays, p + "counts", "iu", m), p + "counts", 1, _BIG, "a count of at least 1")
+    stats = _saved(arrays, p + "stats", "f", 7)
+    _within(stats, p + "stats", 0.0, np.asarray([3.0] * 3 + [_BIG] * 4), "3 discounts from 0 to 3, 4 counts")
+    return _Level(start, words, weight, gamma, counts, tuple(map(float, stats[:3])), tuple(map(int, stats[3:])))

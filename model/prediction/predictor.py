@@ -17,7 +17,7 @@ from model.prediction.decoding import Decoding, choose_next, generate_ids
 from model.lru import LRU
 from model.prediction.build import load_mixture
 from model.prediction.mixture import Mixture
-from model.prediction.numpy_net import Network, lstm_layer, softmax  # noqa: F401  (the numpy network lives there)
+from model.prediction.numpy_net import Network
 from model.text.tokenize import is_cjk, tokenize
 from model.text.vocab import Vocab
 

@@ -12,7 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model.prediction.components import NCACHE_THETA
+from model.errors import StoryError
+from model.prediction.components import NCACHE_THETA, registered_names
+from model.storage.untrusted import has_control, number, visible
 
 EM_STEPS = 60
 BUCKET_PRIOR = 50.0  # positions' worth of pull toward the global weights, per bucket
@@ -53,17 +55,6 @@ class Weights:
             "perplexity": self.perplexity,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Weights":
-        return cls(
-            list(d["names"]),
-            [list(map(float, row)) for row in d["by_bucket"]],
-            list(map(float, d["overall"])),
-            str(d.get("fitted_on", "")),
-            int(d.get("positions", 0)),
-            {k: float(v) for k, v in (d.get("perplexity") or {}).items()},
-        )
-
     def row(self, bucket: int, active: Sequence[str]) -> np.ndarray:
         """Weights of the ``active`` components (in ``self.names`` order), renormalised."""
         src = self.by_bucket[bucket] if 0 <= bucket < len(self.by_bucket) else self.overall
@@ -76,21 +67,96 @@ class Weights:
 
 
 # ---- the saved form (mixture.json, and the partner weights) ---------------------------------
+MAX_BUCKETS = 64  # rows a saved file may hold: one per n-gram matched order
+MAX_WEIGHT = 1e6  # a row is renormalised, so only its proportions count; larger ones could overflow its sum
+THETA = (1e-6, 100.0)  # the neural cache's sharpness: beyond this exp(θ h·h) could overflow
+
+
 def saved_form(weights: Weights, params: dict[str, dict]) -> dict:
     """The weights and the components' fitted parameters, as one JSON object."""
     return {"format_version": FORMAT_VERSION, **weights.to_dict(), "components": params}
 
 
-def from_saved(d: dict) -> tuple[Weights, dict[str, dict]]:
-    """(weights, parameters by component) of a saved object, format 1 or 2."""
-    version = int(d.get("format_version", 1))
+def from_saved(d: Any, path) -> tuple[Weights, dict[str, dict]]:
+    """(weights, parameters by component) of a saved object (format 1 or 2) read from ``path``:
+    the one place every field of ``mixture.json`` and the kept partner weights is checked (types,
+    lengths, finite non-negative rows that sum above 0, known components), since a hand-edited
+    or hostile file must fail here with one line, never later with an IndexError or a NaN."""
+    where = visible(path)
+    if not isinstance(d, dict):
+        raise StoryError(f"{where} holds {type(d).__name__}, not a JSON object; retrain the model")
+    version = d.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StoryError(f"{where}: format_version is {_shown(version)}; expected a whole number from 1 to {FORMAT_VERSION}; retrain the model")
     if version > FORMAT_VERSION:
-        raise ValueError(f"format version {version}, newer than this story-repl ({FORMAT_VERSION})")
+        raise StoryError(f"{where}: format_version is {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl")
+    try:
+        return _saved_weights(d, where), _saved_params(d, version, where)
+    except StoryError as e:
+        raise StoryError(f"{e}; retrain the model") from None
+
+
+def _shown(value: Any) -> str:
+    """A value from the file as it can be shown in one line: escaped, cut short."""
+    return visible(repr(value))[:60]
+
+
+def _saved_weights(d: dict, where: str) -> Weights:
+    known = registered_names()
+    names = d.get("names")
+    if not isinstance(names, list) or not 1 <= len(names) <= len(known):
+        raise StoryError(f"{where}: names is {_shown(names)}; expected a list of component names")
+    for name in names:
+        if name not in known or names.count(name) > 1:
+            raise StoryError(f"{where}: names holds {_shown(name)}, unknown or repeated; components are {', '.join(known)}")
+    rows = d.get("by_bucket")
+    if not isinstance(rows, list) or len(rows) > MAX_BUCKETS:
+        raise StoryError(f"{where}: by_bucket is {_shown(rows)}; expected a list of at most {MAX_BUCKETS} rows")
+    by_bucket = [_saved_row(row, len(names), f"{where}: by_bucket[{b}]") for b, row in enumerate(rows)]
+    overall = _saved_row(d.get("overall"), len(names), f"{where}: overall")
+    fitted_on = d.get("fitted_on", "")
+    if not isinstance(fitted_on, str) or len(fitted_on) > 200 or has_control(fitted_on):
+        raise StoryError(f"{where}: fitted_on is {_shown(fitted_on)}; expected a short line of text")
+    positions = int(number(d.get("positions", 0), f"{where}: positions", 0, 1e12, integer=True))
+    ppl = d.get("perplexity") or {}
+    if not isinstance(ppl, dict) or any(k not in names and k != "mixture" for k in ppl):
+        raise StoryError(f"{where}: perplexity is {_shown(ppl)}; expected a number for each of its names")
+    perplexity = {k: number(v, f"{where}: perplexity[{_shown(k)}]", 0.0, 1e300) for k, v in ppl.items()}
+    return Weights(list(names), by_bucket, overall, fitted_on, positions, perplexity)
+
+
+def _saved_row(row: Any, n: int, where: str) -> list[float]:
+    """``n`` weights, each finite from 0 to MAX_WEIGHT, at least one above 0."""
+    if not isinstance(row, list) or len(row) != n:
+        size = f"{len(row)} weights" if isinstance(row, list) else _shown(row)
+        raise StoryError(f"{where} holds {size}; expected {n}, one per name")
+    out = [number(w, f"{where}[{i}]", 0.0, MAX_WEIGHT) for i, w in enumerate(row)]
+    if not sum(out) > 0:
+        raise StoryError(f"{where} is {out}; expected at least one weight above 0")
+    return out
+
+
+def _saved_params(d: dict, version: int, where: str) -> dict[str, dict]:
+    """The components' parameters: objects of finite numbers (or text, or true/false), by registered name."""
     if version == 1:
-        params = {"ncache": {"theta": float(d.get("theta", NCACHE_THETA))}}
-    else:
-        params = {str(k): dict(v) for k, v in (d.get("components") or {}).items()}
-    return Weights.from_dict(d), params
+        return {"ncache": {"theta": number(d.get("theta", NCACHE_THETA), f"{where}: theta", *THETA)}}
+    comps = d.get("components") or {}
+    if not isinstance(comps, dict):
+        raise StoryError(f"{where}: components is {_shown(comps)}; expected an object by component name")
+    known = registered_names()
+    out: dict[str, dict] = {}
+    for name, params in comps.items():
+        if name not in known or not isinstance(params, dict):
+            raise StoryError(f"{where}: components[{_shown(name)}] is {_shown(params)}; expected parameters of a component")
+        out[name] = {}
+        for key, v in params.items():
+            field = f"{where}: components[{_shown(name)}][{_shown(key)}]"
+            if key == "theta":
+                v = number(v, field, *THETA)
+            elif not isinstance(v, (str, bool)):
+                v = number(v, field)
+            out[name][key] = v
+    return out
 
 
 # ---- fitting -------------------------------------------------------------------------------

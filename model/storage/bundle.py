@@ -1,23 +1,17 @@
-"""A saved model is one directory, written atomically:
+"""A saved model: one directory, written to a temporary sibling, synced and swapped in by one rename.
 
     model.keras     Keras weights, architecture and optimizer state (for resuming training)
     weights.npz     the same weights as plain arrays, for the TensorFlow-free predictor
-    vocab.json      the vocabulary, with a format version
-    config.json     the configuration, corpus identity (name, sha256), format version and
-                    the sha256 of model.keras, weights.npz and vocab.json (written last)
+    vocab.json      the network's vocabulary, with a format version
+    config.json     configuration, corpus name and sha256, format version, and the sha256 of
+                    model.keras, weights.npz and vocab.json (written last)
     metrics.json    accuracy, ceiling, per-epoch history, library versions
-    words.json      the full vocabulary: every word of the training text, with counts
-    ngram.npz       the Kneser-Ney component over that vocabulary, as plain arrays
-    mixture.json    the mixture's weights, fitted on held-out text (see model/prediction/build.py)
+    words.json, ngram.npz, mixture.json    the mixture's full vocabulary, n-gram and weights
+                    (model/prediction/build.py); rebuilt in memory when missing, from the
+                    training text where model/storage/origin.py finds it
 
-The last three are the predictor's other components; a bundle without them (an older one)
-still loads, and they are rebuilt from its training text when it can be read.
-
-Files are written into a temporary sibling directory (``.NAME.tmp-PID-*``), synced, then
-swapped into place by one rename, so a crash (even SIGKILL) leaves either the old bundle or
-the new one; the next save or load removes what a dead process left behind. A directory
-that holds anything but bundle files is never replaced. Loading checks the checksums and
-every array's shape, and never runs code from the bundle: no pickle, and Keras safe mode.
+A model directory may come from someone else: loading reads its regular files only, checks
+every one (model/storage/checks.py), never runs code from it and never writes into it.
 """
 from __future__ import annotations
 
@@ -38,10 +32,13 @@ import numpy as np
 
 from model.config import Config
 from model.errors import StoryError
+from model.storage.checks import check_info, config_of, read_metrics, weight_arrays
 from model.storage.files import exchange_dirs, file_digest, fsync_dir, fsync_file, write_synced
+from model.storage.untrusted import MAX_JSON_BYTES, check_plain, parse_json, read_npz, read_regular, visible
 from model.text.vocab import Vocab
 
 FORMAT_VERSION = 1
+MAX_ARRAY_BYTES = 16 * 2**30  # no array file of a model is this large
 EXTRAS = ("words.json", "ngram.npz", "mixture.json")
 FILES = ("model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json") + EXTRAS
 ARCH_KEYS = {
@@ -60,6 +57,7 @@ class Bundle:
     weights: dict[str, np.ndarray]
     info: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    given_text: str | None = None  # a text the user offered as the training text (used only if its sha256 matches)
 
     @property
     def corpus_sha256(self) -> str:
@@ -67,41 +65,61 @@ class Bundle:
 
     @property
     def corpus_name(self) -> str:
-        return str(self.info.get("corpus", {}).get("name", "?"))
+        """The recorded name of the training text, with any control character written out."""
+        return visible(self.info.get("corpus", {}).get("name") or "?")
 
     @property
     def corpus_path(self) -> str:
-        return str(self.info.get("corpus", {}).get("path", ""))
+        """The recorded path of the training text (shown visibly): a hint, never opened on its own."""
+        return visible(self.info.get("corpus", {}).get("path") or "")
 
-    def training_corpus(self, encoding: str = "utf-8"):
-        """The text this model was trained on, read again (with its case rule) and checked against
-        the sha256 it recorded, so what is measured on it is measured on that very text. A one-line
-        StoryError naming the file when the text is not recorded, cannot be read or has changed."""
+    def use_text(self, spec: str) -> Path:
+        """Take ``spec`` (the user's ``--corpus``) as this model's training text, once its sha256
+        is the recorded one; a one-line StoryError otherwise (:mod:`model.storage.origin`)."""
+        from model.storage.origin import check_given
+
+        path = check_given(self, spec)
+        self.given_text = str(path)
+        return path
+
+    def text_spec(self) -> str | None:
+        """A corpus to retrain this model's text from, found without opening what it names."""
+        from model.storage.origin import trusted_spec
+
+        return trusted_spec(self)
+
+    def training_text(self) -> Path | None:
+        """The file the training text may be read from, checked by sha256; None when none is at hand."""
+        from model.storage.origin import text_path
+
+        return text_path(self)
+
+    def training_corpus(self, encoding: str = "utf-8", need: str = ""):
+        """The text this model was trained on, read again (with its case rule) from where
+        :meth:`training_text` finds it and checked against the sha256 it recorded, so what is
+        measured on it is measured on that very text. A one-line StoryError saying which text is
+        needed (``need``: what for) when none is at hand."""
+        from model.storage.origin import missing_text
         from model.text.corpus import read_corpus
 
-        path, sha = self.corpus_path, self.corpus_sha256
-        if not path:
-            raise StoryError(f"{self.path} does not record which text it was trained on; that text is needed here")
+        path = self.training_text()
+        if path is None:
+            raise missing_text(self, need)
         try:
             corpus = read_corpus(path, encoding=encoding, keep_case=bool(self.config.keep_case))
         except StoryError as e:
             raise StoryError(f"cannot read the model's training text: {e}") from None
-        if sha and corpus.sha256 != sha:
-            raise StoryError(
-                f"{corpus.path} has changed since the model was trained on it (sha256 differs); restore it or retrain the model"
-            )
+        if corpus.sha256 != self.corpus_sha256:
+            raise StoryError(f"{visible(path)} changed while it was read (sha256 differs); try again")
         return corpus
 
     def extra(self, name: str) -> bytes | None:
-        """The bytes of an optional component file (checked against its checksum), or None."""
+        """The bytes of an optional component file (a regular file, checked against its
+        checksum), or None when it is missing."""
         f = self.path / name
-        try:
-            data = f.read_bytes()
-        except OSError:
-            return None
-        expected = (self.info.get("files") or {}).get(name)
-        if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise StoryError(f"{f} does not match the bundle it is in (checksum differs); retrain or re-save the model")
+        data = read_regular(f, MAX_ARRAY_BYTES, missing_ok=True)
+        if data is not None:
+            _check_sum(f, data, self.info.get("files") or {})
         return data
 
     def parameter_count(self) -> int:
@@ -114,7 +132,7 @@ class Bundle:
         import keras
 
         keras_file = self.path / "model.keras"
-        if not keras_file.is_file():
+        if not check_plain(keras_file):
             raise StoryError(
                 f"{self.path} has no model.keras: it can predict but not resume training; train a new model instead"
             )
@@ -311,20 +329,19 @@ def save_bundle(
 
 
 # ---- loading ----------------------------------------------------------------------------
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoryError(f"{path.parent} is not a complete model: {path.name} is missing; retrain or re-save the model") from None
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise StoryError(f"{path} is unreadable or corrupt ({type(e).__name__}); retrain or re-save the model") from None
+def _read_versioned(path: Path, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object with a format version this story-repl reads, from the regular file ``path``."""
+    data = read_regular(path, max_bytes, missing_ok=True)
+    if data is None:
+        raise StoryError(f"{visible(path.parent)} is not a complete model: {path.name} is missing; retrain or re-save the model")
+    data = parse_json(data, path)
     if not isinstance(data, dict):
-        raise StoryError(f"{path} is malformed; retrain or re-save the model")
+        raise StoryError(f"{visible(path)} is malformed; retrain or re-save the model")
     version = data.get("format_version")
-    if not isinstance(version, int):
-        raise StoryError(f"{path} has no format version; it is not a story-repl {what}")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StoryError(f"{visible(path)} has no format version; it is not a story-repl model")
     if version > FORMAT_VERSION:
-        raise StoryError(f"{path} has format version {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl")
+        raise StoryError(f"{visible(path)} has format version {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl")
     return data
 
 
@@ -347,7 +364,7 @@ def check_weights(config: Config, vocab_size: int, weights: dict[str, np.ndarray
     shapes = expected_shapes(config, vocab_size)
     missing = [k for k in shapes if k not in weights]
     if missing:
-        raise StoryError(f"{where} weights do not match its config ({config.arch}): missing {missing[0]}; retrain the model")
+        raise StoryError(f"{where / 'weights.npz'} does not match its config ({config.arch}): array {missing[0]!r} is missing; retrain the model")
     out = weights["logits/bias"]
     if out.ndim == 1 and out.shape[-1] != vocab_size:
         raise StoryError(
@@ -357,7 +374,7 @@ def check_weights(config: Config, vocab_size: int, weights: dict[str, np.ndarray
     for name, shape in shapes.items():
         if tuple(weights[name].shape) != shape:
             raise StoryError(
-                f"{where}: {name} has shape {tuple(weights[name].shape)}, not {shape} as its config and vocabulary "
+                f"{where / 'weights.npz'}: array {name!r} has shape {tuple(weights[name].shape)}, not {shape} as its config and vocabulary "
                 f"need; the bundle is inconsistent: retrain or re-save the model"
             )
 
@@ -366,15 +383,12 @@ def _check_sum(path: Path, data: bytes, files: dict) -> None:
     expected = files.get(path.name)
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise StoryError(
-            f"{path} does not match the bundle it is in (checksum differs); retrain or re-save the model"
+            f"{visible(path)} does not match the bundle it is in (checksum differs); retrain or re-save the model"
         )
 
 
-def load_bundle(path: str | os.PathLike) -> Bundle:
-    """Load a bundle for inference (numpy only). Every problem is one StoryError line.
-
-    Nothing in the bundle is executed: JSON files, and arrays read with ``allow_pickle=False``.
-    """
+def _model_dir(path: str | os.PathLike) -> Path:
+    """The absolute path of a model directory, every file of it a regular one (or missing)."""
     path = Path(os.path.expanduser(str(path))).absolute()
     try:
         if not path.exists():
@@ -387,57 +401,42 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise StoryError(f"no model at {_shown(path)}; give a directory saved with :save or story-repl train --out")
     if not is_dir:
         raise StoryError(f"{_shown(path)} is not a model directory; give a directory saved with :save or story-repl train --out")
-    info = _read_json(path / "config.json", "model")
-    files = info.get("files") if isinstance(info.get("files"), dict) else {}
+    for name in FILES:
+        check_plain(path / name)
+    return path
+
+
+def _read_part(path: Path, files: dict, max_bytes: int) -> bytes:
+    """The bytes of a file every model has, checked against its checksum."""
+    data = read_regular(path, max_bytes, missing_ok=True)
+    if data is None:
+        raise StoryError(f"{visible(path.parent)} is not a complete model: {path.name} is missing; retrain or re-save the model")
+    _check_sum(path, data, files)
+    return data
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Load a bundle for inference (numpy only). Every problem is one StoryError line.
+
+    The directory may come from anyone: only its regular files are read, each bounded and
+    checked (checksums, JSON field types, array types, sizes, shapes and values), nothing in it
+    is executed (JSON, and plain arrays read from their headers) and nothing is written.
+    """
+    path = _model_dir(path)
+    info = check_info(_read_versioned(path / "config.json"), path / "config.json", FILES)
+    files = info.get("files") or {}
     vocab_file = path / "vocab.json"
-    try:
-        vocab_bytes = vocab_file.read_bytes()
-        _check_sum(vocab_file, vocab_bytes, files)
-        vocab = Vocab.from_json(vocab_bytes.decode("utf-8"))
-    except FileNotFoundError:
-        raise StoryError(f"{path} is not a complete model: vocab.json is missing; retrain or re-save the model") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StoryError(f"{vocab_file} is unreadable ({type(e).__name__}); retrain or re-save the model") from None
-    raw_config = info.get("config")
-    if not isinstance(raw_config, dict):
-        raise StoryError(f"{path / 'config.json'} has no valid configuration; retrain or re-save the model")
-    try:
-        config = Config.from_dict(raw_config)
-    except (StoryError, TypeError, ValueError) as e:
-        raise StoryError(f"{path / 'config.json'} has an invalid configuration: {e}") from None
-    if config.context is None or config.embedding_dim is None or config.units is None:
-        raise StoryError(f"{path / 'config.json'} is incomplete (no context or embedding size); retrain the model")
+    vocab = Vocab.from_json(_read_part(vocab_file, files, MAX_JSON_BYTES), source=visible(vocab_file))
+    config = config_of(info, path / "config.json")
     weights_file = path / "weights.npz"
-    try:
-        data = weights_file.read_bytes()
-    except FileNotFoundError:
-        raise StoryError(f"{path} is not a complete model: weights.npz is missing; retrain the model") from None
-    except OSError as e:
-        raise StoryError(f"cannot read {weights_file}: {e.strerror or e}") from None
-    _check_sum(weights_file, data, files)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            weights = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "pickle" in str(e).lower():
-            raise StoryError(
-                f"{weights_file} holds pickled Python objects, which could run code; refusing to load it "
-                f"(a story-repl model has only plain arrays): retrain the model"
-            ) from None
-        raise StoryError(f"{weights_file} is truncated or corrupt ({type(e).__name__}); retrain the model") from None
-    except Exception as e:  # noqa: BLE001 - zip/npy errors of every kind mean a broken file
-        raise StoryError(f"{weights_file} is truncated or corrupt ({type(e).__name__}); retrain the model") from None
+    arrays = read_npz(_read_part(weights_file, files, MAX_ARRAY_BYTES), weights_file, kinds="f")
+    weights = weight_arrays(arrays, weights_file)
     check_weights(config, len(vocab), weights, path)
     if info.get("vocab_size") not in (None, len(vocab)):
         raise StoryError(
-            f"{path}: config.json says {info.get('vocab_size')} words but vocab.json has {len(vocab)}; retrain or re-save the model"
+            f"{visible(path)}: config.json says {info.get('vocab_size')} words but vocab.json has {len(vocab)}; retrain or re-save the model"
         )
-    metrics: dict[str, Any] = {}
-    try:
-        metrics = _read_json(path / "metrics.json", "model")
-    except StoryError:
-        metrics = {}
-    return Bundle(path=path, config=config, vocab=vocab, weights=weights, info=info, metrics=metrics)
+    return Bundle(path=path, config=config, vocab=vocab, weights=weights, info=info, metrics=read_metrics(path / "metrics.json", MAX_JSON_BYTES))
 
 
 def save_result(result: Any, target: str | os.PathLike) -> Path:
@@ -456,17 +455,13 @@ def save_result(result: Any, target: str | os.PathLike) -> Path:
     )
 
 
-def copy_bundle_with(bundle: Bundle, extras: dict[str, bytes]) -> Path:
-    """Rewrite ``bundle`` in place (atomically) with these component files added."""
-    return copy_bundle(bundle, bundle.path, extras=extras, force=True)
-
-
 def copy_bundle(bundle: Bundle, target: str | os.PathLike, extras: dict[str, bytes] | None = None, force: bool = False) -> Path:
     """Save an already loaded bundle elsewhere (atomically), keeping its Keras file."""
     target = Path(os.path.expanduser(str(target))).absolute()
     if target == bundle.path and not force:
         return target
     src_keras = bundle.path / "model.keras"
+    has_keras = check_plain(src_keras)
 
     class _Copy:
         def save(self, dest):
@@ -475,7 +470,7 @@ def copy_bundle(bundle: Bundle, target: str | os.PathLike, extras: dict[str, byt
     metrics = {k: v for k, v in bundle.metrics.items() if k not in ("format_version", "versions")}
     return save_bundle(
         target,
-        model=_Copy() if src_keras.exists() else None,
+        model=_Copy() if has_keras else None,
         config=bundle.config,
         vocab=bundle.vocab,
         weights=bundle.weights,

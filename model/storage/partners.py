@@ -6,7 +6,11 @@ the next load.
 """
 from __future__ import annotations
 
+from model.errors import StoryError
 from model.prediction.weights import Weights, from_saved, saved_form
+from model.storage.untrusted import parse_json, read_regular
+
+MAX_BYTES = 2**20  # a few hundred weights; anything larger is not a file of ours
 
 
 def partner_weights_path(bundle, other):
@@ -27,27 +31,27 @@ def partner_weights_path(bundle, other):
 
 def read_weights(path, names: list[str]) -> tuple[Weights, dict] | None:
     """(weights, the components' parameters) kept at ``path`` for exactly the components
-    ``names``, or None (no file, unreadable, or for other components)."""
-    import json
-
+    ``names``, or None: no file, or one that is not a plain file, not valid, or for other
+    components (the caller refits and rewrites it)."""
     try:
-        w, params = from_saved(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = read_regular(path, MAX_BYTES, missing_ok=True)
+        if data is None:
+            return None
+        w, params = from_saved(parse_json(data, path), path)
+    except StoryError:
         return None
-    if w.names != list(names) or any(len(row) != len(names) for row in w.by_bucket):
-        return None
-    return w, params
+    return (w, params) if w.names == list(names) else None
 
 
 def write_weights(path, weights: Weights, params: dict) -> None:
-    """Write atomically (a temporary file, then one rename); a cache that cannot be written is skipped."""
+    """Write atomically (a temporary file, then one rename; the temporary file is removed when
+    that fails); a cache that cannot be written is skipped."""
     import json
-    import os
+
+    from model.storage.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(saved_form(weights, params), ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(saved_form(weights, params), ensure_ascii=False))
     except OSError:
         pass

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from model.storage.bundle import Bundle, load_bundle, save_result
 from model.config import Config
 from model.errors import StoryError
-from model.home import home  # noqa: F401  (the cache's root; re-exported for callers)
+from model.home import home
 
 
 def file_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import stat
+import tokenize  # numpy reads a damaged array header with it, and lets its errors through
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -79,6 +80,22 @@ def read_regular(path: Path, max_bytes: int, missing_ok: bool = False) -> bytes 
     return data
 
 
+def check_plain(path: Path) -> bool:
+    """Whether ``path`` exists, as a regular file; a link, pipe, device or directory there is
+    refused with one line (without opening it: a named pipe would block)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise StoryError(f"cannot read {visible(path)}: {e.strerror or e}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise StoryError(f"{visible(path)} is a symbolic link; a model directory holds plain files only")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoryError(f"{visible(path)} is not a regular file ({_kind(st.st_mode)}); a model directory holds plain files only")
+    return True
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
@@ -139,11 +156,13 @@ def read_npz(data: bytes, path: Path, kinds: str = "fiu") -> dict[str, np.ndarra
     of one of ``kinds`` (numpy kind letters), and a declared size the file really holds."""
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError):
-        raise StoryError(f"{visible(path)} is truncated or not an array file; restore it or retrain the model") from None
+    except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError):  # NotImplementedError: an unknown zip version
+        raise StoryError(f"{visible(path)} is truncated or corrupt (not an array file); restore it or retrain the model") from None
     out: dict[str, np.ndarray] = {}
     with z:
         for member in z.infolist():
+            if member.compress_type != zipfile.ZIP_STORED:  # a few bytes could unpack to gigabytes
+                raise StoryError(f"{visible(path)}: array {visible(member.filename)!r} is compressed; a story-repl file stores plain arrays")
             name = member.filename[:-4] if member.filename.endswith(".npy") else member.filename
             out[name] = _read_member(z, member, path, name, kinds)
     return out
@@ -156,16 +175,19 @@ def _read_member(z: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, name: 
             version = np.lib.format.read_magic(fh)
             reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = reader(fh)
-            if dtype.hasobject or dtype.kind not in kinds:
-                raise StoryError(f"{where} has type {dtype}, which a story-repl model never holds")
+            if dtype.hasobject:
+                raise StoryError(f"{where} holds pickled Python objects, which could run code; refusing to load it (a story-repl file has only plain arrays)")
+            if dtype.kind not in kinds:
+                raise StoryError(f"{where} has type {dtype}, which a story-repl model never holds; restore it or retrain the model")
             count = math.prod(shape)
             body = member.file_size - fh.tell()
             if count * dtype.itemsize != body:
-                raise StoryError(f"{where} declares shape {shape} but the file holds {body:,} bytes of it")
+                raise StoryError(f"{where} declares shape {shape} but the file holds {body:,} bytes of it; restore it or retrain the model")
             raw = fh.read(body)
     except StoryError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, KeyError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, KeyError, SyntaxError, tokenize.TokenError,
+            RuntimeError) as e:  # RuntimeError: a member marked encrypted
         raise StoryError(f"{where} is truncated or corrupt ({type(e).__name__}); restore it or retrain the model") from None
     if len(raw) != body:
         raise StoryError(f"{where} is truncated; restore it or retrain the model")

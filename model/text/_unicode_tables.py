@@ -1,13 +1,9 @@
-"""Precomputed Unicode character classes used by :mod:`model.text.tokenize`.
+"""Precomputed Unicode character classes for :mod:`model.text.tokenize`: regular-expression
+class bodies (the text between ``[`` and ``]``) generated from ``unicodedata``, so that importing
+the tokenizer never scans every code point.
 
-The constants below are regular-expression character-class bodies (the text
-that goes between ``[`` and ``]``).  They were generated once from the
-``unicodedata`` database so that importing the tokenizer never has to scan
-all code points.  Regenerate them with::
-
-    python -m model.text._unicode_tables
-
-which rewrites the section between the GENERATED markers of this file.
+Regenerate them with ``python -m model.text._unicode_tables``, which rewrites the section between
+the GENERATED markers of this file.
 """
 
 from __future__ import annotations

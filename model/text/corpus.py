@@ -1,12 +1,9 @@
-"""Reading a corpus: path resolution, decoding with clear errors, token ids and checksum.
+"""Reading a corpus: finding the file, decoding it with one-line errors, its token ids and sha256.
 
-A corpus path is resolved from the working directory first, then among the corpora shipped
-with story-repl (so ``belling_the_cat`` works from anywhere). The file is streamed to token
-ids by :mod:`model.text.ids` in chunks (with a progress callback), and a large file's ids are
-kept memory-mapped from the id cache, so memory stays bounded by the id array: no list of
-token strings and no copy of the text is built. ``Corpus.tokens``, ``Corpus.paragraphs()``
-and ``Corpus.text`` still give the old views, decoded on demand, for small texts and callers
-that want strings.
+A path is resolved from the working directory first, then among the corpora shipped with
+story-repl (so ``belling_the_cat`` works from anywhere). The ids come from :mod:`model.text.ids`
+(streamed, and memory-mapped from the id cache for a large file), so memory is bounded by the id
+array; ``Corpus.tokens``, ``Corpus.paragraphs()`` and ``Corpus.text`` decode strings on demand.
 """
 from __future__ import annotations
 
@@ -84,6 +81,7 @@ class Corpus:
     paragraph_starts: np.ndarray  # int64
     keep_case: bool = False
     encoding: str = "utf-8"
+    notice: str = ""  # one line when a damaged id cache was rebuilt while reading, for the caller to show
     _tokens: TokenView | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -176,6 +174,49 @@ def check_regular(path: Path) -> None:
         raise StoryError(f"{path} is not a regular file (a device, pipe or socket); give a text file")
 
 
+# Byte-order marks that name their encoding (UTF-32 first: its little-endian mark starts like UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def sniff_encoding(path: Path, encoding: str = "utf-8") -> str:
+    """The encoding to read ``path`` with: ``encoding``, unless that is UTF-8 (the default) and the
+    file starts with a UTF-16 or UTF-32 byte-order mark, which names its own. A UTF-8 file (with
+    or without its mark) keeps ``encoding``, so its cache keys stay the same. UTF-16 text with no
+    mark is a one-line error naming the ``--encoding`` to pass."""
+    from model.text.ids import codec_name
+
+    if codec_name(encoding) != "utf-8":
+        return encoding
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return encoding  # the reader says what is wrong
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    guess = _utf16_without_bom(head)
+    if guess:
+        other = "utf-16-be" if guess == "utf-16-le" else "utf-16-le"
+        raise StoryError(f"{shown(path)} looks like UTF-16 text without a byte-order mark; pass --encoding {guess} (or {other})")
+    return encoding
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le`` or ``utf-16-be`` when ``head`` has a NUL in most odd (or even) bytes and none
+    in the others, as mostly-Latin UTF-16 text has; None otherwise."""
+    even, odd = head[0::2], head[1::2]
+    if len(odd) < 8:
+        return None
+    if odd.count(0) > 0.6 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) > 0.6 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
 def read_corpus(
     spec: str | os.PathLike,
     encoding: str = "utf-8",
@@ -185,13 +226,15 @@ def read_corpus(
     """Read, decode and tokenize a corpus file to ids; every failure is one clear StoryError.
 
     ``progress(done_bytes, total_bytes)`` is called while a file larger than one chunk is
-    tokenized (not when its ids come from the cache)."""
+    tokenized (not when its ids come from the cache). A UTF-16 or UTF-32 file with a byte-order
+    mark is read in its own encoding (see :func:`sniff_encoding`)."""
     from model.text.ids import stream_ids
 
     path = resolve_path(spec)
     check_regular(path)
     if not os.access(path, os.R_OK):
         raise StoryError(f"cannot read {path}: permission denied; check its permissions or copy it somewhere readable")
+    encoding = sniff_encoding(path, encoding)
     s = stream_ids(path, encoding=encoding, keep_case=keep_case, progress=progress, chunk=CHUNK)
     return Corpus(
         path=path,
@@ -203,4 +246,5 @@ def read_corpus(
         paragraph_starts=s.paragraph_starts,
         keep_case=keep_case,
         encoding=encoding,
+        notice=s.notice,
     )

@@ -1,5 +1,5 @@
 """Passes over large id arrays (memory-mapped id caches) in blocks, without mapping their pages
-into this process: iterate, count, and map through a table."""
+into this process: iterate, count, check (range and sum), and map through a table."""
 from __future__ import annotations
 
 import tempfile
@@ -42,6 +42,17 @@ def count_ids(ids: np.ndarray, n_words: int) -> np.ndarray:
     for block in iter_blocks(ids):
         counts += np.bincount(block, minlength=n_words)[:n_words]
     return counts
+
+
+def id_stats(ids: np.ndarray) -> tuple[int, int, int]:
+    """(smallest id, largest id, sum of the ids) in one pass of blocks: what verifying an id
+    cache needs to know about ``ids.int32`` without hashing or mapping it."""
+    low, high, total = np.iinfo(np.int32).max, np.iinfo(np.int32).min, 0
+    for block in iter_blocks(ids):
+        if len(block):
+            low, high = min(low, int(block.min())), max(high, int(block.max()))
+            total += int(block.sum(dtype=np.int64))
+    return low, high, total
 
 
 def map_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -1,41 +1,20 @@
-"""Streaming a corpus file to token ids in bounded memory, with an on-disk id cache.
+"""Streaming a corpus file to int32 token ids in bounded memory, with an on-disk id cache.
 
-Reading a large text never builds a list of every token, nor a copy of the text:
-
-* The file is read in chunks, decoded incrementally and cut into pieces of a few MB at
-  whitespace, so no token and no blank line straddles two pieces.
-* Each piece is scanned by a :class:`model.text.scanner.Scanner`, in a pool of worker processes
-  for large files (no pool below :data:`POOL_MIN_BYTES`, so the shipped stories read
-  instantly). A worker keeps its scanner for the whole file, so each distinct chunk is
-  tokenized once per worker. For each piece it returns the words it met there for the first
-  time (in order of first appearance), the piece's ids in its own numbering and the token
-  offsets where blank-line separated paragraphs start.
-* The main process merges pieces in text order into one dictionary (so a provisional id is
-  the rank of a token's first appearance), adds up counts and appends the provisional ids to
-  a raw int32 file. A second pass rewrites that file in place with the final ids: tokens
-  ranked by count, ties by first appearance, exactly the order of
-  :meth:`model.text.vocab.Vocab.build` over the whole text.
-
-The scanner is the tokenizer of :mod:`model.text.tokenize` with a fast path (see
-:mod:`model.text.scanner`); the tests check that it gives the same tokens on every shipped corpus
-and on random text.
-
-Results for files of at least :data:`CACHE_MIN_BYTES` are cached under
-``model.storage.store.home() / "ids" / KEY`` (KEY: sha256 of the file and the tokenizer settings),
-written to a temporary directory, synced and renamed into place, so a half-written cache is
-never used: ``ids.int32`` (raw, memory-mapped when used), ``words.txt`` (one distinct token a
-line, in id order), ``counts.int64``, ``first.int64`` (rank of first appearance),
-``paragraphs.int64`` (token offsets of paragraph starts) and ``meta.json``.
+The file is decoded in chunks and cut at whitespace into pieces of a few MB, scanned by
+:class:`model.text.scanner.Scanner` in worker processes (:mod:`model.text.id_workers`; none below
+:data:`POOL_MIN_BYTES`), merged in text order and renumbered so that ids rank tokens by count, ties
+by first appearance (the order of :meth:`model.text.vocab.Vocab.build`). Files of at least
+:data:`CACHE_MIN_BYTES` are cached atomically under ``<home>/ids/KEY`` (sha256 of the file and the
+tokenizer settings; an entry's files are listed in :mod:`model.text.id_cache`). An entry is
+verified whenever it is opened and rebuilt with a one-line notice (``Streamed.notice``) if damaged.
 """
 from __future__ import annotations
 
 import codecs
 import hashlib
-import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections import deque
@@ -48,13 +27,12 @@ import numpy as np
 from model.errors import StoryError
 from model.storage.files import file_digest, fsync_dir, fsync_file
 from model.text.id_arrays import BLOCK
+from model.text.id_cache import Unusable, open_entry, remove_entry, write_meta
 from model.text.id_workers import Workers
 from model.text.scanner import Piece, Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
 TOKENIZER_VERSION = 1
-#: Layout of a cache directory.
-FORMAT_VERSION = 1
 #: Files at least this large are tokenized by a pool of worker processes.
 POOL_MIN_BYTES = 4 << 20
 #: Files at least this large keep their ids in the on-disk cache (smaller ones stay in memory).
@@ -88,6 +66,7 @@ class Streamed:
     paragraph_starts: np.ndarray  # int64, sorted token offsets; 0 first when there are tokens
     sha256: str
     cache_dir: Path | None = None
+    notice: str = ""  # one line when a damaged cache entry was rebuilt, for the caller to show
 
 
 def codec_name(encoding: str) -> str:
@@ -121,34 +100,42 @@ def stream_ids(
 
     ``progress(done_bytes, total_bytes)`` is called after each chunk while tokenizing a file
     larger than one chunk. ``workers`` (default: the usable cores, for files of at least
-    :data:`POOL_MIN_BYTES`) sets the process pool; 1 scans in this process."""
+    :data:`POOL_MIN_BYTES`) sets the process pool; 1 scans in this process. A cache entry that
+    fails verification is rebuilt, and the result's ``notice`` says which and why."""
     codec_name(encoding)  # an unknown encoding fails before anything is read
     size = path.stat().st_size
     sha = file_digest(path)
     cache = use_cache if use_cache is not None else size >= CACHE_MIN_BYTES
-    if cache:
-        key = cache_key(sha, encoding, keep_case)
-        hit = load_cached(cache_root() / key, sha)
-        if hit is not None:
-            return hit
     if workers is None:
         workers = usable_cpus() if size >= POOL_MIN_BYTES else 1
     if not cache:
         return _build(path, encoding, keep_case, progress, chunk, workers, sha, None)
-    root = cache_root()
-    final = root / key
+    final = cache_root() / cache_key(sha, encoding, keep_case)
     try:
-        if final.exists():  # a broken or foreign directory under our key: rebuild it
-            shutil.rmtree(final)
+        return _open_cached(final, sha, encoding, keep_case)
+    except Unusable as e:
+        notice = "" if e.missing else f"the id cache {final} {e}; rebuilt it from {path.name}"
+    hit = _cache_build(path, encoding, keep_case, progress, chunk, workers, sha, final)
+    hit.notice = notice
+    return hit
+
+
+def _cache_build(path: Path, encoding: str, keep_case: bool, progress, chunk: int, workers: int,
+                 sha: str, final: Path) -> Streamed:
+    """Tokenize ``path`` into a temporary directory beside ``final`` and rename it into place
+    (whatever stood at ``final`` is removed first: a damaged entry, or a file)."""
+    root = final.parent
+    try:
+        remove_entry(final)
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     except OSError as e:
         raise StoryError(
             f"cannot write to the id cache {root}: {e.strerror or e}; set STORY_REPL_HOME to a directory you can write to"
         ) from None
     try:
         _build(path, encoding, keep_case, progress, chunk, workers, sha, tmp)
-        _write_meta(tmp, sha, encoding, keep_case, size)
+        _write_meta(tmp, sha, encoding, keep_case, path.stat().st_size)
         fsync_dir(tmp)
         try:
             os.rename(tmp, final)
@@ -163,9 +150,10 @@ def stream_ids(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    hit = load_cached(final, sha)
-    if hit is None:  # pragma: no cover - the directory just written is unreadable
-        raise StoryError(f"the id cache {final} could not be read back; remove it and try again")
+    try:
+        hit = _open_cached(final, sha, encoding, keep_case)
+    except Unusable as e:  # pragma: no cover - the directory just written is unreadable
+        raise StoryError(f"the id cache {final} {e} just after it was written; remove it and try again") from None
     _remove_stale(root)
     return hit
 
@@ -378,51 +366,33 @@ def _remap_file(path: Path, table: np.ndarray) -> None:
         os.close(fd)
 
 
+def _settings(sha: str, encoding: str | None, keep_case: bool | None) -> dict:
+    """What an entry's meta.json records and must still say when it is opened."""
+    out: dict = {"tokenizer_version": TOKENIZER_VERSION, "sha256": sha}
+    if encoding is not None:
+        out["encoding"] = codec_name(encoding)
+    if keep_case is not None:
+        out["keep_case"] = bool(keep_case)
+    return out
+
+
 def _write_meta(out_dir: Path, sha: str, encoding: str, keep_case: bool, size: int) -> None:
-    n_tokens = os.path.getsize(out_dir / "ids.int32") // 4
-    n_words = os.path.getsize(out_dir / "counts.int64") // 8
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "tokenizer_version": TOKENIZER_VERSION,
-        "sha256": sha,
-        "encoding": codec_name(encoding),
-        "keep_case": bool(keep_case),
-        "bytes": size,
-        "byteorder": sys.byteorder,
-        "n_tokens": n_tokens,
-        "n_words": n_words,
-        "n_paragraphs": os.path.getsize(out_dir / "paragraphs.int64") // 8,
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    fsync_file(out_dir / "meta.json")
+    write_meta(out_dir, {**_settings(sha, encoding, keep_case), "bytes": size})
 
 
-def load_cached(path: Path, sha: str) -> Streamed | None:
-    """The cached ids in ``path``, or None when missing, from another version, or inconsistent."""
+def load_cached(path: Path, sha: str, encoding: str | None = None, keep_case: bool | None = None) -> Streamed | None:
+    """The cached ids in ``path``, or None when missing, from another version, or damaged
+    (``encoding`` and ``keep_case``, when given, must be the entry's too)."""
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        if (
-            not isinstance(meta, dict)
-            or meta.get("format_version") != FORMAT_VERSION
-            or meta.get("tokenizer_version") != TOKENIZER_VERSION
-            or meta.get("sha256") != sha
-            or meta.get("byteorder") != sys.byteorder
-        ):
-            return None
-        n_tokens, n_words = int(meta["n_tokens"]), int(meta["n_words"])
-        if os.path.getsize(path / "ids.int32") != 4 * n_tokens or n_tokens == 0:
-            return None
-        words = (path / "words.txt").read_text(encoding="utf-8").split("\n")
-        counts = np.fromfile(path / "counts.int64", "<i8").astype(np.int64)
-        first = np.fromfile(path / "first.int64", "<i8").astype(np.int64)
-        starts = np.fromfile(path / "paragraphs.int64", "<i8").astype(np.int64)
-        if not (len(words) == len(counts) == len(first) == n_words) or int(counts.sum()) != n_tokens:
-            return None
-        ids = np.memmap(path / "ids.int32", dtype=np.int32, mode="r", shape=(n_tokens,))
-    except (OSError, ValueError, KeyError, TypeError):
+        return _open_cached(path, sha, encoding, keep_case)
+    except Unusable:
         return None
-    return Streamed(ids, words, counts, first, starts, sha, path)
+
+
+def _open_cached(entry: Path, sha: str, encoding: str | None, keep_case: bool | None) -> Streamed:
+    """The verified entry (see :func:`model.text.id_cache.open_entry`), or :class:`Unusable`."""
+    ids, words, counts, first, starts = open_entry(entry, _settings(sha, encoding, keep_case))
+    return Streamed(ids, words, counts, first, starts, sha, entry)
 
 
 def _remove_stale(root: Path, age: float = 86400.0) -> None:

@@ -1,26 +1,10 @@
-"""The scanner behind :mod:`model.text.ids`: UTF-8 text to token ids, remembering what it has seen.
+"""The scanner behind :mod:`model.text.ids`: UTF-8 text to token ids, each distinct chunk tokenized once.
 
-Tokens never span whitespace, so a text is cut into whitespace-separated *chunks* and each
-distinct chunk is tokenized once: printable ASCII by the tokenizer's pattern restricted to
-ASCII (where its cleaning, NFC and lower-casing change nothing but case), anything else by
-:func:`model.text.tokenize.tokenize` itself. The result is token for token the same as
-tokenizing the whole text at once; the tests check this on every shipped corpus and on
-random text.
-
-A :class:`Scanner` reads the pieces of one text in order and keeps every distinct chunk it
-has met with its tokens, so in a long text nearly every chunk of a piece is known already.
-The work is done with numpy on the UTF-8 bytes, in which no multi-byte character holds an
-ASCII byte:
-
-* non-ASCII whitespace characters are first replaced by ASCII bytes of the same length and
-  kind (:data:`WIDE_SPACES`), so whitespace is a byte class;
-* a chunk of at most :data:`KEY_BYTES` bytes (nearly every word) is keyed exactly by its
-  bytes and length as two 64-bit numbers and looked up, all chunks of a piece at once, in an
-  open-addressing hash table held in numpy arrays (linear probing, load at most one half);
-* the chunks not found are grouped exactly (sorted by a hash, each member checked against
-  its group's first), taken in order of first appearance, tokenized and added. So the
-  scanner numbers its words in order of first appearance in the text;
-* longer chunks go through a dictionary of their bytes.
+Tokens never span whitespace, so a :class:`Scanner` cuts each piece of a text into
+whitespace-separated chunks, looks them all up at once in a hash table held in numpy arrays, and
+tokenizes only the chunks it has not met before, numbering words in order of first appearance.
+The result is token for token that of :func:`model.text.tokenize.tokenize` over the whole text;
+the tests check it on every shipped corpus and on random text.
 """
 from __future__ import annotations
 

@@ -1,27 +1,10 @@
-"""Word-level tokenizer and detokenizer for the story REPL's language model.
+"""Word-level tokenizer and detokenizer for text in any script (pure Python, standard library only).
 
-``tokenize`` turns text in any script into a list of word tokens:
-
-* text is cleaned (control and format characters dropped, lone surrogates
-  removed), NFC-normalised and, unless ``keep_case`` is set, lower-cased;
-* a word is a run of letters, digits and combining marks in any script
-  (so Devanagari, Arabic with harakat or ``e`` + combining acute stay whole);
-  apostrophe contractions (``don't``, ``o'er``, ``know’t``) stay whole;
-* each Han ideograph, kana and Hangul syllable is a token of its own, so
-  Chinese and Japanese need no segmentation dictionary;
-* every other punctuation mark or symbol is a one-character token (``_``
-  included), an emoji together with its variation selector, skin-tone
-  modifier or ZWJ sequence is one token, a pair of regional indicators (a
-  flag) is one token;
-* whitespace of any kind only separates tokens.
-
-``detokenize`` joins tokens back into readable text: single spaces between
-words, no space before closing or after opening punctuation, no spaces
-between CJK characters and full-width punctuation.  For every token list
-``toks`` produced by ``tokenize`` it guarantees
-``tokenize(detokenize(toks)) == toks``.
-
-Pure Python, standard library only.
+``tokenize`` cleans and NFC-normalises the text (lower-cased unless ``keep_case``) and splits it
+into words of letters, digits and combining marks (apostrophe contractions stay whole), one token
+per Han ideograph, kana or Hangul syllable, and one per other punctuation mark or symbol (an emoji
+sequence or a flag is one). ``detokenize`` joins tokens back into readable text and guarantees
+``tokenize(detokenize(toks)) == toks`` for every ``toks`` that ``tokenize`` produced.
 """
 
 from __future__ import annotations

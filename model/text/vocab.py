@@ -187,19 +187,27 @@ class Vocab:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "Vocab":
+    def from_json(cls, data: str | bytes, source: str = "vocab.json") -> "Vocab":
+        """The vocabulary saved by :meth:`to_json`, checked as untrusted input: ``source`` (the
+        file's name or path) is named in every one-line error."""
+        from pathlib import Path
+
+        from model.storage.untrusted import parse_json
+
+        raw = data.encode("utf-8") if isinstance(data, str) else data
         try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise StoryError(f"vocab.json is not valid JSON ({e}); retrain or re-save the model") from None
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise StoryError(f"{source} is unreadable: not UTF-8 text (byte {e.start}); retrain or re-save the model") from None
+        data = parse_json(raw, Path(source))
         if not isinstance(data, dict):
-            raise StoryError("vocab.json is malformed; retrain or re-save the model")
+            raise StoryError(f"{source} is malformed; retrain or re-save the model")
         version = data.get("format_version")
         if not isinstance(version, int):
-            raise StoryError("vocab.json has no format version; retrain or re-save the model")
+            raise StoryError(f"{source} has no format version; retrain or re-save the model")
         if version > FORMAT_VERSION:
             raise StoryError(
-                f"vocab.json has format version {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl"
+                f"{source} has format version {version}, newer than this story-repl ({FORMAT_VERSION}); upgrade story-repl"
             )
         tokens, counts = data.get("tokens"), data.get("counts")
         if (
@@ -209,8 +217,30 @@ class Vocab:
             or not tokens
             or not all(isinstance(t, str) for t in tokens)
         ):
-            raise StoryError("vocab.json is malformed (tokens and counts disagree); retrain or re-save the model")
+            raise StoryError(f"{source} is malformed (tokens and counts disagree); retrain or re-save the model")
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-            raise StoryError("vocab.json is malformed (counts are not whole numbers); retrain or re-save the model")
+            raise StoryError(f"{source} is malformed (counts are not whole numbers); retrain or re-save the model")
+        bad = next((i for i, t in enumerate(tokens) if not _is_token(t)), None)
+        if bad is not None:
+            from model.storage.untrusted import visible
+
+            raise StoryError(
+                f"{source}: token {bad} is {visible(repr(tokens[bad]))[:60]}, which no text gives "
+                f"(empty, or with a space or control character); retrain or re-save the model"
+            )
         dropped = data.get("dropped", 0)
         return cls(list(tokens), list(counts), dropped=dropped if isinstance(dropped, int) and dropped >= 0 else 0)
+
+
+# Format characters a token may hold: ZWNJ and ZWJ inside words and emoji, and emoji tags.
+_KEPT_FORMAT = frozenset("\u200c\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))
+
+
+def _is_token(t: str) -> bool:
+    """Whether the tokenizer could have produced ``t``: not empty, no whitespace, no control,
+    surrogate or format character (but those it keeps)."""
+    if not t or (t.isprintable() and not any(ch.isspace() for ch in t)):
+        return bool(t)
+    import unicodedata
+
+    return not any(ch.isspace() or (unicodedata.category(ch) in ("Cc", "Cs", "Cf") and ch not in _KEPT_FORMAT) for ch in t)

@@ -1,21 +1,9 @@
 """Keras callbacks of a training run: progress reports, the stopping rules and the best weights.
 
-Imported only where training happens (it imports Keras). Every training loop story-repl
-uses (Keras ``fit``, the sampled-softmax loop, the multi-worker loop) drives these through
-``keras.callbacks.CallbackList``, so the rules are the same whichever loop runs.
-
-Keras's own callbacks were weighed against these rules:
-
-- ``EarlyStopping(restore_best_weights=True)`` watches one logged metric. Here the score is
-  validation loss when there is a validation split, and otherwise the *exact* full-window
-  accuracy computed after each epoch (the logged figure lags one update and averages over
-  prefixes); the same best weights must also survive an interrupt, a time limit and the
-  ceiling rule, and a multi-worker run must agree on every decision. One callback that
-  owns the best weights keeps those rules in one place.
-- ``TerminateOnNaN`` stops without saying why; the NaN rule below stops with a reason and
-  keeps the last good weights.
-- ``BackupAndRestore`` backs up to a directory for a restarted job; bundles are already
-  written atomically and ``train --resume`` continues from one, optimizer state included.
+Imported only where training happens (it imports Keras). Every training loop (Keras ``fit``, and
+story-repl's own sampled-softmax, stream and multi-worker loops) drives these through
+``keras.callbacks.CallbackList``, so the rules are the same whichever loop runs; one callback,
+:class:`TrainingControl`, owns the best weights and every stopping decision.
 """
 from __future__ import annotations
 

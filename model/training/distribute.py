@@ -1,25 +1,10 @@
 """tf.distribute strategies: default, mirrored (several GPUs of one host), multi-worker (TF_CONFIG).
 
-``--batch-size`` is the global batch: each step splits it over the replicas, each replica
-computes the loss of its share, and the gradients are summed over the replicas, so a step
-is one step on the whole global batch. The learning rate is the one configured for that
-global batch; it is not scaled with the replica count. With several replicas the global
-batch is rounded up to a multiple of the replica count (see :func:`global_batch`); training
-on the whole text per step becomes a global batch of every window, rounded up likewise.
-
-Every worker of a multi-worker cluster builds the same input pipeline (the same windows in
-the same order, from the seed and the epoch alone) and keeps its share of every global batch
-(``AutoShardPolicy.DATA``). The training stream is endless and every worker runs the same
-number of steps, so none waits for a step the others never run. Decisions taken between
-epochs (keep these weights? stop now?) use only figures every worker has identically:
-losses and accuracies summed over all workers, and local figures agreed on with
-:func:`agreement`.
-
-Only the chief (the ``chief`` task, or worker 0 when there is none) writes: bundles, the
-cache and TensorBoard logs. A worker that dies makes the others fail within seconds (the
-cluster's heartbeats) with a one-line error; a worker that stops answering without dying
-makes them fail after ``STORY_REPL_WORKER_TIMEOUT`` seconds (default 600), which also
-bounds how long a worker waits at start-up for the others to join.
+``--batch-size`` and ``--lr`` are global: a step splits the batch over the replicas and sums their
+gradients, so it is one step on the whole batch (rounded up to a multiple of the replica count,
+:func:`global_batch`). On a cluster every worker builds the same input pipeline and runs the same
+number of steps, decisions between epochs use figures every worker shares (:func:`agreement`),
+and only the chief writes.
 """
 from __future__ import annotations
 

@@ -1,18 +1,11 @@
 """Keras networks over a context window: embedding -> encoder -> dense logits over the vocabulary.
 
-Input ids are vocabulary ids shifted by one; 0 is padding, masked out, so a context shorter
-than the window is read exactly like a shorter sequence. The encoder is one of
-
-- ``lstm``: one LSTM layer (the seed tutorial's model);
-- ``stacked``: two LSTM layers (the seed's "improved LSTM");
-- ``bilstm``: forward and backward LSTMs over the context words, final states concatenated;
-- ``stream``: two LSTM layers over inputs of any length, trained on the text as parallel
-  streams with the state carried from one truncated-BPTT step to the next
-  (:mod:`model.training.stream`); with ``tie_weights`` the output layer is the embedding transposed
-  (:class:`TiedEmbedding`). At inference it reads the last ``context`` words from a zero state.
-
-The network only ever reads the context words, never the word it predicts.
-Importing this module imports TensorFlow; the REPL only does so when it must train.
+Input ids are vocabulary ids shifted by one; 0 is padding, masked out, so a short context reads
+like a shorter sequence. Encoders: ``lstm`` (one layer, the seed tutorial's model), ``stacked``
+(two), ``bilstm`` (forward and backward, final states concatenated) and ``stream`` (two layers,
+trained as parallel streams by :mod:`model.training.stream`, the output layer optionally tied to
+the embedding: :class:`TiedEmbedding`). The network reads only the context words, never the word
+it predicts. Importing this module imports TensorFlow; the REPL does so only to train.
 """
 from __future__ import annotations
 

@@ -1,26 +1,11 @@
 """Training the ``stream`` arch: the text as parallel streams, the LSTM state carried across batches.
 
-The windowed archs learn from sliding windows of ``context`` words, each read from a zero
-state. The stream arch instead reads the training ids the way a language model reads a book
-(truncated back-propagation through time, as in the word-level LSTM of ``pytorch/examples``):
-
-- the ids are cut into ``B`` equal streams (``batch_size`` of them; one for a small text
-  trained whole), side by side in a (B, n) array;
-- each step trains the next ``bptt`` tokens of every stream, predicting the next token at
-  every position, starting from the (h, c) state the previous step ended with, so the
-  network learns from a history longer than one step while gradients stop at the step's edge;
-- the state starts from zero at the start of every epoch, and every epoch starts the steps
-  at a seeded random offset in ``[0, bptt)``, so the step boundaries fall elsewhere each time.
-
-Validation loss is the mean cross-entropy over the held-out ids read the same way (a few
-streams, state carried, no dropout). The learning rate warms up over the first
-epoch (at most ``WARMUP_STEPS`` steps) and is halved after every epoch whose validation loss is no better.
-
-The layers are those of :func:`model.training.network.build_stream_network`, called here with an
-explicit initial state; the functional model they belong to is what is saved and what
-predicts (from a zero state over the last ``context`` words, like the numpy predictor).
-The stopping rules are :class:`model.training.callbacks.TrainingControl`'s, driven through
-``keras.callbacks.CallbackList`` as ``fit`` would drive them.
+Where the windowed archs read each window from a zero state, the stream arch reads the training
+ids as ``batch_size`` parallel streams with truncated back-propagation through time (as the
+word-level LSTM of ``pytorch/examples``): each step trains the next ``bptt`` tokens of every
+stream from the state the previous step ended with. The saved model predicts from a zero state
+over the last ``context`` words, like the numpy predictor; the stopping rules are
+:class:`model.training.callbacks.TrainingControl`'s.
 """
 from __future__ import annotations
 

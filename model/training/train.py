@@ -1,18 +1,10 @@
-"""Training: corpus -> vocabulary -> windows -> Keras network -> a trained result.
+"""Training: corpus -> vocabulary -> windows -> Keras network -> a :class:`TrainResult`.
 
-Progress goes out through a plain callback (``on_progress``) carrying :class:`Progress`
-records; there is no UI code here. Training stops when
-
-- training accuracy reaches the corpus's ceiling (see :func:`model.training.data.ceiling`),
-- validation loss stops improving (when a validation split is asked for),
-- the epoch budget or the time budget (``time_limit``) is spent, or
-- ``stop`` (a ``threading.Event``) is set, e.g. by Ctrl-C: the current batch finishes first.
-
-In every case the best weights seen so far are the ones kept (the rules live in
-:class:`model.training.callbacks.TrainingControl`). The steps are named functions, in the order a
-run takes them: :func:`prepare` (recipe, vocabulary, ids), :func:`plan_batches` (windows,
-ceiling, batches), :func:`build_model`, :func:`make_datasets`, :class:`Monitor` (exact
-accuracy, samples), :func:`run_loop` and :func:`finish` (the :class:`TrainResult`).
+The steps are named functions, in the order a run takes them: :func:`prepare` (recipe,
+vocabulary, ids), :func:`plan_batches`, :func:`build_model`, :func:`make_datasets`,
+:class:`Monitor` (exact accuracy, samples), :func:`run_loop` and :func:`finish`. Progress goes out
+through a plain callback of :class:`model.training.events.Progress` records (no UI code here); the
+stopping rules and the best weights are :class:`model.training.callbacks.TrainingControl`'s.
 """
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ class ComponentCommands:
 
     def do_partner(self, arg, time_limit: float | None = None) -> None:
         """``:partner [ARCH|DIR|off] [--time-limit D]``: a second network as the ``lstm2`` component."""
-        from repl.models import partner_bundle, partner_config
+        from repl.models import cached_partner, partner_bundle, partner_config, partner_recipe
 
         if arg is None:
             if time_limit is not None:
@@ -80,11 +80,9 @@ class ComponentCommands:
         if self.training:
             raise StoryError("training is under way; wait for it or :stop it first")
         if spec in ARCHS:
-            from model.storage import store
-
-            corpus, config = partner_config(self.bundle, spec)
-            other = store.cached(corpus, config)
+            other = cached_partner(self.bundle, partner_recipe(self.bundle, spec))
             if other is None:
+                corpus, config = partner_config(self.bundle, spec)  # its training text, checked by sha256
                 if not corpus.is_file():
                     raise StoryError(f"cannot train the {spec} partner: the corpus {corpus} is not there any more")
                 self.partner_training = True

@@ -35,20 +35,33 @@ class InspectCommands:
         if b is None:
             raise StoryError("no model is loaded yet")
         pred_words = self.predictor.mixture.corpus_size if self.predictor is not None else len(b.vocab)
-        m = b.metrics
-        acc = m.get("accuracy")
-        ceil = m.get("ceiling")
+        m = _dict(b.metrics)
         cfg = b.config
+        tokens = render.formatted(_dict(_dict(b.info).get("corpus")).get("tokens"), "{:,}")
+        stop = m.get("stop_reason")
         rows = [
-            ("corpus", f"{b.corpus_name} ({b.info.get('corpus', {}).get('tokens', '?')} tokens, sha256 {b.corpus_sha256[:12]})"),
+            ("corpus", f"{b.corpus_name} ({tokens} tokens, sha256 {str(b.corpus_sha256)[:12]})"),
             ("vocabulary", f"{pred_words} words completable (every training word); the LSTM's own: {len(b.vocab)}"),
             ("components", components_line(self.predictor)),
             ("model", f"{cfg.arch}, context {cfg.context}, {cfg.units} units, embedding {cfg.embedding_dim}, dropout {cfg.dropout}"),
             ("parameters", f"{b.parameter_count():,}"),
-            ("training", f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size or 'whole text'}, {m.get('epochs', '?')} epochs, {m.get('stop_reason', '')}"),
-            ("accuracy", "?" if acc is None else f"{acc:.4f} (ceiling {ceil:.4f})" if ceil is not None else f"{acc:.4f}"),
+            ("training", f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size or 'whole text'}, "
+                         f"{render.formatted(m.get('epochs'), '{:g}')} epochs" + (f", {stop}" if isinstance(stop, str) and stop else "")),
+            ("accuracy", _accuracy(m)),
             ("where", str(b.path)),
         ]
-        if m.get("val_loss") is not None:
-            rows.insert(6, ("validation", f"loss {m['val_loss']:.4f}, perplexity {math.exp(m['val_loss']):.1f}"))
+        loss = m.get("val_loss")
+        if render.formatted(loss, "{}", "") and loss < 700:
+            rows.insert(6, ("validation", f"loss {loss:.4f}, perplexity {math.exp(loss):.1f}"))
         self.out(render.info_panel(rows))
+
+
+def _dict(value) -> dict:
+    """``value`` if it is a dict, else an empty one (a model's files may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _accuracy(metrics: dict) -> str:
+    acc = render.formatted(metrics.get("accuracy"))
+    ceiling = render.formatted(metrics.get("ceiling"), missing="")
+    return f"{acc} (ceiling {ceiling})" if ceiling and acc != "?" else acc

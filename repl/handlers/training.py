@@ -1,6 +1,8 @@
 """The model and its training: ``:train``, ``:stop``, ``:corpus``, ``:arch``, ``:context``, ``:save``, ``:load``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from model.config import ARCHS
 from model.errors import StoryError
 from model.storage.bundle import copy_bundle, load_bundle
@@ -42,11 +44,16 @@ class ModelCommands:
             raise StoryError("training is under way; :stop it before loading another model")
         bundle = load_bundle(arg)
         old = self.bundle
-        self.set_bundle(bundle)
+        if old is not None and old.corpus_sha256 and bundle.corpus_sha256 == old.corpus_sha256:
+            bundle.given_text = self.corpus_spec  # the session's text; used only if its sha256 matches
+        self.set_bundle(bundle)  # a bundle that cannot be used raises here, and the old one stays
         self.config = bundle.config
-        if bundle.corpus_path:
-            self.corpus_spec = bundle.corpus_path
+        spec = bundle.text_spec()  # never a path the model names on its own
         msg = f"loaded {bundle.config.label()} model from {bundle.path} (corpus {bundle.corpus_name})"
         if old is not None and old.corpus_sha256 and bundle.corpus_sha256 != old.corpus_sha256:
             msg += f"; note: it was trained on {bundle.corpus_name}, not on {old.corpus_name}"
+        if spec:
+            self.corpus_spec = spec
+        elif bundle.corpus_sha256 != getattr(old, "corpus_sha256", None):
+            msg += f"; its training text is not at hand, so :train still trains {Path(self.corpus_spec).stem}"
         self.out(render.notice(msg, "green"))
