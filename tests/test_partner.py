@@ -172,7 +172,8 @@ def test_partner_command_trains_attaches_shows_and_drops_the_partner(pair):
     assert "the partner network is training; :stop it first" in error_line(repl.run(":partner off", wait=False))
     repl.session.train_thread.join(timeout=300)
     out = rendered(repl.printed[start:])
-    assert "partner (stream) on cat.txt: training in the background for at most 3s" in out, out
+    # The session's own text (belling_the_cat.txt, the same sha256 as the model's cat.txt) is what it trains on.
+    assert "partner (stream) on belling_the_cat.txt: training in the background for at most 3s" in out, out
     assert f"joins the mixture as {PARTNER}" in out and out.count("error") == 1, out  # only the refused :partner off
     pred = repl.session.predictor
     assert pred.components() == ["lstm", "ngram", "cache", "ncache", PARTNER]
