@@ -13,7 +13,14 @@
    trip through the pipe included), against a target of 5 ms on average at vocabulary 10,000;
 4. generation: 32 words with ``Predictor.generate_ids`` (cold and warm cache);
 5. memory: peak RSS (VmHWM) of the REPL process after typing a few lines, and whether its
-   address space maps TensorFlow's native library (the REPL must not import TensorFlow).
+   address space maps TensorFlow's native library (the REPL must not import TensorFlow);
+6. generation with a story (``--story`` runs only this): 32 words proposed at the end of a
+   story of 10, 1,000 and 10,000 words, as the REPL proposes them (the story written line by
+   line and observed, followed by the predictor through ``StoryContext``, then
+   ``Predictor.generate_ids`` with the story's ids and the session's decoding), greedy and
+   sampled, for each recipe of ``RECIPES``: bundles of each recipe's shapes with random weights
+   and the n-gram of their text (no training, no TensorFlow). Targets: 32 words within 20 ms,
+   and the time per word at every story length within 1.2x of the first length's.
 
 Models: the default belling_the_cat model (vocabulary 112, context 3), and a tinyshakespeare
 model with a vocabulary of 10,000 (context 16 by the corpus recipe) trained for only a few
@@ -23,7 +30,7 @@ Output: JSON lines on stdout.
 """
 from __future__ import annotations
 
-from _common import CORPORA, ROOT, emit, machine_info, median, percentile  # first: sets sys.path, BLAS, TF logging
+from _common import CORPORA, ROOT, emit, logger, machine_info, median, percentile  # first: sets sys.path, BLAS, TF logging
 
 import argparse
 import json
@@ -361,6 +368,140 @@ def generation_latency(name: str, bundle_path: str, corpus: Path, words: int, tr
     return out
 
 
+# ---- generation with a story (numpy only; random weights of each recipe's shapes) --------------
+# (name, corpus, Config keyword arguments): what `resolve` gives a small story and a book, a
+# context-16 windowed model, the stream arch, and the context-16 model of the table above (its
+# network's vocabulary capped at 10,000 words instead of the words seen 3 times). The weights'
+# values do not change the time.
+RECIPES = {
+    "small_story": (CAT, {}),
+    "book": (SHAKE, {}),
+    "window16": (SHAKE, {"context": 16}),
+    "stream": (SHAKE, {"arch": "stream"}),
+    "window16_v10k": (SHAKE, {"context": 16, "max_vocab": 10000}),
+}
+STORY_LENGTHS = (10, 1000, 10_000)
+LINE_WORDS = 12  # words per node of a bench story
+MIX_ROW = {"lstm": 0.5, "ngram": 0.3, "cache": 0.1, "ncache": 0.1}  # every part answers
+
+
+def recipe_bundle(home: Path, name: str, ngrams: dict) -> Path:
+    """A bundle of recipe ``name`` with random weights and its mixture's files (the n-gram of
+    its corpus, fitted once per text; fixed weights), as a trained model is saved."""
+    import numpy as np
+
+    from model.config import Config, resolve
+    from model.prediction.build import extras_of, training_ngram, training_vocabulary
+    from model.prediction.components import make_components
+    from model.prediction.interface import Ingredients
+    from model.prediction.mixture import Mixture
+    from model.prediction.weights import Weights
+    from model.storage.bundle import expected_shapes, save_bundle
+    from model.text.corpus import read_corpus
+    from model.text.vocab import Vocab
+
+    corpus_path, kw = RECIPES[name]
+    corpus = read_corpus(corpus_path)
+    config = resolve(Config(**kw), len(corpus.tokens))
+    vocab = Vocab.build(corpus.tokens, max_size=config.max_vocab, min_count=config.min_count)
+    rng = np.random.default_rng(0)
+    weights = {k: rng.normal(0, 0.3, s).astype(np.float32) for k, s in expected_shapes(config, len(vocab)).items()}
+    if corpus.sha256 not in ngrams:
+        words, table, train, _ = training_vocabulary(corpus, config.valid_fraction)
+        ngrams[corpus.sha256] = (words, training_ngram(corpus, config, words, table, train))
+    words, kn = ngrams[corpus.sha256]
+    mix = Mixture(words, make_components(Ingredients(words, kn)))
+    names = list(MIX_ROW)
+    row = [MIX_ROW[n] for n in names]
+    mix.weights = Weights(names, [row] * kn.order, row, "bench: fixed weights")
+    info = {"name": corpus.name, "path": str(corpus.path), "sha256": corpus.sha256, "tokens": len(corpus.tokens)}
+    return save_bundle(home / name, model=None, config=config, vocab=vocab, weights=weights, corpus=info, metrics={},
+                       extras=extras_of(mix))
+
+
+def story_lines(corpus: Path, words: int, keep_case: bool, start: int = 0) -> list[list[str]]:
+    """The corpus's tokens from ``start`` (read again from its beginning when it runs out) cut into
+    lines of LINE_WORDS tokens, ``words`` tokens in all."""
+    from model.text.tokenize import tokenize
+
+    tokens = tokenize(corpus.read_text(encoding="utf-8"), keep_case=keep_case)
+    out = []
+    for s in range(start, start + words, LINE_WORDS):
+        n = min(LINE_WORDS, start + words - s)
+        out.append([tokens[(s + j) % len(tokens)] for j in range(n)])
+    return out
+
+
+def story_generation(name: str, path: Path, length: int, words: int, trials: int) -> list[dict]:
+    """Generation at the end of a story of ``length`` words, as the REPL makes a proposal: the
+    story written line by line (each line observed), followed by the predictor; then, per trial,
+    another last line (a sibling node, observed, followed) and ``words`` generated words after it
+    (``Predictor.generate_ids`` with the story's ids and the session's decoding), timed."""
+    from model.prediction.decoding import Decoding
+    from model.prediction.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.story.context import StoryContext
+
+    bundle = load_bundle(path)
+    pred = Predictor(bundle)
+    corpus = Path(RECIPES[name][0])
+    base = story_lines(corpus, max(0, length - LINE_WORDS), bundle.config.keep_case)
+    story = StoryContext()
+    story.follow(pred, [], None)
+    t = time.perf_counter()
+    for line in base:
+        pred.observe(line)
+    nodes = [(k + 1, tuple(line)) for k, line in enumerate(base)]
+    story.follow(pred, nodes, "bench")
+    written = time.perf_counter() - t
+    extra = story_lines(corpus, 2 * trials * LINE_WORDS, bundle.config.keep_case, start=length + 7919)
+    modes = {"greedy": Decoding(), "sampled": Decoding(greedy=False)}
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    follow_ms: list[float] = []
+    for k, line in enumerate(extra):
+        mode = list(modes)[k % 2]
+        t = time.perf_counter_ns()
+        pred.observe(line)
+        story.follow(pred, nodes + [(100_000 + k, tuple(line))], "bench")
+        ids = pred.encode(list(story.tokens()))[0]
+        follow_ms.append((time.perf_counter_ns() - t) / 1e6)
+        t = time.perf_counter_ns()
+        got = list(pred.generate_ids(ids, words, seed=k, decoding=modes[mode]))
+        times[mode].append((time.perf_counter_ns() - t) / 1e6)
+        assert len(got) == words
+    out = []
+    for mode, ts in times.items():
+        out.append({
+            "bench": "latency", "figure": "story_generate", "recipe": name, "arch": bundle.config.arch,
+            "context": bundle.config.context, "units": bundle.config.units, "lstm_vocab": len(bundle.vocab),
+            "predictor_vocab": len(pred.vocab), "story_words": length, "words": words, "decoding": mode,
+            "trials": len(ts), "median_ms": round(median(ts), 3), "min_ms": round(min(ts), 3), "max_ms": round(max(ts), 3),
+            "ms_per_word_median": round(median(ts) / words, 4), "target_ms": 20.0,
+            "line_follow_median_ms": round(median(follow_ms), 3), "story_written_seconds": round(written, 2),
+            "history_tokens": len(pred.mixture.history),
+        })
+    return out
+
+
+def story_generation_all(home: Path, recipes: list[str], lengths: list[int], words: int, trials: int, log) -> list[dict]:
+    """Every recipe at every story length, then the per-word time at each length over the first."""
+    ngrams: dict = {}
+    out = []
+    for name in recipes:
+        t = time.perf_counter()
+        path = recipe_bundle(home, name, ngrams)
+        log(f"{name}: bundle in {time.perf_counter() - t:.1f} s")
+        first: dict[str, float] = {}
+        for length in lengths:
+            for rec in story_generation(name, path, length, words, trials):
+                base = first.setdefault(rec["decoding"], rec["ms_per_word_median"])
+                rec["per_word_vs_first_length"] = round(rec["ms_per_word_median"] / base, 3)
+                out.append(rec)
+                emit(rec)
+            log(f"{name}: story of {length} words done")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--prepare-child"]:
@@ -373,12 +514,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
     p.add_argument("--home", help="use (and keep) this STORY_REPL_HOME instead of a temporary one")
     p.add_argument("--quick", action="store_true", help="fewer starts, prefixes and trials")
+    p.add_argument("--story", action="store_true", help="only generation with a story (no TensorFlow, a few minutes)")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="story generation: comma-separated: " + ", ".join(RECIPES))
+    p.add_argument("--story-lengths", default=",".join(map(str, STORY_LENGTHS)), help="story generation: words of story")
+    p.add_argument("--story-trials", type=int, default=9, help="story generation: proposals timed per mode")
     p.add_argument(
         "--blas-threads",
         type=int,
         help="OPENBLAS_NUM_THREADS/OMP_NUM_THREADS for this process and the REPL (default: the library's own)",
     )
     args = p.parse_args(argv)
+    if args.story and args.blas_threads is None:
+        args.blas_threads = 1  # as the CLI runs the REPL
     if args.blas_threads is not None:
         if "numpy" in sys.modules:  # pragma: no cover - nothing above imports it
             raise SystemExit("--blas-threads must be set before numpy is imported")
@@ -389,11 +536,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in args.models.split(",") if n]
 
     emit(machine_info("latency", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default")))
-    emit(python_baseline())
+    if not args.story:
+        emit(python_baseline())
     tmp = None
     home = Path(args.home) if args.home else Path(tmp := tempfile.mkdtemp(prefix="story-repl-latency-"))
     try:
-        for name in names:
+        recipes = [r for r in args.recipes.split(",") if r]
+        lengths = [int(n) for n in args.story_lengths.split(",") if n]
+        story_generation_all(home, recipes, lengths, 32, args.story_trials, logger("latency"))
+        for name in [] if args.story else names:
             corpus, _, flags, _ = MODELS[name]
             info = prepare(home, name)
             emit({"bench": "latency", "figure": "model", "model": name, **info})

@@ -11,6 +11,7 @@ import difflib
 import math
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -20,9 +21,10 @@ from model.evaluation import evaluate
 from model.evaluation.analysis import corpus_count, followers, score_text
 from model.text.tokenize import detokenize
 from repl.eval_view import eval_report, repl_keystrokes
-from repl.render import bar, data_text, notice, safe
+from repl.hanzi import script_hint
+from repl.render import Fitted, bar, bar_room, data_text, notice, safe, titled
 
-__all__ = ["COMMANDS", "prob_style", "run_command", "score_view", "vocab_view", "word_view"]
+__all__ = ["COMMANDS", "LiveModel", "answered_by", "model_in_use", "prob_style", "run_command", "score_view", "vocab_view", "word_view"]
 
 #: name -> (usage, help, argument kind for repl.commands.Spec)
 COMMANDS = {
@@ -48,13 +50,54 @@ def prob_style(p: float) -> str:
     return "red"
 
 
-def _need_model(session) -> tuple[Any, Any]:
+class LiveModel:
+    """Stands in for the bundle while a new text's first LSTM trains and the n-gram and the cache
+    answer: the recipe being trained, the text read for it, no network yet."""
+
+    trained = False
+
+    def __init__(self, pred, corpus) -> None:
+        self.config = pred.config
+        self.corpus = corpus
+        self.corpus_name = safe(corpus.name)
+        self.corpus_sha256 = corpus.sha256
+        self.path = "not saved yet (the LSTM is training)"
+        self.vocab: tuple = ()  # the network's own vocabulary: none yet
+        self.info = {"corpus": {"name": corpus.name, "path": str(corpus.path), "sha256": corpus.sha256, "tokens": int(corpus.n_tokens)}}
+        self.metrics: dict = {}
+
+    def training_corpus(self, encoding: str = "utf-8", need: str = ""):
+        return self.corpus
+
+
+def answered_by(pred) -> str:
+    """Which parts answer, said while there is no trained network: ``ngram+cache (the LSTM is training)``."""
+    return f"answered by {'+'.join(pred.components())} (the LSTM is training)"
+
+
+def model_in_use(session) -> tuple[Any, Any]:
     """(bundle, predictor) of the session, taken from one predictor so a model swapped in by
-    background training cannot pair one model's vocabulary with another's weights."""
+    background training cannot pair one model's vocabulary with another's weights; while the
+    first LSTM of a text trains, a :class:`LiveModel` for the n-gram and cache that answer."""
     pred = getattr(session, "predictor", None)
-    bundle = getattr(pred, "bundle", None) if pred is not None else None
-    if bundle is None or pred is None:
+    if pred is None:
         raise StoryError("no model is loaded yet; wait for training or :load a model")
+    bundle = getattr(pred, "bundle", None)
+    if bundle is not None:
+        return bundle, pred
+    corpus = getattr(session, "live_corpus", None)
+    if corpus is None:  # read again (from the id cache) when the session kept no copy
+        from model.text.corpus import read_corpus
+
+        corpus = read_corpus(session.corpus_spec, encoding=getattr(session, "encoding", "utf-8"), keep_case=bool(pred.config.keep_case))
+    return LiveModel(pred, corpus), pred
+
+
+def _need_model(session) -> tuple[Any, Any]:
+    """:func:`model_in_use`, saying first which parts answer when no network is trained yet."""
+    bundle, pred = model_in_use(session)
+    if not getattr(bundle, "trained", True):
+        session.out(notice(answered_by(pred), "cyan"))
     return bundle, pred
 
 
@@ -63,9 +106,9 @@ def run_command(session, name: str, arg: Any = None) -> None:
     if name == "eval":
         _eval(session, arg)
     elif name == "score":
-        _, pred = _need_model(session)
         if not arg or not str(arg).strip():
             raise StoryError(":score needs some text (usage: :score TEXT)")
+        _, pred = _need_model(session)
         session.out(score_view(pred, str(arg)))
     elif name == "vocab":
         bundle, pred = _need_model(session)
@@ -138,26 +181,7 @@ def score_view(pred, text: str) -> Group:
             legend.append(f" {label} " if label == "likely" else f" {label}", style="dim")
     legend.append("   underlined: unknown word   dim: not scored", style="dim")
 
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("word")
-    table.add_column("prob", justify="right")
-    table.add_column("bits", justify="right")
-    table.add_column("rank", justify="right", style="dim")
-    table.add_column("", no_wrap=True)
-    table.add_column("note", style="dim")
-    for i, (w, shown) in enumerate(zip(words[:SCORE_ROWS], tokens), 1):
-        word_style = (prob_style(w["prob"]) if w["scored"] else "dim") + ("" if w["known"] else " underline")
-        if w["scored"]:
-            p = w["prob"]
-            prob = f"{p:.2%}" if p >= 0.0001 else f"{p:.1e}"
-            table.add_row(
-                str(i), Text(shown, style=word_style), prob, f"{w['bits']:.2f}",
-                "-" if w["rank"] is None else str(w["rank"]),
-                Text(bar(min(1.0, w["bits"] / 16.0), 12), style=prob_style(p)), data_text(w["note"]),
-            )
-        else:
-            table.add_row(str(i), Text(shown, style=word_style), "-", "-", "-", "", data_text(w["note"]))
+    table = Fitted(lambda width: _score_table(words[:SCORE_ROWS], tokens, width))
     parts: list[Any] = [coloured, legend, table]
     if len(words) > SCORE_ROWS:
         parts.append(notice(f"… {len(words) - SCORE_ROWS} more words not listed", "dim"))
@@ -172,7 +196,38 @@ def score_view(pred, text: str) -> Group:
         )
     else:
         parts.append(notice("fewer than two known words: nothing to score (the first word has no context)"))
+    hint = script_hint([w["word"] for w in words if not w["known"]], lambda t: t in pred.vocab.index)
+    if hint:
+        parts.append(notice(f"unknown words: {hint}"))
     return Group(*parts)
+
+
+def _score_table(words: list[dict[str, Any]], tokens: list[str], width: int) -> Table:
+    """One row per word: probability, and where the width leaves room bits, rank, a bar and a note."""
+    full = width >= 48  # narrower: the word and its probability (the colours say the rest)
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("word", overflow="fold")
+    table.add_column("prob", justify="right")
+    if full:
+        table.add_column("bits", justify="right")
+        table.add_column("rank", justify="right", style="dim")
+    cells = bar_room(width, [len(str(len(words))), max((cell_len(t) for t in tokens), default=4), 7, 5, 5, 20], 12) if full else 0
+    if cells:
+        table.add_column("", no_wrap=True)
+    if full:
+        table.add_column("note", style="dim")
+    for i, (w, shown) in enumerate(zip(words, tokens), 1):
+        word_style = (prob_style(w["prob"]) if w["scored"] else "dim") + ("" if w["known"] else " underline")
+        if w["scored"]:
+            p = w["prob"]
+            figures = [f"{p:.2%}" if p >= 0.0001 else f"{p:.1e}", f"{w['bits']:.2f}", "-" if w["rank"] is None else str(w["rank"])]
+            drawn = [Text(bar(min(1.0, w["bits"] / 16.0), cells), style=prob_style(p))] if cells else []
+        else:
+            figures, drawn = ["-", "-", "-"], [""] if cells else []
+        extra = [*figures[1:], *drawn, data_text(w["note"])] if full else []
+        table.add_row(str(i), Text(shown, style=word_style), figures[0], *extra)
+    return table
 
 
 # ---- :vocab ---------------------------------------------------------------------------
@@ -206,8 +261,10 @@ def vocab_view(bundle, pred=None) -> Group:
     if isinstance(corpus_tokens, int) and corpus_tokens != total:
         lines.append(f" (of {corpus_tokens:,} in the corpus; the rest is held out for validation)")
     lines.append("\n")
-    unk = lstm.unk_id
-    if unk is not None:
+    unk = getattr(lstm, "unk_id", None)
+    if not getattr(bundle, "trained", True):
+        lines.append("the LSTM is training; the n-gram and the cache answer over every word meanwhile")
+    elif unk is not None:
         lstm_words = len(lstm) - 1
         share = (total - lstm.counts[unk]) / total if total else 0.0
         lines.append(
@@ -216,16 +273,25 @@ def vocab_view(bundle, pred=None) -> Group:
         )
     else:
         lines.append(f"the LSTM's own vocabulary: the same {len(lstm):,} words (coverage 100.00%)")
-    table = Table(title=f"top {TOP_WORDS} words", title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    top = list(zip(tokens[:TOP_WORDS], counts[:TOP_WORDS]))
+    return Group(lines, Fitted(lambda width: titled(f"top {TOP_WORDS} words", _top_table(top, total, width))))
+
+
+def _top_table(top: list[tuple[str, int]], total: int, width: int) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right", style="dim")
-    table.add_column("word", style="bold cyan")
+    table.add_column("word", style="bold cyan", overflow="fold")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
-    table.add_column("", style="green", no_wrap=True)
-    most = max(counts[:TOP_WORDS], default=1) or 1
-    for rank, (w, c) in enumerate(zip(tokens[:TOP_WORDS], counts[:TOP_WORDS]), 1):
-        table.add_row(str(rank), data_text(w), f"{c:,}", f"{c / total:.2%}" if total else "-", bar(c / most))
-    return Group(lines, table)
+    words = max((cell_len(safe(w)) for w, _ in top), default=4)
+    cells = bar_room(width, [len(str(len(top))), words, max((len(f"{c:,}") for _, c in top), default=5), 6])
+    if cells:
+        table.add_column("", style="green", no_wrap=True)
+    most = max((c for _, c in top), default=1) or 1
+    for rank, (w, c) in enumerate(top, 1):
+        row = [str(rank), data_text(w), f"{c:,}", f"{c / total:.2%}" if total else "-"]
+        table.add_row(*row, *([bar(c / most, cells)] if cells else []))
+    return table
 
 
 def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
@@ -248,6 +314,9 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
             if seen:
                 msg.append(f"; it occurs {seen} time{'s' if seen != 1 else ''} in the corpus (in the held-out part)")
         msg.append("; once you write it, the cache offers it" if i is None else "; you have written it, so the cache offers it")
+        hint = script_hint([tok], lambda t: t in pred.vocab.index)
+        if hint:
+            msg.append(f"; {hint}")
         close = difflib.get_close_matches(tok, tokens, n=5, cutoff=0.7)
         if close:
             msg.append(f"\nclosest known words: {safe(', '.join(close))}", style="dim")
@@ -259,36 +328,46 @@ def word_view(bundle, pred, word: str, k: int = FOLLOWERS) -> Group:
     head.append(f"seen {c:,} time{'s' if c != 1 else ''} in the training text ({c / total:.3%})" if total else f"count {c}")
     k = min(k, len(tokens))
     model_rows = pred.top_k([i], k)
-    left = _follow_table(f"the model after “{tok}”", [(w, p, None) for w, p in model_rows])
-    parts: list[Any] = [head]
-    grid = Table.grid(padding=(0, 4))
-    grid.add_column()
-    grid.add_column()
+    left = (f"the model after “{tok}”", [(w, p, None) for w, p in model_rows])
+    right: Any = notice("the corpus is not readable here, so its followers are not shown", "dim")
     if corpus is not None:
         follow = followers(corpus, tok)
         n = sum(follow.values())
         rows = [(w, cnt / n, cnt) for w, cnt in follow.most_common(k)] if n else []
-        right: Any = _follow_table(f"followers in {bundle.corpus_name}", rows) if rows else notice(
-            f"“{tok}” is never followed by a word in the corpus", "dim"
-        )
-    else:
-        right = notice("the corpus is not readable here, so its followers are not shown", "dim")
-    grid.add_row(left, right)
-    parts.append(grid)
-    return Group(*parts)
+        right = (f"followers in {bundle.corpus_name}", rows) if rows else notice(f"“{tok}” is never followed by a word in the corpus", "dim")
+    return Group(head, Fitted(lambda width: _side_by_side(left, right, width)))
 
 
-def _follow_table(title: str, rows: list[tuple[str, float, int | None]]) -> Table:
-    table = Table(title=data_text(title), title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+SIDE_BY_SIDE = 72  # the narrowest terminal that shows the two follower tables side by side
+
+
+def _side_by_side(left: tuple, right: Any, width: int) -> Any:
+    """The model's and the corpus's followers side by side, or one under the other when narrow."""
+    half = width if width < SIDE_BY_SIDE else (width - 4) // 2
+    shown = [_follow_table(*side, half) if isinstance(side, tuple) else side for side in (left, right)]
+    if width < SIDE_BY_SIDE:
+        return Group(*shown)
+    grid = Table.grid(padding=(0, 4))
+    grid.add_column()
+    grid.add_column()
+    grid.add_row(*shown)
+    return grid
+
+
+def _follow_table(title: str, rows: list[tuple[str, float, int | None]], width: int) -> Any:
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("#", justify="right", style="dim")
-    table.add_column("word", style="bold cyan")
+    table.add_column("word", style="bold cyan", overflow="fold")
     counted = any(c is not None for _, _, c in rows)
     if counted:
         table.add_column("count", justify="right")
     table.add_column("share" if counted else "prob", justify="right")
     top = max((p for _, p, _ in rows), default=1.0) or 1.0
-    table.add_column("", style="green", no_wrap=True)
+    numbers = [len(str(len(rows))), max((cell_len(safe(w)) for w, _, _ in rows), default=4), 6]
+    cells = bar_room(width, numbers + ([max(len(f"{c:,}") for _, _, c in rows)] if counted else []), 12)
+    if cells:
+        table.add_column("", style="green", no_wrap=True)
     for r, (w, p, c) in enumerate(rows, 1):
-        cells = [str(r), data_text(w)] + ([f"{c:,}"] if counted else []) + [f"{p:.1%}", bar(p / top, 12)]
-        table.add_row(*cells)
-    return table
+        row = [str(r), data_text(w)] + ([f"{c:,}"] if counted else []) + [f"{p:.1%}"]
+        table.add_row(*row, *([bar(p / top, cells)] if cells else []))
+    return titled(title, table)

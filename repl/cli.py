@@ -39,7 +39,8 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--time-limit expects ")) from None
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser, train_seed: bool = False) -> None:
+    """The recipe's flags; with ``train_seed`` its seed is ``--train-seed`` (``--seed`` is then the command's own)."""
     g = p.add_argument_group("model configuration (selects the cached model too)")
     g.add_argument("--arch", choices=ARCHS, help="encoder over the context window (default lstm)")
     g.add_argument("--context", type=int, metavar="N", help="words of context (default 3 for small stories)")
@@ -50,7 +51,10 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, metavar="N", help="global batch size (default: whole text for small stories)")
     g.add_argument("--epochs", type=int, metavar="N", help="maximum epochs")
     g.add_argument("--dropout", type=float, help="dropout rate")
-    g.add_argument("--seed", type=int, metavar="N", help="random seed (default 42)")
+    if train_seed:
+        g.add_argument("--train-seed", type=int, metavar="N", help="the training seed of the model to use (default 42)")
+    else:
+        g.add_argument("--seed", type=int, metavar="N", help="random seed (default 42)")
     g.add_argument("--max-vocab", type=int, metavar="N", help="keep the N most frequent words; the rest become <unk>")
     g.add_argument("--min-count", type=int, metavar="N", help="words seen fewer times become <unk>")
     g.add_argument("--keep-case", action="store_true", default=None, help="do not lower-case")
@@ -66,7 +70,7 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--corpus", metavar="PATH", help=f"use (or train) the cached model for this corpus; {MODEL_TEXT}")
     add_partner_arg(p)
-    add_config_args(p)
+    add_config_args(p, train_seed=True)
 
 
 MODEL_TEXT = (
@@ -99,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--no-chart", action="store_true", help="do not draw the loss/accuracy chart")
+    t.add_argument("--verbose", action="store_true", help="print a sample prediction now and then while training")
     add_config_args(t)
 
     pr = sub.add_parser("predict", help="top-k next words")
@@ -106,12 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("-k", type=int, default=5)
     pr.add_argument("--json", action="store_true")
     add_source_args(pr)
+    add_no_seed(pr)
 
     g = sub.add_parser("generate", help="generate a continuation")
     g.add_argument("text")
     g.add_argument("-n", type=int, default=32, help="words to generate")
     add_decoding_args(g)
     g.add_argument("--json", action="store_true")
+    g.add_argument("--seed", type=int, metavar="N", help="seed of sampling (default: the model's training seed)")
     add_source_args(g)
 
     e = sub.add_parser("eval", help="perplexity and accuracy on a text, beside a Kneser-Ney baseline")
@@ -123,14 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, metavar="N", help="with --keystrokes, type only the first N tokens")
     e.add_argument("--json", action="store_true")
     add_source_args(e)
+    add_no_seed(e)
 
     c = sub.add_parser("complete", help="the REPL's menu and continuation for buffers read as JSON lines on stdin")
     c.add_argument("-k", type=int, default=10, help="menu entries per answer (default 10)")
     c.add_argument("--repeat", action="store_true", help="show passed-over words again while a word is typed")
     c.add_argument("--no-ghost", action="store_true", help="no inline continuation")
     add_source_args(c)
+    add_no_seed(c)
     add_stories_parser(sub)
     return p
+
+
+def add_no_seed(p: argparse.ArgumentParser) -> None:
+    """``--seed`` on a command that does not sample: refused by :func:`check_no_seed`, which says what to pass."""
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+
+
+def check_no_seed(args: argparse.Namespace) -> None:
+    if getattr(args, "seed", None) is not None and args.command != "generate":
+        raise StoryError(
+            f"{args.command}: --seed seeds sampling in generate; to use the model trained with seed {args.seed}, pass --train-seed {args.seed}"
+        )
 
 
 def repl_parser() -> argparse.ArgumentParser:
@@ -138,35 +159,21 @@ def repl_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", metavar="PATH", help=f"corpus to load or train (default belling_the_cat); {MODEL_TEXT}")
     p.add_argument("--model", metavar="DIR", help="a saved model directory")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--no-resume", action="store_true", help="do not resume in the background a training that was cut short")
+    p.add_argument(
+        "--story", metavar="new|ID|TITLE", help="the story to write into: new, or a story's id or title (default: the corpus's last story)"
+    )
     add_partner_arg(p)
     add_config_args(p)
     return p
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.storage.bundle import load_bundle, save_result
-    from repl.models import DEFAULT_CORPUS, report_training, sigint_sets, train_with_view
-    from repl.train_progress import TrainingView
+    from repl.models import DEFAULT_CORPUS, interrupted_note, report_training, train_with_view
 
     console = err_console()
     if args.resume:
-        from model.training.train import train
-
-        old = load_bundle(args.resume)
-        cfg = old.config if args.epochs is None else old.config.replace(epochs=args.epochs)
-        if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
-            old.use_text(args.corpus)
-        corpus = old.training_corpus(args.encoding, need="to resume training")
-        stop = threading.Event()
-        with sigint_sets(stop, console), TrainingView(console, f"resuming {cfg.arch}") as view:
-            result = train(
-                corpus, cfg, on_progress=view, stop=stop, resume=old, logdir=args.logdir, strategy=args.strategy, time_limit=args.time_limit
-            )
-        from model.training.distribute import is_chief
-
-        bundle = None
-        if is_chief():
-            bundle = load_bundle(save_result(result, args.out or args.resume))
+        bundle, result = resume_with_view(args, console)
         report_training(console, result, bundle, not args.no_chart)
     else:
         bundle, result = train_with_view(
@@ -180,15 +187,46 @@ def cmd_train(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             show_chart=not args.no_chart,
             time_limit=args.time_limit,
+            verbose=args.verbose,
         )
         if result is None:
             console.print(f"[dim]using the cached model at {bundle.path} (--force retrains)[/dim]")
+    if bundle is not None and bundle.metrics.get("interrupted"):
+        how = f"story-repl train --resume {bundle.path} continues it"
+        console.print(f"[yellow]{interrupted_note(bundle, how) if result is None else how}[/yellow]", highlight=False)
     note = (result.vocab if result is not None else bundle.vocab).unk_note() if (result or bundle) else None
     if note:
         console.print(f"[dim]{note}[/dim]", highlight=False)
-    metrics = bundle.metrics if bundle is not None else (result.metrics() if result else {})
+    if args.json:
+        print_json(train_json(bundle, result))
+    return 0
+
+
+def resume_with_view(args: argparse.Namespace, console):
+    """``train --resume DIR``: the saved model trained on (for ``--epochs`` more, else the epochs an
+    interrupted run had left) and saved over itself or to ``--out``. (bundle or None, result)."""
+    from model.storage.bundle import load_bundle
+    from model.storage.store import resume_training
+    from repl.models import sigint_sets
+    from repl.train_progress import TrainingView
+
+    old = load_bundle(args.resume)
+    if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
+        old.use_text(args.corpus)
+    corpus = old.training_corpus(args.encoding, need="to resume training")
+    stop = threading.Event()
+    with sigint_sets(stop, console), TrainingView(console, f"resuming {old.config.arch}", verbose=args.verbose) as view:
+        return resume_training(
+            old, corpus, epochs=args.epochs, out=args.out, on_progress=view, stop=stop, logdir=args.logdir,
+            strategy=args.strategy, time_limit=args.time_limit,
+        )
+
+
+def train_json(bundle, result) -> dict:
+    """What ``train --json`` prints (its keys are stable)."""
+    metrics = bundle.metrics if bundle is not None else result.metrics()
     cfg = bundle.config if bundle is not None else result.config
-    out = {
+    return {
         "bundle": str(bundle.path) if bundle is not None else None,
         "accuracy": metrics.get("accuracy"),
         "ceiling": metrics.get("ceiling"),
@@ -201,10 +239,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "val_loss": metrics.get("val_loss"),
         "cached": result is None,
         "recipe": cfg.to_dict(),
+        "interrupted": bool(metrics.get("interrupted", False)),
+        "planned_epochs": metrics.get("planned_epochs"),
     }
-    if args.json:
-        print_json(out)
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -228,7 +265,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from model.text.tokenize import detokenize
+    from model.text.writing import continuation
 
     check_positive(args.n, "-n")
     if args.temperature is not None and not args.temperature > 0:
@@ -240,7 +277,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _, unknown = pred.encode(seed_tokens)
     seed = args.seed if args.seed is not None else bundle.config.seed
     tokens = pred.generate(seed_tokens, args.n, seed=seed, decoding=decoding)
-    text = detokenize(tokens)
+    text = continuation(args.text, tokens, pred.casing)[1].strip()
     if args.json:
         print_json(
             {"seed": seed_tokens, "tokens": tokens, "text": text, "unknown": unknown, "mode": decoding.mode, "decoding": decoding.to_dict()}
@@ -288,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
             args = build_parser().parse_args(argv)
+            check_no_seed(args)
             handler = {"train": cmd_train, "predict": cmd_predict, "generate": cmd_generate, "eval": cmd_eval, "complete": cmd_complete, "stories": run_stories}[args.command]
             return handler(args)
         args = repl_parser().parse_args(argv)

@@ -6,6 +6,7 @@ session decides what each command does.
 """
 from __future__ import annotations
 
+import codecs
 import difflib
 import math
 import os
@@ -15,27 +16,27 @@ from dataclasses import dataclass, field
 
 from model.config import ARCHS
 from model.errors import StoryError
-from model.prediction.components import components_help
+from model.prediction.components import registered_names
 
 
 @dataclass(frozen=True)
 class Spec:
     usage: str
     help: str
-    args: str  # "none" | "int" | "float?" | "path" | "path?" | "word" | "word?" | "text" | "text?" | "train"
+    args: str  # "none" | "int" | "float?" | "path" | "path?" | "word" | "word?" | "text" | "text?" | "train" | "corpus"
 
 
 COMMANDS: dict[str, Spec] = {
     "help": Spec(":help", "list every command and the keys", "none"),
     "train": Spec(
-        ":train [PATH] [--time-limit D]",
-        "retrain on PATH, or on the current corpus, in the background, for at most D (90s, 10m, 1h) if given; "
-        "the old model stays usable until the new one is ready (:stop ends it early)",
+        ":train [PATH] [--time-limit D] [--encoding E] [--resume]",
+        "retrain on PATH (default: this corpus) in the background for at most D (90s, 10m, 1h); "
+        "--resume goes on with this model",
         "train",
     ),
-    "corpus": Spec(":corpus PATH", "switch corpus: load its cached model or train one", "path"),
+    "corpus": Spec(":corpus PATH [--encoding E]", "switch corpus: its cached model, or its n-gram while one trains", "corpus"),
     "stop": Spec(
-        ":stop", "stop training after the current batch, keeping and saving the best weights (so does Ctrl-C on an empty line)", "none"
+        ":stop", "stop training after this batch, saving the best weights (Ctrl-C on an empty line too)", "none"
     ),
     "topk": Spec(":topk N", "show the N most likely next words in the table (the menu shows at least 10)", "int"),
     "greedy": Spec(":greedy", "generate by always taking the most likely word", "none"),
@@ -44,8 +45,7 @@ COMMANDS: dict[str, Spec] = {
     "beam": Spec(":beam N", "generate the most likely continuation by beam search of width N (1 = greedy)", "int"),
     "decode": Spec(
         ":decode [KEY=VALUE ...]",
-        "show or set decoding: T, k (top-k), p (top-p), minp, rep (repeat penalty), last-n, nr (no-repeat n-gram), "
-        "beam; also greedy, sample, off (no repetition controls), defaults",
+        "show or set decoding: T, k, p, minp, rep, last-n, nr, beam; greedy, sample, off, defaults",
         "text?",
     ),
     "len": Spec(":len N", "generate N words after each line", "int"),
@@ -55,31 +55,40 @@ COMMANDS: dict[str, Spec] = {
     "save": Spec(":save DIR", "save the current model to DIR", "path"),
     "load": Spec(":load DIR", "load a model saved with :save or story-repl train", "path"),
     "info": Spec(
-        ":info", "corpus, vocabulary, components and their weights, parameters, accuracy, where the model lives", "none"
+        ":info", "the corpus, vocabulary, parts and weights, accuracy, and where the model lives", "none"
     ),
     "history": Spec(":history", "show the loss and accuracy curves of the last training", "none"),
     "eval": Spec(
         ":eval [--keystrokes] [FILE]",
-        "perplexity, top-1/top-5 accuracy and OOV rate on FILE (default: held-out text), beside a 5-gram; "
-        "--keystrokes: keys a typist saves with the menu, beside Kneser-Ney and Presage",
+        "perplexity and accuracy on FILE (default: held-out text) beside Kneser-Ney; --keystrokes: keys saved",
         "path?",
     ),
     "score": Spec(":score TEXT", "colour each word of TEXT by the probability the model gave it", "text"),
     "vocab": Spec(":vocab [WORD]", "vocabulary size and coverage, or a word's rank, count and followers", "word?"),
     "components": Spec(
         ":components [LIST]",
-        f"the predictor's parts with their weights and held-out perplexities: {components_help()}; "
-        "with LIST (e.g. lstm,ngram) use only those",
+        f"the predictor's parts ({', '.join(registered_names())}), weights and perplexities; LIST uses only those",
         "text?",
     ),
     "partner": Spec(
         ":partner [ARCH|DIR|off] [--time-limit D]",
-        "a second network in the mixture (lstm2): the cached ARCH model of this text and split, trained in the "
-        "background (for at most D) when there is none, or a model saved in DIR; off drops it; alone, shows it",
+        "a second network (lstm2): the ARCH model of this text (trained if none is cached) or DIR; off drops it",
         "train",
     ),
     "ghost": Spec(":ghost on|off", "the grey continuation after a word (→ accepts it, Alt-F one word)", "word?"),
-    "repeat": Spec(":repeat on|off", "offer again the menu's words you passed over while typing the same word (default off)", "word?"),
+    "repeat": Spec(":repeat on|off", "offer again words passed over in the menu (default off)", "word?"),
+    "accept": Spec(":accept [N]", "keep the proposal, or its first N words (Alt-A)", "int?"),
+    "retry": Spec(":retry", "another proposal: a new sample, or the next beam (Alt-R)", "none"),
+    "more": Spec(":more", "keep the proposal and propose more (Enter on an empty line)", "none"),
+    "undo": Spec(":undo", "step back in the story (Alt-U)", "none"),
+    "redo": Spec(":redo", "step forward again (Alt-Y)", "none"),
+    "alts": Spec(":alts [N]", "N proposals side by side (default 3): log p per word, copied run", "int?"),
+    "take": Spec(":take K", "keep alternative K of :alts (Alt-T then K)", "int"),
+    "tree": Spec(":tree", "the story's branches, the current path highlighted", "none"),
+    "goto": Spec(":goto NODE", "go on from a node of :tree (a new line there branches)", "int"),
+    "story": Spec(":story [on|off]", "show the story; off: each line stands alone", "word?"),
+    "new": Spec(":new [TITLE]", "start a new story", "text?"),
+    "stories": Spec(":stories", "list the stories", "none"),
     "quit": Spec(":quit", "leave story-repl (Ctrl-D does too)", "none"),
 }
 ALIASES = {"exit": "quit", "q": "quit", "h": "help", "?": "help", "k": "topk"}
@@ -205,22 +214,73 @@ def parse(line: str) -> Command:
         return Command(name, parse_float(rest, f":{name}"))
     if kind == "path":
         return Command(name, parse_path(rest))
-    if kind == "train":
-        path, time_limit = parse_train(rest, f":{name}")
-        return Command(name, path, {"time_limit": time_limit} if time_limit is not None else {})
+    if kind in ("train", "corpus"):
+        path, options = parse_train(rest, f":{name}", OPTIONS.get(name, ("time-limit",)))
+        if path is None and kind == "corpus":
+            raise StoryError(f":{name} needs a path (usage: {spec.usage})")
+        return Command(name, path, options)
     return Command(name, rest)
 
 
-def parse_train(text: str, what: str = ":train") -> tuple[str | None, float | None]:
-    """``[PATH] [--time-limit D]`` of ``:train`` and ``:partner`` (the option may come first or last)."""
-    m = re.search(r"(?:^|\s)--time-limit(?:\s+|=)(\S+)\s*$", text) or re.match(r"^--time-limit(?:\s+|=)(\S+)(?:\s+|$)", text)
-    limit = None
-    if m:
-        limit = parse_duration(m.group(1), f"{what} --time-limit")
-        text = (text[: m.start()] + text[m.end() :]).strip()
-    elif re.search(r"(?:^|\s)--time-limit\s*$", text):
-        raise StoryError(f"{what} --time-limit needs a duration such as 90s, 10m or 1h")
-    return (parse_path(text) if text.strip() else None), limit
+# The --options of the commands whose argument is a path with options before or after it.
+OPTIONS = {"train": ("time-limit", "encoding", "resume"), "corpus": ("encoding",), "partner": ("time-limit",)}
+_FLAGS = ("resume",)  # options without a value
+_OPTION = re.compile(r"--([a-z][a-z-]*)(?:=(\S+))?")  # a word that is an option (a path such as --x.txt is not)
+
+
+def parse_train(text: str, what: str = ":train", allowed: tuple[str, ...] = OPTIONS["train"]) -> tuple[str | None, dict]:
+    """``[PATH] [--time-limit D] [--encoding E] [--resume]`` (the options in ``allowed``) of
+    ``:train``, ``:corpus`` and ``:partner``. Options come before or after the path; the path is
+    what lies between, as typed (spaces kept; quotes as :func:`parse_path` reads them). Returns
+    (path or None, options by keyword: time_limit, encoding, resume)."""
+    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    lo, hi, options = 0, len(words), {}
+    while lo < hi and _OPTION.fullmatch(words[lo][0]):  # options before the path
+        lo += _take_option([w for w, _, _ in words[lo:hi]], options, what, allowed)
+    while lo < hi:  # options after it: a flag, --name=value or --name value at the end
+        last, before = words[hi - 1][0], words[hi - 2][0] if hi - 2 >= lo else ""
+        if _OPTION.fullmatch(before) and "=" not in before and before[2:] not in _FLAGS:
+            hi -= _take_option([before, last], options, what, allowed)
+        elif _OPTION.fullmatch(last):
+            hi -= _take_option([last], options, what, allowed)
+        else:
+            break
+    path = text[words[lo][1] : words[hi - 1][2]] if lo < hi else ""
+    return (parse_path(path) if path else None), options
+
+
+def _take_option(words: list[str], options: dict, what: str, allowed: tuple[str, ...]) -> int:
+    """Read the option ``words[0]`` (its value in ``words[1]`` when it needs one) into
+    ``options``, checked; returns how many words it took."""
+    m = _OPTION.fullmatch(words[0])
+    name, value, taken = m.group(1), m.group(2), 1
+    if name not in allowed:
+        raise StoryError(f"{what} has no option --{name}; it takes {', '.join('--' + a for a in allowed)}")
+    if name in _FLAGS:
+        if value is not None:
+            raise StoryError(f"{what} --{name} takes no value")
+    elif value is None:
+        if len(words) < 2 or _OPTION.fullmatch(words[1]):
+            example = "a duration such as 90s, 10m or 1h" if name == "time-limit" else "an encoding such as latin-1"
+            raise StoryError(f"{what} --{name} needs {example}")
+        value, taken = words[1], 2
+    key = name.replace("-", "_")
+    if key in options:
+        raise StoryError(f"{what} got --{name} twice")
+    options[key] = _option_value(name, value, what)
+    return taken
+
+
+def _option_value(name: str, value: str | None, what: str):
+    if name in _FLAGS:
+        return True
+    if name == "time-limit":
+        return parse_duration(value, f"{what} --time-limit")
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise StoryError(f"{what} --encoding: unknown encoding {value[:40]!r}; try utf-8, latin-1 or cp1252") from None
+    return value
 
 
 def help_rows() -> list[tuple[str, str]]:

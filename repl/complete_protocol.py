@@ -1,9 +1,10 @@
 """``story-repl complete``: the REPL's completer as a line protocol, for scripts and editor plugins.
 
 Each line on stdin is a buffer as a JSON string; each answer is one JSON line, flushed at once:
-``{"menu": [{"word", "prob", "keys"}, ...], "ghost", "prefix"}``, the first ``-k`` entries of the
-menu and the grey continuation the REPL would show for that buffer, through the same adapters and
-:class:`model.prediction.menu.Menu`. A line that is not a JSON string gets ``{"error": "..."}``
+``{"menu": [{"word", "prob", "keys", "text", "delete"}, ...], "ghost", "ghost_delete", "prefix"}``,
+the first ``-k`` entries of the menu and the grey continuation the REPL would show for that
+buffer, through the same adapters and :class:`model.prediction.menu.Menu` (a pick deletes
+``delete`` characters before the cursor and inserts ``text``; so does the continuation). A line that is not a JSON string gets ``{"error": "..."}``
 and the process goes on.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Answerer:
         return {
             "menu": [e.as_dict() for e in entries[: self.k]],
             "ghost": suggestion.text if suggestion is not None else "",
+            "ghost_delete": getattr(suggestion, "delete", 0),
             "prefix": prefix,
         }
 

@@ -14,11 +14,12 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Path
 from prompt_toolkit.document import Document
 
 from model.config import ARCHS
-from model.prediction.menu import DIRECT_PICKS, MENU_MIN, Entry, Menu, insertion
+from model.prediction.menu import DIRECT_PICKS, MENU_MIN, Entry, Menu, ghost_fill
 from model.storage.untrusted import visible
 from repl.commands import ALIASES, COMMANDS
 
 PATH_COMMANDS = {"train", "corpus", "save", "load", "eval"}
+CORPUS_COMMANDS = {"train", "corpus", "eval"}  # these also take a shipped corpus by name
 MAX_TEXT = 10_000  # longer buffers get no completions (a pasted book is not typed)
 
 
@@ -67,9 +68,9 @@ class WordCompleter(Completer):
             return
         prefix, entries = self.safe_lookup(text)
         for rank, e in enumerate(entries, start=1):
-            word = visible(e.word)  # a word from a file never drives the terminal
+            word = visible(e.shown)  # a word from a file never drives the terminal
             label = f"{rank} {word}" if rank <= DIRECT_PICKS else f"  {word}"
-            yield Completion(insertion(e.word), start_position=-len(prefix), display=label, display_meta=f"{e.prob * 100:.1f}%")
+            yield Completion(e.text, start_position=-e.delete, display=label, display_meta=f"{e.prob * 100:.1f}%")
 
     def _commands(self, text: str, event: CompleteEvent) -> Iterable[Completion]:
         word, sep, rest = text[1:].partition(" ")
@@ -81,11 +82,41 @@ class WordCompleter(Completer):
         name = ALIASES.get(word.lower(), word.lower())
         if name in PATH_COMMANDS:
             sub = Document(rest.lstrip(), len(rest.lstrip()))
+            if name in CORPUS_COMMANDS:
+                yield from _shipped(rest.lstrip())
             yield from self.paths.get_completions(sub, event)
         elif name == "arch":
             for arch in ARCHS:
                 if arch.startswith(rest.strip()):
                     yield Completion(arch, start_position=-len(rest.strip()))
+
+
+def _shipped(typed: str) -> Iterable[Completion]:
+    """The shipped corpora whose names start with ``typed`` (``tiny`` → ``tinyshakespeare``)."""
+    import corpora
+
+    if "/" in typed or "\\" in typed:
+        return
+    for name in corpora.names():
+        if name.startswith(typed) and name != typed:
+            yield Completion(name, start_position=-len(typed), display_meta="shipped corpus")
+
+
+class GhostSuggestion(Suggestion):
+    """A grey continuation whose acceptance first deletes ``delete`` characters before the cursor."""
+
+    def __init__(self, text: str, delete: int = 0):
+        super().__init__(text)
+        self.delete = delete
+
+
+def accept_ghost(buffer: Any, whole: bool = True) -> None:
+    """Accept the grey continuation (→, Ctrl-E) or its next word (Alt-F), deleting first what it replaces."""
+    suggestion = buffer.suggestion
+    if suggestion is None or not suggestion.text:
+        return
+    buffer.delete_before_cursor(getattr(suggestion, "delete", 0))
+    buffer.insert_text(suggestion.text if whole else ghost_fill(suggestion.text))
 
 
 class GhostSuggest(AutoSuggest):
@@ -102,10 +133,10 @@ class GhostSuggest(AutoSuggest):
             menu = self.completer.current()
             if menu is None or not menu.ghost_enabled:
                 return None
-            ghost = menu.ghost(text)
+            ghost = menu.ghost_edit(text)
         except Exception:  # noqa: BLE001 - typing goes on whatever the predictor does
             return None
-        return Suggestion(ghost) if ghost else None
+        return GhostSuggestion(ghost.text, ghost.delete) if ghost.text else None
 
 
 def pick(buffer: Any, completer: WordCompleter, n: int) -> bool:
@@ -123,10 +154,10 @@ def pick(buffer: Any, completer: WordCompleter, n: int) -> bool:
     document = buffer.document
     if not document.is_cursor_at_the_end:
         return False
-    prefix, entries = completer.safe_lookup(document.text)
+    _, entries = completer.safe_lookup(document.text)
     if len(entries) < n:
         return False
-    if prefix:
-        buffer.delete_before_cursor(len(prefix))
-    buffer.insert_text(insertion(entries[n - 1].word))
+    entry = entries[n - 1]
+    buffer.delete_before_cursor(entry.delete)
+    buffer.insert_text(entry.text)
     return True

@@ -14,7 +14,7 @@ from model.errors import StoryError
 from model.evaluation import evaluate
 from model.evaluation import keystrokes as ks
 from repl.models import make_predictor, obtain_bundle, print_json
-from repl.render import bar, data_text, formatted, notice, safe
+from repl.render import RECORDS, Fitted, bar, bar_room, data_text, formatted, notice, records, safe, titled
 
 REPL_LIMIT = 3000  # tokens :eval --keystrokes types (the REPL waits for it)
 
@@ -85,24 +85,17 @@ def eval_report(result: dict[str, Any], title: str = ""):
     base = result["baseline"]
     model = result.get("model") or {}
     active = result.get("active") or []
-    table = Table(title=data_text(title) if title else None, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("", style="bold")
-    table.add_column("weight", justify="right")
-    table.add_column("perplexity", justify="right")
-    table.add_column("vs baseline", justify="right", style="dim")
-    table.add_column("top-1", justify="right")
-    table.add_column("top-5", justify="right")
     ratio = result["perplexity"] / base["perplexity"]
-    better = "green" if ratio < 1 else "red"
-    table.add_row(
-        data_text(f"predictor ({'+'.join(active)})"), "", Text(f"{result['perplexity']:.2f}", style=better), f"{ratio:.3f}x",
-        f"{result['top1']:.2%}", f"{result['top5']:.2%}",
-    )
-    labels = {"lstm": f"  LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})", "ngram": "  Kneser-Ney 5-gram", "cache": "  cache"}
+    rows: list[list[Any]] = [[
+        data_text(f"predictor ({'+'.join(active)})"), "", Text(f"{result['perplexity']:.2f}", style="green" if ratio < 1 else "red"),
+        f"{ratio:.3f}x", f"{result['top1']:.2%}", f"{result['top5']:.2%}",
+    ]]
+    labels = {"lstm": f"LSTM ({model.get('arch', 'lstm')}, context {model.get('context', '?')})", "ngram": "Kneser-Ney 5-gram"}
     for name, c in (result.get("components") or {}).items():
         weight = f"{c['weight']:.3f}" if c.get("active", True) else "off"
-        table.add_row(data_text(labels.get(name, name)), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", "")
-    table.add_row(f"baseline: Kneser-Ney {base['order']}-gram", "", f"{base['perplexity']:.2f}", "1.000x", f"{base['top1']:.2%}", f"{base['top5']:.2%}")
+        rows.append([data_text("  " + labels.get(name, name)), weight, f"{c['perplexity']:.2f}", f"{c['perplexity'] / base['perplexity']:.3f}x", "", ""])
+    rows.append([f"baseline: Kneser-Ney {base['order']}-gram", "", f"{base['perplexity']:.2f}", "1.000x", f"{base['top1']:.2%}", f"{base['top5']:.2%}"])
+    table = Fitted(lambda width: titled(title, _eval_table(rows, width)))
     n_text = result.get("text_tokens", result["tokens"])
     unknown = result.get("unknown", 0)
     facts = Text(
@@ -117,6 +110,40 @@ def eval_report(result: dict[str, Any], title: str = ""):
     return Group(*parts)
 
 
+EVAL_COLUMNS = (("", {"style": "bold"}), ("weight", {"justify": "right"}), ("perplexity", {"justify": "right"}),
+                ("vs baseline", {"justify": "right", "style": "dim"}), ("top-1", {"justify": "right"}), ("top-5", {"justify": "right"}))
+
+
+def _eval_table(rows: list[list[Any]], width: int) -> Any:
+    """The eval table with the columns the width leaves room for (the ratio, then weights, go first)."""
+    if width < RECORDS:
+        return records(rows, [name for name, _ in EVAL_COLUMNS])
+    keep = (0, 1, 2, 3, 4, 5) if width >= 72 else (0, 1, 2, 4, 5) if width >= 52 else (0, 2, 4)
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for i in keep:
+        name, style = EVAL_COLUMNS[i]
+        table.add_column(name, **style)
+    for row in rows:
+        table.add_row(*[row[i] for i in keep])
+    return table
+
+
+def _keystroke_chart(result: dict[str, Any], names: list[str], width: int) -> Text:
+    """A bar per menu size and predictor, as wide as the terminal leaves room for (none when narrow)."""
+    chart = Text()
+    styles = {"model": "green", "baseline": "cyan", "presage": "magenta"}
+    cells = bar_room(width, [28, 6], 30)
+    if not cells:
+        return chart
+    for m in result["menus"]:
+        for n in names:
+            v = result[n][str(m)]
+            chart.append(f"  menu {m:>2} {LABELS[n]:<18}", style="dim")
+            chart.append(bar(max(v, 0.0), cells), style=styles[n])
+            chart.append(f" {v:.1%}\n")
+    return chart
+
+
 LABELS = {"model": "model", "baseline": f"Kneser-Ney {ks.BASELINE_ORDER}-gram", "presage": "Presage 3-gram"}
 
 
@@ -129,14 +156,7 @@ def keystroke_report(result: dict[str, Any], title: str = ""):
         table.add_column(LABELS[n], justify="right")
     for m in result["menus"]:
         table.add_row(str(m), *[f"{result[n][str(m)]:.1%}" for n in names])
-    chart = Text()
-    styles = {"model": "green", "baseline": "cyan", "presage": "magenta"}
-    for m in result["menus"]:
-        for n in names:
-            v = result[n][str(m)]
-            chart.append(f"  menu {m:>2} {LABELS[n]:<18}", style="dim")
-            chart.append(bar(max(v, 0.0), 30), style=styles[n])
-            chart.append(f" {v:.1%}\n")
+    chart = Fitted(lambda width: _keystroke_chart(result, names, width))
     parts: list[Any] = []
     if result.get("source"):
         parts.append(data_text(f"keystrokes: {result['source']}", style="bold"))

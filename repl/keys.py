@@ -9,8 +9,15 @@ from model.prediction.menu import DIRECT_PICKS
 KEYS_HELP = (
     "Type words to see the next word. Alt-1 … Alt-9 insert menu entry 1 … 9 with its space; Tab or the arrows "
     "select in the menu. After a word, the likely next words show in grey: → or Ctrl-E accepts them all, "
-    "Alt-F one word (:ghost on|off). Ctrl-C clears the line, Ctrl-D quits."
+    "Alt-F one word (:ghost on|off). Ctrl-C clears the line, Ctrl-D quits. "
+    "The story: Enter keeps your line and proposes a continuation; Alt-A keeps the proposal, Alt-R proposes "
+    "another, Enter on an empty line keeps it and proposes the next, Alt-U undoes a step, Alt-Y redoes it, "
+    "Alt-T then K takes alternative K of :alts; Ctrl-C stops a proposal being written."
 )
+# Keys that run a story command at the prompt; what was typed comes back on the next prompt.
+# They replace prompt_toolkit's emacs Alt-A (previous sentence, a no-op), Alt-U (upper-case
+# word) and Alt-Y (yank-pop); Alt-R is free, and Alt-T (swap words, a no-op) stays a prefix.
+STORY_KEYS = {"a": ":accept", "r": ":retry", "u": ":undo", "y": ":redo"}
 
 
 def key_bindings(session: Any):
@@ -39,7 +46,32 @@ def key_bindings(session: Any):
 
     for n in range(1, DIRECT_PICKS + 1):
         kb.add("escape", str(n))(picker(session, n))
+    for key, line in STORY_KEYS.items():
+        kb.add("escape", key)(story_key(session, line))
+    for n in range(1, DIRECT_PICKS + 1):
+        kb.add("escape", "t", str(n))(story_key(session, f":take {n}"))
+    add_ghost_keys(kb)
+    add_punctuation_keys(kb)
     return kb
+
+
+def add_ghost_keys(kb) -> None:
+    """→, Ctrl-E and Alt-F on a grey continuation that replaces a space before the cursor (a comma
+    after ``acknowledged ``): prompt_toolkit's own keys only insert."""
+    from prompt_toolkit.application.current import get_app
+    from prompt_toolkit.filters import Condition
+
+    from repl.completer import accept_ghost
+
+    @Condition
+    def replacing() -> bool:
+        buf = get_app().current_buffer
+        s = buf.suggestion
+        return s is not None and bool(s.text) and getattr(s, "delete", 0) > 0 and buf.document.is_cursor_at_the_end
+
+    for key in ("right", "c-e", "c-f"):
+        kb.add(key, filter=replacing)(lambda event: accept_ghost(event.current_buffer))
+    kb.add("escape", "f", filter=replacing)(lambda event: accept_ghost(event.current_buffer, whole=False))
 
 
 def picker(session: Any, n: int):
@@ -51,3 +83,47 @@ def picker(session: Any, n: int):
             pick(event.app.current_buffer, session.completer, n)
 
     return handler
+
+
+def story_key(session: Any, line: str):
+    """A story key: leave the prompt as if ``line`` had been typed, keeping what was typed for
+    the next prompt (the command is not added to the history)."""
+
+    def handler(event) -> None:
+        from prompt_toolkit.document import Document
+
+        buf = event.app.current_buffer
+        session.pending_text = buf.text
+        buf.set_document(Document(line), bypass_readonly=True)
+        event.app.exit(result=line)
+
+    return handler
+
+
+def add_punctuation_keys(kb) -> None:
+    """A closing mark (``,`` ``.`` ``)`` …) typed right after the space a pick, Tab or the grey
+    text inserted goes before that space: ``acknowledged `` + ``,`` → ``acknowledged, ``."""
+    from prompt_toolkit.application.current import get_app
+    from prompt_toolkit.filters import Condition
+
+    from model.text.writing import ATTACHING
+
+    @Condition
+    def after_space() -> bool:
+        buf = get_app().current_buffer
+        text = buf.text
+        return buf.document.is_cursor_at_the_end and text.endswith(" ") and not text.endswith("  ") and not text.lstrip().startswith(":")
+
+    def handler(event) -> None:
+        buf = event.current_buffer
+        prev = event.previous_key_sequence
+        typed = len(prev) == 1 and len(str(prev[0].key)) == 1  # the space was typed, not inserted
+        if typed and getattr(buf, "story_moved_space", None) != buf.text:
+            buf.insert_text(event.data)
+            return
+        buf.delete_before_cursor(1)
+        buf.insert_text(event.data + " ")
+        buf.story_moved_space = buf.text
+
+    for mark in sorted(ATTACHING):
+        kb.add(mark, filter=after_space)(handler)

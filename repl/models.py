@@ -54,8 +54,10 @@ def train_with_view(
     stop: threading.Event | None = None,
     show_chart: bool = True,
     time_limit: float | None = None,
+    verbose: bool = False,
 ):
-    """Load the cached model for (corpus, config), or train one with a progress bar. (bundle, result)."""
+    """Load the cached model for (corpus, config), or train one with a progress bar (sample
+    predictions too when ``verbose``). (bundle, result)."""
     from model.storage import store
 
     stop = stop or threading.Event()
@@ -73,13 +75,16 @@ def train_with_view(
             return hit, None
     from model.text.corpus import read_corpus
 
+    from model.training.train import check_trainable
+
     corpus = read_corpus(corpus_spec, encoding=encoding, keep_case=config.keep_case, progress=on_read)
     if corpus.notice:
         from repl.render import notice
 
         console.print(notice(corpus.notice))
+    check_trainable(corpus, config)  # a text too short fails now, not once TensorFlow is loaded
     with sigint_sets(stop, console):
-        with TrainingView(console, title) as view:
+        with TrainingView(console, title, verbose=verbose) as view:
             bundle, result = store.train_and_cache(
                 corpus,
                 config,
@@ -99,22 +104,42 @@ def train_with_view(
 
 
 def report_training(console: Console, result, bundle: Bundle | None, show_chart: bool = True) -> None:
+    from model.training.events import counted
+
     style = "yellow" if result.interrupted else "green"
     console.print(
         f"[{style}]{result.stop_reason}[/{style}]: accuracy {result.accuracy:.3f} (ceiling {result.ceiling:.3f}), "
-        f"{result.epochs} epochs in {result.train_seconds:.1f}s"
+        f"{counted(result.epochs, 'epoch')} in {result.train_seconds:.1f}s"
         + (f", saved to {bundle.path}" if bundle is not None else "")
     )
     if show_chart and len(result.history.get("loss", [])) > 1:
         console.print(history_charts(result.history))
 
 
+def interrupted_note(bundle: Bundle | None, how: str) -> str | None:
+    """One line when ``bundle``'s training was cut short (Ctrl-C, :stop): where it stopped, and
+    ``how`` to go on; None for a model whose training ended on its own."""
+    m = bundle.metrics if bundle is not None and isinstance(bundle.metrics, dict) else {}
+    if not m.get("interrupted"):
+        return None
+    done, planned = m.get("epochs"), m.get("planned_epochs") or bundle.config.epochs
+    where = f" at epoch {done} of {planned}" if done is not None and planned else ""
+    acc = m.get("accuracy")
+    accuracy = f" (accuracy {acc:.3f})" if isinstance(acc, (int, float)) else ""
+    return f"this model's training was interrupted{where}{accuracy}; {how}"
+
+
 def config_from(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """The recipe the flags ask for; the seed is ``--train-seed`` where a command has one (its
+    ``--seed`` then seeds sampling and never selects a model)."""
     names = (
-        "arch context units embedding_dim optimizer lr batch_size epochs dropout seed max_vocab min_count "
+        "arch context units embedding_dim optimizer lr batch_size epochs dropout max_vocab min_count "
         "keep_case valid_fraction objective"
     ).split()
     given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    seed = getattr(args, "train_seed", None) if hasattr(args, "train_seed") else getattr(args, "seed", None)
+    if seed is not None:
+        given["seed"] = seed
     return (base or Config()).replace(**given)
 
 
@@ -159,8 +184,13 @@ def obtain_bundle(args: argparse.Namespace):
         bundle = load_bundle(args.model)
         if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
             bundle.use_text(args.corpus)
-        return bundle
-    bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
+        how = f"story-repl train --resume {bundle.path} continues it"
+    else:
+        bundle, _ = train_with_view(args.corpus or DEFAULT_CORPUS, config_from(args), err_console(), encoding=args.encoding, show_chart=False)
+        how = f"story-repl train --resume {bundle.path} continues it, or the REPL on this corpus resumes it"
+    note = interrupted_note(bundle, how)
+    if note:
+        print(f"story-repl: note: {note}", file=sys.stderr)  # one line, whatever the width
     return bundle
 
 

@@ -26,12 +26,14 @@ from model.prediction.decoding import Decoding
 from model.prediction.predictor import Predictor
 from model.storage.bundle import Bundle, load_bundle
 from model.text.tokenize import detokenize
+from model.text.writing import continuation, line_tail
 from repl import commands as cmds
 from repl import render
 from repl.handlers.components import ComponentCommands
 from repl.handlers.decoding import DecodingCommands
 from repl.handlers.general import GeneralCommands
 from repl.handlers.inspect import InspectCommands
+from repl.handlers.story import StoryCommands
 from repl.handlers.training import ModelCommands
 from repl.journal import Journal
 from repl.lifecycle import ModelLifecycle
@@ -51,20 +53,14 @@ def _clean(line: str) -> str:
 
 def _generation_label(d: Decoding) -> str:
     """How a continuation was made: "greedy", "sampled, T=0.8", "beam 4", plus settings changed from the defaults."""
-    base = {"greedy": "greedy", "beam": f"beam {d.beam}"}.get(d.mode, f"sampled, T={d.temperature:g}")
-    usual = set(Decoding(greedy=d.greedy, temperature=d.temperature, beam=d.beam).short().split())
-    mine = d.short().split()
-    changed = [part for part in mine[1:] if part not in usual]
-    keys = {part.split("=")[0] for part in mine}
-    changed += [f"{key} off" for key in ("p", "rep", "nr") if key not in keys and any(u.startswith(key + "=") for u in usual)]
-    return f"{base} ({' '.join(changed)})" if changed else base
+    return d.label()
 
 
 def _short(word: str, limit: int = 40) -> str:
     return word if len(word) <= limit else word[: limit - 1] + "…"
 
 
-class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommands, InspectCommands, ModelLifecycle):
+class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommands, InspectCommands, StoryCommands, ModelLifecycle):
     def __init__(self, corpus_spec: str, config: Config, debug: bool = False):
         self.corpus_spec = corpus_spec
         self.config = config
@@ -76,6 +72,11 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         from model.prediction.menu import Menu
 
         self.menu = Menu()  # the word menu and the grey continuation (:ghost, :repeat)
+        from repl.story_state import StoryState
+
+        self.story = StoryState(lambda message: self.out(render.notice(message)))  # the story written (repl/handlers/story.py)
+        self.menu.context = self.story.context.tokens  # the menu reads the story before the line
+        self.pending_text = ""  # the line a story key left, put back on the next prompt
         self.completer = None  # the prompt's WordCompleter, once make_prompt has run
         self.decoding = Decoding()  # how generation picks words (:greedy, :sample, :beam, :decode)
         self.length = 32
@@ -99,7 +100,7 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
             file=file or io.StringIO(),
             force_terminal=self.tty,
             color_system="standard" if self.tty else None,
-            width=max(40, width),
+            width=max(8, width),  # the terminal's own width: rich wraps at spaces, never the terminal mid-word
             highlight=False,
             soft_wrap=False,
         )
@@ -141,11 +142,16 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
             self.out(render.notice(f"the line has {len(line)} characters; reading only the last {MAX_LINE}"))
             line = line[-MAX_LINE:]
         line = _clean(line)
+        self.story_sync()
         if not line.strip():
+            self.story_empty_line()
             return True
         if cmds.is_command(line):
             return self.command(cmds.parse(line))
-        self.complete_text(line)
+        if self.story.on:
+            self.story_line(line)
+        else:
+            self.complete_text(line)
         return True
 
     def complete_text(self, line: str) -> None:
@@ -156,7 +162,10 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         ids, unknown = pred.encode(tokens)
         if unknown:
             shown = ", ".join(_short(w) for w in unknown[:8]) + ("…" if len(unknown) > 8 else "")
-            self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context (remembered: offered from now on)"))
+            from repl.hanzi import script_hint
+
+            hint = script_hint(unknown, lambda w: w in pred.vocab.index)  # simplified typed against a traditional text
+            self.out(render.notice(f"unknown to this model: {shown}; predicting from the known context (remembered: offered from now on)" + (f"; {hint}" if hint else "")))
         ctx = pred.vocab.decode(ids[-pred.context :])
         preds = pred.top_k(ids, min(self.k, len(pred.vocab)))
         title = f"next word after “{detokenize(ctx)}”" if ctx else "first word"
@@ -173,7 +182,8 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         if stopped:
             mode += f"; stopped after {len(words)} words"
         copied = self.copied_run(words)
-        self.out(render.generation(detokenize([_short(t) for t in tokens[-12:]]), detokenize(words), mode, copied))
+        kept, written = continuation(line, words, pred.casing)
+        self.out(render.generation(line_tail(kept), written, mode, copied, joined=True))
         self.remember_line(line, tokens)
 
     def copied_run(self, words: list[str]) -> int | None:
@@ -212,13 +222,15 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         from prompt_toolkit.patch_stdout import patch_stdout
 
         from repl.layout import PROMPT
+        from repl.toolbar import welcome_line
 
         session = self.make_prompt()
-        self.out(render.notice(f"story-repl: {self.corpus_label()} ({self.bundle.config.label() if self.bundle else '-'}). Type words; :help lists commands.", "dim"))
+        self.out(render.notice(welcome_line(self), "dim"))
+        self.story_start()
         with patch_stdout(raw=True):
             while True:
                 try:
-                    line = session.prompt(PROMPT)
+                    line = session.prompt(PROMPT, default=self.take_pending_text())
                 except KeyboardInterrupt:
                     continue
                 except EOFError:
@@ -226,6 +238,7 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
                 if not self.run_line(line):
                     break
         if self.training:
+            self.leaving = True
             self.stop_event.set()
             self.out(render.notice("finishing the current batch and saving before leaving…"))
             self.train_thread.join()
@@ -252,6 +265,8 @@ def run_session(args) -> int:
     session = Session(args.corpus or DEFAULT_CORPUS, config, debug=args.debug)
     session.encoding = getattr(args, "encoding", None) or "utf-8"
     session.partner_spec = getattr(args, "partner", None)
+    session.story.choose(getattr(args, "story", None))  # --story: an unknown id or title is one line
+    resume = not getattr(args, "no_resume", False)  # a training cut short goes on in the background
     if args.model:
         bundle = load_bundle(args.model)
         if args.corpus:  # the model's training text, taken only if its sha256 is the recorded one
@@ -268,10 +283,12 @@ def run_session(args) -> int:
             session.start_model(str(path), config, force=False, what="first model")
             return session.loop()
         if bundle is None:
+            resume = False  # trained just now: a run the user stopped here is only offered
             con = Console(highlight=False)
             bundle, result = train_with_view(str(path), config, con, encoding=session.encoding)
             note = result.vocab.unk_note() if result is not None else None
             if note:
                 con.print(render.notice(note, "dim"))
     session.set_bundle(bundle, strict=True)
+    session.resume_cut_short(auto=resume)
     return session.loop()

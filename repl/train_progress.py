@@ -4,7 +4,8 @@ toolbar's one-line status, all from :class:`model.training.events.Progress` reco
 Every command that trains shows it (``train``, and ``predict``, ``generate``, ``eval`` or
 ``complete`` without a cached model, through :func:`repl.models.train_with_view`), as does the
 REPL when a small corpus trains before the first prompt. Besides loss, accuracy, tokens/s and ETA
-it prints a sample prediction now and then; off a terminal, a plain status line instead of the bar.
+it prints a sample prediction now and then when asked (``train --verbose``); off a terminal, a
+plain status line instead of the bar.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from repl.render import sample_line
 
@@ -77,7 +78,30 @@ def status_line(p) -> str:
     acc = "" if math.isnan(p.accuracy) else f" acc {p.accuracy:.3f}"
     loss = "" if math.isnan(p.loss) else f" loss {p.loss:.3f}"
     reps = f" ×{p.replicas}" if p.replicas > 1 else ""
-    return f"epoch {p.epoch}/{p.epochs} {frac:4.0%}{loss}{acc} {rate(p.tokens_per_s)} tok/s{reps}"
+    left = eta_seconds(p)
+    eta = "" if left is None else f" ETA {duration(left)}"
+    return f"epoch {p.epoch}/{p.epochs} {frac:4.0%}{loss}{acc} {rate(p.tokens_per_s)} tok/s{reps}{eta}"
+
+
+def eta_seconds(p) -> float | None:
+    """Seconds of training left: the epochs left at the pace so far, or the time limit left if
+    that comes first; None before either is known."""
+    if p is None:
+        return None
+    frac = progress_fraction(p)
+    start = min(frac, getattr(p, "first_epoch", 0) / max(1, p.epochs))  # a resumed run's epochs before this one
+    elapsed = max(0.0, float(getattr(p, "elapsed", 0.0) or 0.0))
+    left = elapsed * (1.0 - frac) / (frac - start) if frac > start and elapsed > 0 else None
+    limit = getattr(p, "time_limit", None)
+    if limit is not None:
+        budget = max(0.0, float(limit) - elapsed)
+        left = budget if left is None else min(left, budget)
+    return left
+
+
+def fitting_line(p) -> str:
+    """The step after the network's training, e.g. ``fitting the n-gram 40%``."""
+    return f"{p.message} {min(1.0, max(0.0, p.fraction)):.0%}"
 
 
 def progress_fraction(p) -> float:
@@ -89,9 +113,10 @@ def progress_fraction(p) -> float:
 class TrainingView:
     """Context manager: ``with TrainingView(console, title) as view: train(..., on_progress=view)``."""
 
-    def __init__(self, console: Console, title: str, sample_every: float = 2.0):
+    def __init__(self, console: Console, title: str, sample_every: float = 2.0, verbose: bool = False):
         self.console = console
         self.title = title
+        self.verbose = verbose  # print a sample prediction now and then
         self.sample_every = sample_every
         self._last_sample = -1e9
         self.progress = Progress(
@@ -102,8 +127,7 @@ class TrainingView:
             TextColumn("loss [cyan]{task.fields[loss]}"),
             TextColumn("acc [green]{task.fields[acc]}"),
             TextColumn("{task.fields[rate]} tok/s{task.fields[replicas]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("ETA {task.fields[eta]}"),
             console=console,
             transient=False,
             refresh_per_second=8,
@@ -114,7 +138,7 @@ class TrainingView:
     def __enter__(self) -> "TrainingView":
         self.progress.__enter__()
         self.task = self.progress.add_task(
-            self.title, total=1.0, epoch="-", loss="-", acc="-", rate="-", replicas=""
+            self.title, total=1.0, epoch="-", loss="-", acc="-", rate="-", replicas="", eta="-"
         )
         return self
 
@@ -137,8 +161,11 @@ class TrainingView:
                 acc="-" if math.isnan(p.accuracy) else f"{p.accuracy:.3f}",
                 rate=rate(p.tokens_per_s),
                 replicas=f" ×{p.replicas} replicas" if p.replicas > 1 else "",
+                eta="-" if eta_seconds(p) is None else duration(eta_seconds(p)),
             )
-        elif p.kind == "sample" and p.sample is not None:
+        elif p.kind == "fitting":
+            self.progress.update(self.task, description=fitting_line(p))
+        elif p.kind == "sample" and p.sample is not None and self.verbose:
             now = time.monotonic()
             if now - self._last_sample >= self.sample_every:
                 self._last_sample = now
@@ -146,4 +173,4 @@ class TrainingView:
         elif p.kind == "start" and p.message:
             self.progress.console.print(f"[dim]{p.message}[/dim]")
         elif p.kind == "end":
-            self.progress.update(self.task, completed=1.0)
+            self.progress.update(self.task, completed=1.0, description=self.title)

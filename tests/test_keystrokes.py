@@ -227,7 +227,7 @@ def test_grey_continuation(pred):
         probs, order = pred.ranking(pred.encode(context)[0])
         assert pred.vocab.tokens[order[0]] == word and probs[order[0]] >= menu.ghost_min_prob
         context.append(word)
-    assert menu.ghost("had a gen") == "" and menu.ghost("") == ""
+    assert menu.ghost("had a gen") == "eral" and menu.ghost("") == ""  # in a word: the rest of the most likely one
     menu.ghost_enabled = False
     assert menu.ghost("had a general ") == ""
 

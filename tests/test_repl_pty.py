@@ -13,7 +13,7 @@ def test_end_to_end_session(tmp_path, term):
     t = term(home)
     # First start: no cached model, so it trains with a progress bar, then prompts.
     t.expect(r"training lstm.*(acc|loss).*reached the accuracy ceiling", timeout=180)
-    t.expect(r"corpus belling_the_cat.*model lstm/3.*mode greedy")
+    t.expect(r"mode greedy.*belling_the_cat.*lstm/3")  # the toolbar: what matters most first
     assert (home / "models").is_dir() and any((home / "models").iterdir())
 
     t.send("had a gen")
@@ -51,7 +51,7 @@ def test_end_to_end_session(tmp_path, term):
 
 def test_second_start_loads_cache_and_history_persists(home_with_default, term):
     t = term(home_with_default)
-    out = t.expect(r"corpus belling_the_cat.*idle", timeout=60)
+    out = t.expect(r"idle.*belling_the_cat", timeout=60)
     assert "training lstm" not in out  # cached: no training
     t.send("the mice\r")
     t.expect(r"next word after.*\[greedy\].*›")  # wait for the next prompt
@@ -65,7 +65,7 @@ def test_second_start_loads_cache_and_history_persists(home_with_default, term):
     t.expect(r"the mice")  # redrawn on the prompt line
     t.send("\x03")  # Ctrl-C clears the line and stays
     t.send("mice looked\r")
-    t.expect(r"next word after .mice looked.*›")
+    t.expect(r"next word after .(mice )?mice looked.*›")  # the reopened story ends with "the mice"
     assert t.quit_with(":quit\r") == 0
 
 

@@ -213,7 +213,7 @@ def test_vocabulary_beyond_max_vocab_becomes_unk_and_says_so(tmp_path, capsys):
     code = main(["train", str(path), "--max-vocab", "20", *TINY_FLAGS, "--json"])
     cap = capsys.readouterr()
     assert code == 0, cap.err
-    assert "became <unk>" in cap.err and "--max-vocab" in cap.err
+    assert "are completed from the n-gram" in cap.err and "--max-vocab" in cap.err
     bundle = load_bundle(json.loads(cap.out)["bundle"])
     assert len(bundle.vocab) == 20 and UNK in bundle.vocab.tokens
     assert bundle.vocab.dropped > 250
@@ -542,7 +542,7 @@ def test_save_into_a_directory_that_is_not_a_model_is_refused(repl, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "saved to" in repl.run(f":save {empty}")
-    assert sorted(os.listdir(empty)) == sorted(FILES)
+    assert sorted(os.listdir(empty)) == sorted(f for f in FILES if f != "casing.json")  # a lower-case text has no casing
 
 
 # ---- fuzzing ----------------------------------------------------------------------------

@@ -140,8 +140,10 @@ def test_full_width_punctuation() -> None:
 
 def test_japanese_and_korean() -> None:
     assert tokenize("ひらがなカタカナ漢字") == list("ひらがなカタカナ漢字")
-    assert tokenize("한국어 문장") == list("한국어문장")
-    assert all(is_cjk(c) for c in "ひカ漢한\U00020000")
+    assert tokenize("한국어 문장이다.") == ["한국어", "문장이다", "."]  # Korean is spaced by words
+    assert detokenize(tokenize("소년은 매일 아침, 산에 갔다.")) == "소년은 매일 아침, 산에 갔다."
+    assert all(is_cjk(c) for c in "ひカ漢\U00020000")
+    assert not is_cjk("한") and not is_cjk("ㄱ")
     assert not is_cjk("ab") and not is_cjk("漢字") and not is_cjk("") and not is_cjk("a")
 
 

@@ -3,7 +3,8 @@
 ``story-repl eval --keystrokes`` runs a simulated typist (:class:`Typist`) that asks the same
 :class:`model.prediction.menu.Menu` as the REPL before every character and enters each token the
 cheapest way at the REPL's key costs: ``KSR = 1 - keys used / keys without prediction``
-(characters plus one space per token, none after a CJK character). It types with the model, with
+(characters plus one space per token, none after a CJK character): the case-folded count;
+:mod:`model.evaluation.exact` types the text itself, case and spacing exact. It types with the model, with
 an order-5 Kneser-Ney over every training word (:class:`KneserNeyPredictor`) and with Presage
 (:mod:`model.evaluation.presage`); :class:`Features` turns the REPL's aids on or off one by one.
 """
@@ -74,6 +75,7 @@ class KneserNeyPredictor:
         self.order = int(order)
         self.context = max(self.order - 1, 0)
         self.keep_case = bool(keep_case)
+        self.casing = None  # how its words are written (the model's, for the case-exact typist)
         self.kn = KneserNey(self.order, vocab_size=len(self.vocab)).fit(self.vocab.encode(train_tokens))
         self._cache: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(self.CACHE_SIZE)
         self._lock = threading.Lock()
@@ -336,13 +338,16 @@ def contenders(
     if "baseline" in which or "presage" in which:
         train = list(train_tokens) if train_tokens is not None else training_tokens(bundle, encoding)
     if "baseline" in which:
-        runs["baseline"] = (KneserNeyPredictor(train, BASELINE_ORDER, keep_case=bool(bundle.config.keep_case)), True)
+        kn = KneserNeyPredictor(train, BASELINE_ORDER, keep_case=bool(bundle.config.keep_case))
+        kn.casing = getattr(predictor, "casing", None)
+        runs["baseline"] = (kn, True)
     out = Contenders(runs)
     if "presage" in which:
         out.presage_note = presage_missing()
         if out.presage_note is None:
             try:
                 out.presage = PresageSource(train, predictor, suggestions=5 * max(menus))
+                out.presage.casing = getattr(predictor, "casing", None)
                 runs["presage"] = (out.presage, False)
                 out.presage_note = "Presage smoothed trigram through libpresage (model/evaluation/presage_bridge.cc)"
             except StoryError as e:

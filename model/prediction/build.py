@@ -17,11 +17,19 @@ from model.prediction.ngram import KneserNey
 from model.prediction.scoring import FIT_TOKENS, fit_mixture_weights
 from model.prediction.weights import Weights, from_saved, saved_form
 from model.storage.partners import partner_weights_path, read_weights, write_weights
+from model.errors import StoryError
+from model.lru import LRU
+from model.text.casing import Casing, casing_of_file
 from model.text.vocab import Vocab
+
+CASING_FILE = "casing.json"
 
 # The n-gram of a very large text is estimated on its last NGRAM_TOKENS training tokens (about
 # 50 bytes a token while counting: ~500 MB here); every training word stays in the vocabulary.
 NGRAM_TOKENS = 10_000_000
+# A text with at least this many training tokens keeps its fitted n-gram for the next training
+# (:mod:`model.storage.ngrams`); a smaller one is fitted again in a fraction of a second.
+NGRAM_CACHE_TOKENS = 100_000
 
 
 def training_split(corpus, valid_fraction: float) -> tuple[list[str], list[str]]:
@@ -61,17 +69,35 @@ def _network(config, weights, vocab: Vocab) -> tuple:
     return Network(config, weights), vocab, int(config.context)
 
 
-def ngram_mixture(corpus, config) -> Mixture:
+def ngram_mixture(corpus, config, progress=None) -> Mixture:
     """The n-gram and cache alone (no network yet), weighted by EM on held-out text: what
     completes words while the LSTM of a new corpus trains."""
-    return build_components(corpus, config, None, None)
+    return build_components(corpus, config, None, None, progress)
 
 
-def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str, np.ndarray] | None) -> Mixture:
-    """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM."""
+def training_ngram(corpus, config, words: Vocab, table: np.ndarray, train, progress=None) -> KneserNey:
+    """The n-gram of the training part (of a very large text, its last NGRAM_TOKENS tokens): for
+    a text of NGRAM_CACHE_TOKENS or more, the one kept for this text and split
+    (:mod:`model.storage.ngrams`), else fitted (and kept)."""
+    from model.storage.ngrams import cached_ngram, keep_ngram, ngram_dir
+
+    where = ngram_dir(corpus, config.valid_fraction, ORDER, NGRAM_TOKENS) if len(train) >= NGRAM_CACHE_TOKENS else None
+    kn = cached_ngram(where, words) if where is not None else None
+    if kn is None:
+        kn = KneserNey(ORDER, vocab_size=len(words)).fit(table[np.asarray(train[-NGRAM_TOKENS:])].astype(np.int64), progress)
+        if where is not None:
+            keep_ngram(where, kn, words)
+    return kn
+
+
+def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str, np.ndarray] | None, progress=None) -> Mixture:
+    """Full vocabulary, n-gram and (with ``weights``) the network; mixture weights fitted by EM.
+    ``progress(message, fraction)`` follows the n-gram, then the weights."""
+    report = progress or (lambda message, fraction: None)
+    report("fitting the n-gram", 0.0)
     words, table, train, valid_ids = training_vocabulary(corpus, config.valid_fraction)
-    # the n-gram of a very large text: its last NGRAM_TOKENS training tokens
-    kn = KneserNey(ORDER, vocab_size=len(words)).fit(table[np.asarray(train[-NGRAM_TOKENS:])].astype(np.int64))
+    kn = training_ngram(corpus, config, words, table, train, lambda f: report("fitting the n-gram", 0.3 * f))
+    report("fitting the mixture weights", 0.3)
     networks = {"lstm": _network(config, weights, lstm_vocab)} if weights is not None and lstm_vocab is not None else {}
     mix = Mixture(words, make_components(Ingredients(words, kn, networks)))
     if len(valid_ids) >= 2:
@@ -80,8 +106,40 @@ def build_components(corpus, config, lstm_vocab: Vocab | None, weights: dict[str
         start = len(train) - max(2, len(train) // 10)
         tail = table[np.asarray(train[start : start + FIT_TOKENS])]
         heldout, where = [words.tokens[i] for i in tail.tolist()], "last tenth of the training text"
-    mix.weights = fit_mixture_weights(mix, heldout, where)
+    mix.weights = fit_mixture_weights(mix, heldout, where, lambda f: report("fitting the mixture weights", 0.3 + 0.6 * f))
+    report("fitting the mixture weights", 1.0)
+    mix.casing = corpus_casing(corpus, config)
     return mix
+
+
+_CASINGS: LRU[tuple[str, str, int], Casing] = LRU(4)  # (sha256, encoding, tokens) -> the casing of the text's first tokens
+
+
+def corpus_casing(corpus, config) -> Casing | None:
+    """How the words of a case-folded model's text are written; None for a model that keeps
+    case, or when the text cannot be read (the words are then written as they are)."""
+    if config.keep_case:
+        return None
+    try:
+        cut = corpus.split_point(float(config.valid_fraction or 0.0))  # the training part only
+        casing = _CASINGS.get_or_make((corpus.sha256, corpus.encoding, cut), lambda: casing_of_file(corpus.path, corpus.encoding, cut))
+    except (StoryError, OSError, UnicodeError, ValueError):
+        return None
+    return None if casing.plain else casing
+
+
+def saved_casing(bundle, words: Vocab) -> Casing | None:
+    """The bundle's ``casing.json`` (checked: one line naming it when it fails); without one,
+    the casing of its training text where :meth:`Bundle.training_text` finds it, else None."""
+    data = bundle.extra(CASING_FILE)
+    if data is not None:
+        return Casing.from_json(data, words.tokens, bundle.path / CASING_FILE)
+    if bundle.config.keep_case or bundle.training_text() is None:
+        return None
+    try:
+        return corpus_casing(bundle.training_corpus(), bundle.config)
+    except (StoryError, OSError, UnicodeError, ValueError):
+        return None
 
 
 def extras_of(mix: Mixture) -> dict[str, bytes]:
@@ -92,11 +150,14 @@ def extras_of(mix: Mixture) -> dict[str, bytes]:
     buf = io.BytesIO()
     np.savez(buf, **mix.ngram.kn.to_arrays())
     words = Vocab(mix.words.tokens[: mix.corpus_size], mix.words.counts[: mix.corpus_size])
-    return {
+    out = {
         "words.json": words.to_json().encode("utf-8"),
         "ngram.npz": buf.getvalue(),
         "mixture.json": json.dumps(saved_form(mix.weights, mix.params()), ensure_ascii=False).encode("utf-8"),
     }
+    if getattr(mix, "casing", None) is not None:
+        out[CASING_FILE] = mix.casing.to_json(words.tokens)
+    return out
 
 
 def read_extras(bundle) -> tuple[Vocab, KneserNey, Weights, dict] | None:
@@ -205,6 +266,7 @@ def _load_mixture(bundle) -> Mixture:
         networks = {"lstm": _network(bundle.config, bundle.weights, bundle.vocab)}
         mix = Mixture(words, make_components(Ingredients(words, kn, networks)), weights)
         mix.load_params(params)
+        mix.casing = saved_casing(bundle, words)
         return mix
     mix = _rebuild(bundle)
     if mix is not None:

@@ -122,11 +122,24 @@ class NeuralComponent(Component):
         self.known_lstm = self.to_lstm[self.known_full]
         self.missing = ~known  # full-vocabulary words the LSTM lacks
         self._cache: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(LSTM_CACHE)
+        self.windows = _window_states(net, self.context)  # one step per word for the windowed archs
 
     @classmethod
     def make(cls, ing: Ingredients, name: str) -> "NeuralComponent | None":
         spec = ing.networks.get(name)
         return None if spec is None else cls(spec[0], spec[1], ing.words, spec[2], name=name)
+
+    @property
+    def carries(self) -> bool:
+        """Whether the network carries its state over a whole text (the stream arch)."""
+        config = getattr(self.net, "config", None)
+        return config is not None and config.arch == "stream"
+
+    def lstm_ids(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The network's own ids of full ids, read as :meth:`window` reads them (all of them)."""
+        fallback = self.unk if self.unk is not None else -1
+        out = (int(self.to_lstm[i]) if 0 <= i < self.size else fallback for i in (int(i) for i in ids))
+        return tuple(j for j in out if j >= 0)
 
     def window(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The last ``context`` LSTM ids of a full-id context (user words read as <unk> or skipped)."""
@@ -149,7 +162,15 @@ class NeuralComponent(Component):
 
     def entry(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         key = self.window(ids)
-        return self._cache.get_or_make(key, lambda: self.run([key])[0])
+        return self._cache.get_or_make(key, lambda: self._one(key))
+
+    def _one(self, key: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, features) of one window: one step after the window before it where
+        :class:`~model.prediction.numpy_net.WindowStates` kept it, else read on its own."""
+        feats = self.windows.features(key) if self.windows is not None else None
+        if feats is None:
+            return self.run([key])[0]
+        return self._outputs(feats[None])[0]
 
     def entries(self, contexts: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`entry` for several contexts, the uncached ones computed in one batch (the
@@ -164,22 +185,25 @@ class NeuralComponent(Component):
 
     def run(self, keys: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(probabilities, features) for several windows in one batch."""
-        from model.prediction.numpy_net import softmax
-
         x = np.zeros((len(keys), self.context), np.int64)
         for r, key in enumerate(keys):
             if key:
                 x[r, -len(key) :] = np.asarray(key) + 1
-        feats = self.net.features(x)
-        probs = softmax(feats @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]).astype(np.float64)
-        return [(probs[r], feats[r].astype(np.float64)) for r in range(len(keys))]
+        return self._outputs(self.net.features(x))
 
-    def pairs(self, ids: Sequence[int]) -> tuple[list[np.ndarray], list[int]]:
-        """(state after ids[:j], ids[j]) for j = 1 .. len(ids)-1: what followed each state."""
+    def _outputs(self, feats: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        from model.prediction.numpy_net import softmax
+
+        probs = softmax(feats @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]).astype(np.float64)
+        return [(probs[r], feats[r].astype(np.float64)) for r in range(len(feats))]
+
+    def pairs(self, ids: Sequence[int], start: int = 1) -> tuple[list[np.ndarray], list[int]]:
+        """(state after ids[:j], ids[j]) for j = start .. len(ids)-1: what followed each state."""
         ids = [int(i) for i in ids]
-        if len(ids) < 2:
+        start = max(1, int(start))
+        if len(ids) <= start:
             return [], []
-        return [f for _, f in self.entries([ids[:j] for j in range(1, len(ids))])], ids[1:]
+        return [f for _, f in self.entries([ids[:j] for j in range(start, len(ids))])], ids[start:]
 
     def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
         """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
@@ -231,6 +255,16 @@ class NeuralComponent(Component):
         if self.unk is None or not self.missing.any():
             p /= max(float(p_known), 1e-300)
         return float(p)
+
+
+def _window_states(net, context: int):
+    """The network's :class:`~model.prediction.numpy_net.WindowStates`, for a numpy network of
+    a left-to-right windowed arch (None for the others: they read each window on its own)."""
+    from model.prediction.numpy_net import Network, WindowStates
+
+    if isinstance(net, Network) and net.config.arch in ("lstm", "stacked"):
+        return WindowStates(net, context)
+    return None
 
 
 class NgramComponent(Component):
@@ -323,6 +357,7 @@ class NeuralCacheComponent(Component):
         self.size = int(size)
         self.states: list[np.ndarray] = []  # (state, next word) pairs of the user's text
         self.targets: list[int] = []
+        self._stacked: tuple[np.ndarray, np.ndarray] | None = None  # the last ``size`` of them as arrays
 
     @classmethod
     def make(cls, ing: Ingredients, name: str) -> "NeuralCacheComponent | None":
@@ -352,6 +387,14 @@ class NeuralCacheComponent(Component):
             if len(self.targets) > 4 * self.size:
                 self.states = self.states[-self.size :]
                 self.targets = self.targets[-self.size :]
+            self._stacked = None
+
+    def _observed(self) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``size`` observed (states, next words) as arrays, stacked once after each observe."""
+        if self._stacked is None:
+            states = self.states[-self.size :]
+            self._stacked = (np.asarray(states) if states else np.zeros((0, 0)), np.asarray(self.targets[-self.size :], np.int64))
+        return self._stacked
 
     def _scores(self, theta: float, h: np.ndarray, states: np.ndarray) -> np.ndarray:
         s = theta * (states @ h)
@@ -360,13 +403,17 @@ class NeuralCacheComponent(Component):
     def distribution(self, ctx: Context) -> np.ndarray | None:
         h = ctx.network(self.neural)[1]
         states, targets = ctx.pairs(self.neural, 2 * self.size)
-        if self.targets:  # what it observed of the user's text comes first
-            states, targets = self.states + list(states), self.targets + list(targets)
-        if len(targets) == 0:
+        new = min(len(targets), self.size)
+        old_states, old_targets = self._observed()  # what it observed of the user's text comes first
+        old = min(len(old_targets), self.size - new)
+        if new + old == 0:
             return None
-        states, targets = np.asarray(states), np.asarray(targets, np.int64)
-        e = self._scores(self.theta, h, states[-self.size :])
-        t = targets[-self.size :]
+        scores = [old_states[len(old_targets) - old :] @ h] if old else []
+        if new:
+            scores.append(np.asarray(states[len(states) - new :]) @ h)
+        s = self.theta * (np.concatenate(scores) if len(scores) > 1 else scores[0])
+        e = np.exp(s - s.max())
+        t = np.concatenate([old_targets[len(old_targets) - old :], np.asarray(targets[len(targets) - new :], np.int64)])
         keep = t < ctx.total
         return smooth_cache(np.bincount(t[keep], weights=e[keep], minlength=ctx.total), float(e.sum()))
 

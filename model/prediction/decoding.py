@@ -27,6 +27,7 @@ __all__ = [
     "DecodingError",
     "NextDistribution",
     "adjusted_logp",
+    "beam_candidates",
     "beam_search",
     "choose_next",
     "generate_ids",
@@ -157,6 +158,17 @@ class Decoding:
             parts.append(f"nr={self.no_repeat_ngram}")
         return " ".join(parts)
 
+    def label(self) -> str:
+        """How a continuation was made, in words: "greedy", "sampled, T=0.8", "beam 4", plus
+        the settings changed from that mode's defaults ("greedy (nr off)")."""
+        base = {"greedy": "greedy", "beam": f"beam {self.beam}"}.get(self.mode, f"sampled, T={self.temperature:g}")
+        usual = set(Decoding(greedy=self.greedy, temperature=self.temperature, beam=self.beam).short().split())
+        mine = self.short().split()
+        changed = [part for part in mine[1:] if part not in usual]
+        keys = {part.split("=")[0] for part in mine}
+        changed += [f"{key} off" for key in ("p", "rep", "nr") if key not in keys and any(u.startswith(key + "=") for u in usual)]
+        return f"{base} ({' '.join(changed)})" if changed else base
+
     def to_dict(self) -> dict[str, object]:
         """Every setting plus ``mode``, for ``--json`` output."""
         d: dict[str, object] = {"mode": self.mode}
@@ -235,9 +247,10 @@ def ngram_banned(history: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     if n == 1:
         return np.unique(h)
     suffix = h[len(h) - n + 1 :]
-    # windows of n-1 ids that have a following id: starts 0 .. len(h) - n
-    wins = np.lib.stride_tricks.sliding_window_view(h[:-1], n - 1)
-    hit = np.flatnonzero((wins == suffix).all(axis=1))
+    # starts 0 .. len(h) - n of the n-1 ids that match the suffix, narrowed one id at a time
+    hit = np.flatnonzero(h[: len(h) - n + 1] == suffix[0])
+    for j in range(1, n - 1):
+        hit = hit[h[hit + j] == suffix[j]]
     return np.unique(h[hit + n - 1])
 
 
@@ -265,10 +278,10 @@ def adjusted_logp(probs: np.ndarray, history: Sequence[int], banned: np.ndarray 
         ban = ngram_banned(history, decoding.no_repeat_ngram)
         ban = ban[(ban >= 0) & (ban < len(logp))]
         if len(ban):
-            kept = logp.copy()
+            kept = logp[ban]
             logp[ban] = -np.inf
-            if not np.isfinite(logp).any():
-                logp = kept  # every id banned: lift the n-gram ban for this step
+            if logp.max() == -np.inf:
+                logp[ban] = kept  # every id banned: lift the n-gram ban for this step
     top = logp.max()
     if not np.isfinite(top):
         raise StoryError("the model gives no probability to any word it may generate")
@@ -281,23 +294,57 @@ def _truncate(logp: np.ndarray, decoding: Decoding) -> np.ndarray:
     k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
     if not k and p >= 1 and m <= 0:
         return logp
-    out = logp.copy()
     allowed = int(np.isfinite(logp).sum())
-    order = np.argsort(-logp, kind="stable")[:allowed]  # most likely first, excluded ids dropped
-    if k and k < len(order):
-        order = order[:k]
-    if p < 1 and len(order) > 1:
-        q = np.exp(logp[order])
-        cum = np.cumsum(q / q.sum())
-        keep = int(np.searchsorted(cum, p - 1e-12)) + 1  # smallest prefix holding p
-        order = order[: max(1, min(keep, len(order)))]
+    n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
+    ranked = None  # the highest values, from the highest, where they were sorted
+    if p < 1 and n > 1:
+        n, ranked = _nucleus(logp, n, p, exact_sum=bool(k))
     if m > 0:
-        floor = logp[order[0]] + math.log(m)
-        order = order[logp[order] >= floor]
-    mask = np.ones(len(out), bool)
-    mask[order] = False
-    out[mask] = -np.inf
+        floor = logp.max() + math.log(m)
+        n = min(n, int((logp >= floor).sum()))
+    kept = _first(logp, n, ranked[n - 1] if ranked is not None and 0 < n <= len(ranked) else None)
+    out = np.full(len(logp), -np.inf)
+    out[kept] = logp[kept]
     return out
+
+
+def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
+    """The ids of the ``n`` highest values of ``logp`` (``nth``: the n-th highest, when known),
+    ties to the lower id: the first ``n`` of a stable sort from the highest, the rest unsorted."""
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    if nth is None:
+        nth = np.partition(logp, len(logp) - n)[len(logp) - n]
+    above = np.flatnonzero(logp > nth)
+    return np.concatenate([above, np.flatnonzero(logp == nth)[: n - len(above)]])
+
+
+def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, np.ndarray]:
+    """(how many of the ``n`` most likely ids top-p keeps, the highest values sorted from the
+    highest): the smallest number, most likely first, whose probabilities renormalised over
+    the ``n`` add up to ``p``. Only the values above a falling threshold are sorted, until they
+    hold ``p``; with ``exact_sum`` (the ``n`` of top-k) all ``n`` are, as the mass they are
+    renormalised by is summed from the most likely."""
+    if exact_sum:
+        ranked = -np.sort(-logp[_first(logp, n)])
+        q = np.exp(ranked)
+        return _count_to(q, q.sum(), p, n), ranked
+    total = np.exp(logp).sum()  # over every allowed id (n is all of them): the excluded add 0
+    top = logp.max()
+    for drop in (7.0, 14.0, 28.0, np.inf):
+        head = logp[logp >= top - drop] if drop < np.inf else logp[np.isfinite(logp)]
+        ranked = -np.sort(-head)
+        q = np.exp(ranked)
+        if drop == np.inf or q.sum() >= p * total:
+            return _count_to(q, total, p, n), ranked
+    raise AssertionError("unreachable")
+
+
+def _count_to(q: np.ndarray, total: float, p: float, n: int) -> int:
+    """How many of the probabilities ``q`` (from the most likely, over ``total``) reach ``p``."""
+    cum = np.cumsum(q / total)
+    keep = int(np.searchsorted(cum, p - 1e-12)) + 1  # smallest prefix holding p
+    return max(1, min(keep, n))
 
 
 def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:
@@ -306,7 +353,16 @@ def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> i
         logp = logp / decoding.temperature
     w = np.exp(logp - logp.max())
     w /= w.sum()
-    return int(rng.choice(len(w), p=w))
+    return _draw(w, rng)
+
+
+def _draw(w: np.ndarray, rng: np.random.Generator) -> int:
+    """``rng.choice(len(w), p=w)``, drawn as it draws (one ``rng.random()`` against the
+    cumulative sum) over the ids of positive weight only: the same id and the same state after."""
+    ids = np.flatnonzero(w)
+    cdf = np.cumsum(w[ids])
+    cdf /= cdf[-1]
+    return int(ids[np.searchsorted(cdf, rng.random(), side="right")])
 
 
 def choose_next(
@@ -366,6 +422,22 @@ def beam_search(
     return list(_beam(next_distribution, banned, start_ids, n, decoding))
 
 
+def beam_candidates(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    start_ids: Sequence[int],
+    n: int,
+    decoding: Decoding,
+    width: int,
+) -> list[tuple[float, list[int]]]:
+    """Every beam left after a search of ``width`` beams for ``n`` ids, best first: (summed
+    log-probability after the repetition controls, ids). The first is :func:`beam_search`'s."""
+    beams: list[tuple[float, list[int]]] = [(0.0, [])]
+    for step in _beam_steps(next_distribution, banned, start_ids, n, decoding, width):
+        beams = step
+    return beams
+
+
 def _beam(
     next_distribution: NextDistribution,
     banned: np.ndarray | None,
@@ -373,10 +445,31 @@ def _beam(
     n: int,
     decoding: Decoding,
 ) -> Iterator[int]:
-    width = max(1, decoding.beam)
-    start = [int(i) for i in start_ids]
     beams: list[tuple[float, list[int]]] = [(0.0, [])]
     done = 0  # ids already yielded (common to every beam)
+    for beams in _beam_steps(next_distribution, banned, start_ids, n, decoding, decoding.beam):
+        common = _common_prefix([g for _, g in beams])
+        while done < common:
+            yield beams[0][1][done]
+            done += 1
+    best = beams[0][1]
+    while done < len(best):
+        yield best[done]
+        done += 1
+
+
+def _beam_steps(
+    next_distribution: NextDistribution,
+    banned: np.ndarray | None,
+    start_ids: Sequence[int],
+    n: int,
+    decoding: Decoding,
+    width: int,
+) -> Iterator[list[tuple[float, list[int]]]]:
+    """The beams, best first, after each of ``n`` steps."""
+    width = max(1, int(width))
+    start = [int(i) for i in start_ids]
+    beams: list[tuple[float, list[int]]] = [(0.0, [])]
     for _ in range(int(n)):
         cand_scores: list[np.ndarray] = []
         cand_ids: list[np.ndarray] = []
@@ -400,14 +493,7 @@ def _beam(
         # best first; ties go to the earlier beam, then the lower id (deterministic)
         order = np.lexsort((ids, parents, -scores))[:width]
         beams = [(float(scores[j]), beams[int(parents[j])][1] + [int(ids[j])]) for j in order]
-        common = _common_prefix([g for _, g in beams])
-        while done < common:
-            yield beams[0][1][done]
-            done += 1
-    best = beams[0][1]
-    while done < len(best):
-        yield best[done]
-        done += 1
+        yield beams
 
 
 def _common_prefix(seqs: list[list[int]]) -> int:

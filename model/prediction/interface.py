@@ -26,13 +26,15 @@ class Context:
     components and computed once, on first use, by ``source``: the mixture for the user's
     text, the scorer for a text (see :class:`model.prediction.scoring.Text`), so a network's
     output is never computed twice for one context. ``position`` is the next word's index in
-    a scored text (None for the user's text)."""
+    a scored text (None for the user's text). ``seen``: how many of the first ``ids`` are a
+    story's last words, already observed (they are in the history once)."""
 
     ids: Sequence[int]
     total: int
     history: Sequence[int] = ()
     source: Any = None
     position: int | None = None
+    seen: int = 0
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -15,12 +15,13 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from model.lru import LRU
 from model.text.tokenize import is_cjk
+from model.text.writing import Edit, Writer
 
 MENU_MIN = 10  # the menu shows at least this many words, even when :topk is smaller
 DIRECT_PICKS = 9  # Alt-1 … Alt-9
@@ -32,7 +33,8 @@ _FILL_SPLIT = re.compile(r"([^\s/]+(?:\s+|/))")
 
 
 def separator(word: str) -> str:
-    """What follows ``word`` when it is typed or picked: a space, or nothing after a CJK character."""
+    """What follows ``word`` in the case-folded token stream: a space, or nothing after a Han or
+    kana character (a Hangul word takes a space). What a pick inserts is :class:`Entry` ``text``."""
     return "" if is_cjk(word) else " "
 
 
@@ -41,10 +43,11 @@ def insertion(word: str) -> str:
 
 
 def ends_word(text: str) -> bool:
-    """Does ``text`` end a word, so the next one starts here: a space, or a CJK character or
-    full-width punctuation (written with no space after)?"""
+    """Does ``text`` end a word, so the next one starts here: a space, or a Han or kana character
+    or full-width punctuation (written with no space after)?"""
     last = text[-1:]
-    return bool(last) and (last.isspace() or is_cjk(last) or unicodedata.east_asian_width(last) in ("W", "F"))
+    wide_mark = not last.isalnum() and unicodedata.east_asian_width(last) in ("W", "F")
+    return bool(last) and (last.isspace() or is_cjk(last) or wide_mark)
 
 
 def pick_keys(rank: int, menu_len: int, direct: bool = True, backward: bool = True) -> int:
@@ -62,12 +65,22 @@ def ghost_fill(ghost: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
+    """A word of the menu; picking it deletes ``delete`` characters before the cursor and
+    inserts ``text`` (:func:`model.text.writing.write`)."""
+
     word: str
     prob: float
     keys: int
+    text: str = ""
+    delete: int = 0
+
+    @property
+    def shown(self) -> str:
+        """The word as the menu shows it: as it will be written."""
+        return self.text.strip() or self.word
 
     def as_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "prob": self.prob, "keys": self.keys}
+        return {"word": self.word, "prob": self.prob, "keys": self.keys, "text": self.text, "delete": self.delete}
 
 
 class Source(Protocol):
@@ -154,6 +167,10 @@ class PredictorSource:
                 ids = np.concatenate([ids, np.asarray(extra, dtype=np.int64)])
         return ids
 
+    @property
+    def casing(self):
+        return getattr(self.predictor, "casing", None)
+
     def candidates(self, context: Sequence[str], prefix: str, m: int, text: str = "") -> list[tuple[str, float]]:
         pred = self.predictor
         ids, _ = pred.encode(context)
@@ -206,6 +223,7 @@ class Menu:
         self._source: Source | None = None
         self._key: tuple[str, ...] | None = None
         self._shown: dict[str, frozenset[str]] = {}
+        self.context: Callable[[], Sequence[str]] | None = None  # tokens read before every buffer (a story so far)
         if source is not None:
             self.use_source(source)
         elif predictor is not None:
@@ -238,20 +256,27 @@ class Menu:
             self._shown = {}
 
     # ---- requests -------------------------------------------------------------------------
+    def _split(self, src: Source, text: str) -> tuple[list[str], str]:
+        """``src``'s split of ``text``, after the tokens ``context()`` gives before it."""
+        context, prefix = src.split(text)
+        before = self.context() if self.context is not None else ()
+        return (list(before) + list(context) if before else context), prefix
+
     def split(self, text: str) -> tuple[list[str], str]:
         """(tokens before the word being typed, the partial word) of ``text``."""
         if self._source is None:
             return [], ""
         return self._source.split(text)
 
-    def lookup(self, text: str, n: int | None = None) -> tuple[str, list[Entry]]:
-        """(the partial word, the menu's entries) for the buffer ``text``."""
+    def lookup(self, text: str, n: int | None = None, before: str = "") -> tuple[str, list[Entry]]:
+        """(the partial word, the menu's entries) for the buffer ``text``; ``before``: text
+        standing before the buffer, read only to write the words (sentence starts, quotes)."""
         n = self.size if n is None else int(n)
         with self._lock:
             src = self._source
             if src is None or n <= 0:
                 return "", []
-            context, prefix = src.split(text)
+            context, prefix = self._split(src, text)
             key = tuple(context)
             if key != self._key:
                 self._key, self._shown = key, {}
@@ -266,30 +291,53 @@ class Menu:
             ranked = ranked[:n]
             self._shown[prefix] = frozenset(w for w, _ in ranked)
             m = len(ranked)
-            return prefix, [Entry(w, p, pick_keys(r, m, self.direct, self.backward)) for r, (w, p) in enumerate(ranked, start=1)]
+            writer = Writer(before + text, prefix, self.casing(), floor=len(before))
+            out = []
+            for r, (w, p) in enumerate(ranked, start=1):
+                edit = writer.edit(w)
+                out.append(Entry(w, p, pick_keys(r, m, self.direct, self.backward), edit.text, edit.delete))
+            return prefix, out
 
     def entries(self, text: str, n: int | None = None) -> list[Entry]:
         """The first ``n`` (default ``size``) menu entries for the buffer ``text``."""
         return self.lookup(text, n)[1]
 
+    def casing(self):
+        """How the source's words are written (:class:`model.text.casing.Casing`), or None."""
+        return getattr(self._source, "casing", None)
+
     def ghost(self, text: str) -> str:
-        """The grey continuation after ``text``: '' unless ``text`` ends a word (a space or a CJK character)."""
+        """The grey continuation after ``text``: in a word, the rest of the most likely word that
+        starts so (``had a gen`` → ``eral``); after a word (a space or a CJK character), the next words."""
+        return self.ghost_edit(text).text
+
+    def ghost_edit(self, text: str, before: str = "") -> Edit:
+        """The grey continuation as an edit: accepting it may first delete a space before the
+        cursor (``acknowledged `` + ``, that``); ``before`` as in :meth:`lookup`."""
         with self._lock:
             src = self._source
             if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not text.strip():
-                return ""
-            if not ends_word(text):
-                return ""
-            context, prefix = src.split(text)
+                return Edit(0, "")
+            context, prefix = self._split(src, text)
             if prefix:
-                return ""
-            out: list[str] = []
+                return Edit(0, self._word_rest(context, prefix, text))
+            if not ends_word(text):
+                return Edit(0, "")
             context = list(context)
+            writer = Writer(before + text, "", self.casing(), floor=len(before))
             for _ in range(self.ghost_words):
-                best = src.candidates(context, "", 1, text + "".join(out))
+                best = src.candidates(context, "", 1, writer.before[len(before) :])
                 if not best or best[0][1] < self.ghost_min_prob:
                     break
                 word = best[0][0]
-                out.append(insertion(word))
+                writer = writer.then(writer.edit(word), word)
                 context.append(word)
-            return "".join(out)
+            return writer.since(before + text)
+
+    def _word_rest(self, context: list[str], prefix: str, text: str) -> str:
+        """The rest of the most likely word starting with ``prefix``, the partial word ending ``text``."""
+        if not text.lower().endswith(prefix.lower()):
+            return ""  # the tokenizer changed what was typed: nothing safe to add
+        best = self._source.candidates(context, prefix, 1, text)
+        word = best[0][0] if best else ""
+        return word[len(prefix) :] if word.startswith(prefix) else ""

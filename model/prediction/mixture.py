@@ -19,19 +19,35 @@ from model.text.vocab import Vocab
 
 class _Live:
     """What the components share for a context of the user's text: the n-gram's distribution,
-    a network's output (kept by the network, per window) and the current line's pairs."""
+    a network's output (kept by the network, per window, or carried over the story) and the
+    current line's pairs."""
 
-    def __init__(self, ngram):
+    def __init__(self, ngram, carried: dict | None = None):
         self._ngram = ngram
+        self._carried = carried or {}  # component name -> Carried, when the context continues the story
 
     def ngram_after(self, ctx: Context) -> np.ndarray | None:
         return None if self._ngram is None else self._ngram.after(ctx.ids)
 
+    def _carry(self, neural):
+        c = self._carried.get(neural.name)
+        return c if c is not None and c.net is neural.net else None
+
     def network_after(self, neural, ctx: Context):
+        c = self._carry(neural)
+        if c is not None:
+            return c.output(neural.lstm_ids(list(ctx.ids)[ctx.seen :]))
         return neural.entry(ctx.ids)
 
     def pairs_before(self, neural, ctx: Context, span: int):
-        return neural.pairs(list(ctx.ids)[-span:])
+        ids = list(ctx.ids)
+        start = max(1, ctx.seen, len(ids) - span)
+        c = self._carry(neural)
+        if c is None:
+            cut = len(ids) - min(span, len(ids))
+            return neural.pairs(ids[cut:], start - cut)
+        feats = [c.output(neural.lstm_ids(ids[ctx.seen : j]))[1] for j in range(start, len(ids))]
+        return feats, ids[start:]
 
 
 class Mixture:
@@ -50,6 +66,8 @@ class Mixture:
         self.history_size = CACHE_TOKENS
         self.version = 0  # bumped whenever the history changes (distribution caches key on it)
         self.active: list[str] = list(self.names)
+        self.casing = None  # how the words are written (model/text/casing.py), when known
+        self.story: tuple[tuple[int, ...], dict] | None = None  # (prefix, carried states): see follow()
 
     @property
     def names(self) -> list[str]:
@@ -84,6 +102,7 @@ class Mixture:
         other = Mixture(words, [c.fresh() for c in self.components], self.weights)
         other.history_size = self.history_size
         other.active = list(self.active)
+        other.casing = self.casing
         return other
 
     def params(self) -> dict[str, dict]:
@@ -164,12 +183,40 @@ class Mixture:
             c.observe(ids)
         self.version += 1
 
+    def follow(self, prefix: Sequence[int] | None, states: dict | None = None) -> None:
+        """Contexts that start with ``prefix`` (full ids: a story's last words, already observed)
+        continue that story: its words are not added to the history a second time, and each
+        stream network named in ``states`` reads on from its state there (``states[name]``,
+        the state after the whole story; None: the zero state), one step per word after it.
+        ``prefix`` None: every context stands alone again."""
+        from model.prediction.numpy_net import Carried
+
+        if prefix is None:
+            self.story = None
+        else:
+            nets = {c.name: c.net for c in self.components if getattr(c, "carries", False)}
+            carried = {name: Carried(nets[name], state) for name, state in (states or {}).items() if name in nets}
+            self.story = (tuple(int(i) for i in prefix), carried)
+        self.version += 1
+
+    def carried(self, name: str):
+        """The :class:`~model.prediction.numpy_net.Carried` state of the network ``name`` over
+        the story being followed, or None."""
+        story = self.story
+        return None if story is None else story[1].get(name)
+
     # ---- distributions ------------------------------------------------------------------
     def context(self, ids: Sequence[int]) -> Context:
-        """The context after ``ids``; the user's text joins it only when a component needs it."""
+        """The context after ``ids``; the user's text joins it only when a component needs it
+        (a followed story's words, already in it, only once)."""
         ids = list(ids)
-        history = self.history + [int(i) for i in ids] if any("history" in c.needs for c in self.components) else ()
-        return Context(ids, len(self.words), history, _Live(self.ngram))
+        story, seen = self.story, 0
+        if story is not None and len(ids) >= len(story[0]) and tuple(int(i) for i in ids[: len(story[0])]) == story[0]:
+            seen = len(story[0])
+        else:
+            story = None
+        history = self.history + [int(i) for i in ids[seen:]] if any("history" in c.needs for c in self.components) else ()
+        return Context(ids, len(self.words), history, _Live(self.ngram, story[1] if story else None), seen=seen)
 
     def parts(self, ids: Sequence[int]) -> dict[str, np.ndarray]:
         """Each active component's distribution over the current vocabulary (those that answer)."""

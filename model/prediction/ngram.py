@@ -108,8 +108,9 @@ class KneserNey:
         self._fitted = False
 
     # ------------------------------------------------------------------ fit
-    def fit(self, ids: Sequence[int] | np.ndarray) -> "KneserNey":
-        """Count the n-grams of one long stream of ids and build the model."""
+    def fit(self, ids: Sequence[int] | np.ndarray, progress=None) -> "KneserNey":
+        """Count the n-grams of one long stream of ids and build the model; ``progress(fraction)``
+        is called as each order is done."""
         arr = np.asarray(ids)
         if arr.ndim != 1:
             arr = arr.ravel()
@@ -131,7 +132,11 @@ class KneserNey:
         self._fitted = False
         self.vocab_size = V
         self._index = [np.zeros(0, np.int64)]
-        self._levels = list(self._rank_levels(arr, V))
+        self._levels = []
+        for level in self._rank_levels(arr, V):
+            self._levels.append(level)
+            if progress is not None:
+                progress(len(self._levels) / self.order)
 
         # Unigram-level distribution (order 1 interpolated with uniform).
         lvl = self._levels[0]

@@ -8,14 +8,12 @@ with tied weights its output kernel is the embedding transposed.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from model.config import Config
 from model.lru import LRU
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # exact and overflow-free
 
 
 def lstm_layer(
@@ -55,13 +53,7 @@ def lstm_run(
     zx = xs @ kernel + bias  # (B, T, 4U): input projections for every step at once
     steps = range(t - 1, -1, -1) if reverse else range(t)
     for s in steps:
-        z = zx[:, s] + h @ recurrent
-        i = _sigmoid(z[:, :u])
-        f = _sigmoid(z[:, u : 2 * u])
-        g = np.tanh(z[:, 2 * u : 3 * u])
-        o = _sigmoid(z[:, 3 * u :])
-        c_new = f * c + i * g
-        h_new = o * np.tanh(c_new)
+        h_new, c_new = lstm_cell(zx[:, s] + h @ recurrent, c)
         m = mask[:, s : s + 1]
         if m.all():
             c, h = c_new, h_new
@@ -70,6 +62,23 @@ def lstm_run(
             h = np.where(m, h_new, h)
         outs[:, s] = h
     return outs, h, c
+
+
+_SCALES: dict[int, np.ndarray] = {}
+
+
+def lstm_cell(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of Keras's LSTM from the (M, 4U) pre-activations ``z`` (gates i, f, c, o) and
+    the (M, U) cell ``c``: the new (h, c). The sigmoid is ``0.5 * (tanh(x / 2) + 1)`` (exact
+    and overflow-free), taken for the three sigmoid gates in the one tanh call."""
+    u = c.shape[-1]
+    scale = _SCALES.get(u)
+    if scale is None:
+        scale = _SCALES.setdefault(u, np.concatenate([np.full(2 * u, 0.5), np.ones(u), np.full(u, 0.5)]).astype(np.float32))
+    t = np.tanh(z * scale)
+    s = 0.5 * (t + 1.0)
+    c_new = s[:, u : 2 * u] * c + s[:, :u] * t[:, 2 * u : 3 * u]
+    return s[:, 3 * u :] * np.tanh(c_new), c_new
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -89,6 +98,29 @@ class Network:
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         if "logits/kernel" not in self.w and "embedding" in self.w:  # tied weights: the output kernel is the embedding transposed
             self.w["logits/kernel"] = np.ascontiguousarray(self.w["embedding"][1:].T)
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # first layer -> (projection rows, which are filled)
+
+    def projection(self, name: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, 4U) ``embedding[ids] @ kernel + bias`` of the first layer ``name`` for input ids
+        (vocabulary id + 1): a table of every word's input projection, each row computed the
+        first time its word is read (the table's untouched pages take no memory)."""
+        emb = self.w["embedding"]
+        table = self._rows.get(name)
+        if table is None:
+            four_u = self.w[f"{name}/kernel"].shape[1]
+            table = self._rows.setdefault(name, (np.zeros((emb.shape[0], four_u), np.float32), np.zeros(emb.shape[0], bool)))
+        rows, done = table
+        ids = np.asarray(ids, np.int64)
+        todo = ids[~done[ids]]
+        if len(todo):
+            todo = np.unique(todo)
+            rows[todo] = emb[todo] @ self.w[f"{name}/kernel"] + self.w[f"{name}/bias"]
+            done[todo] = True
+        return rows[ids]
+
+    def output(self, feats: np.ndarray) -> np.ndarray:
+        """(B, V) logits of (B, U) features."""
+        return feats @ self.w["logits/kernel"] + self.w["logits/bias"]
 
     def _lstm(self, name: str, xs: np.ndarray, mask: np.ndarray, reverse: bool = False):
         w = self.w
@@ -151,6 +183,23 @@ class Network:
             new.append((h, c))
         return x, new
 
+    def step(self, token: int, state: State | None) -> State:
+        """Stream arch: the state after reading one input id (vocabulary id + 1) from ``state``
+        (zero when None); :meth:`advance_features` for one word, with its projection kept."""
+        w = self.w
+        new: State = []
+        x = None
+        for k, name in enumerate(("lstm_1", "lstm_2")):
+            rec = w[f"{name}/recurrent"]
+            if state is None:
+                h = c = np.zeros((1, rec.shape[0]), np.float32)
+            else:
+                h, c = state[k]
+            zx = self.projection(name, [token]) if x is None else x @ w[f"{name}/kernel"] + w[f"{name}/bias"]
+            x, c = lstm_cell(zx + h @ rec, c)
+            new.append((x, c))
+        return new
+
 
 class StreamStates:
     """Stream arch: next-word logits of id windows, one LSTM step per word where it can.
@@ -187,3 +236,106 @@ class StreamStates:
 
     def probabilities(self, window: tuple[int, ...]) -> np.ndarray:
         return softmax(self.logits(window))
+
+
+Rows = list  # per layer, the (h, c) of a window's suffixes, each (k, U), longest suffix first
+
+
+class WindowStates:
+    """Windowed archs (lstm, stacked): the features of id windows, each read from a zero state,
+    one batched LSTM step per word where the window before it was read here.
+
+    A window's suffix states are the states after each of its suffixes, each read from a zero
+    state. The window a word later (one id longer, or slid by one) continues all of them by its
+    new id in one matrix product, its longest suffix being the window itself: a generated word
+    or a word typed costs one step of ``context`` rows instead of ``context`` steps of one.
+    ``features(window)`` returns None when the window's predecessor has none kept and it does
+    not continue the window asked before (the caller reads it on its own); when it does (a
+    generation, a line typed word by word), its suffix states are read first (``context``
+    steps of growing batches). At most ``size`` windows are kept, least recently used first out."""
+
+    def __init__(self, net: Network, context: int, size: int = 64):
+        if net.config.arch not in ("lstm", "stacked"):
+            raise ValueError(f"WindowStates needs a left-to-right windowed arch, not {net.config.arch}")
+        self.net = net
+        self.context = int(context)
+        self.names = ("lstm",) if net.config.arch == "lstm" else ("lstm_1", "lstm_2")
+        self._rows: LRU[tuple[int, ...], Rows] = LRU(size)
+        self._last: tuple[int, ...] = ()
+
+    def features(self, window: tuple[int, ...]) -> np.ndarray | None:
+        """(U,) what :meth:`Network.features` gives for ``window`` (vocabulary ids), or None."""
+        window = tuple(int(i) for i in window)
+        if not window:
+            return None
+        prev = self._rows.peek(window[:-1]) if len(window) > 1 else self._empty()
+        if prev is None:
+            last, self._last = self._last, window
+            if window[:-1] not in (last, last[1:]):
+                return None
+            prev = self._empty()
+            for token in window[:-1]:
+                prev = self._step(prev, token)
+        rows = self._step(prev, window[-1])
+        self._rows.put(window, rows)
+        if len(window) >= self.context:  # the next window slides: it continues these but the longest
+            self._rows.put(window[1:], [(h[1:], c[1:]) for h, c in rows])
+        return rows[-1][0][0]
+
+    def _empty(self) -> Rows:
+        return [(np.zeros((0, n), np.float32),) * 2 for n in (self.net.w[f"{name}/recurrent"].shape[0] for name in self.names)]
+
+    def _step(self, prev: Rows, token: int) -> Rows:
+        """The suffix states after one more input (vocabulary id ``token``): every suffix
+        continued by it, and the suffix of it alone (from the zero state)."""
+        w = self.net.w
+        out: Rows = []
+        x = None
+        for (h, c), name in zip(prev, self.names):
+            zero = np.zeros((1, h.shape[1]), np.float32)
+            h, c = np.concatenate([h, zero]), np.concatenate([c, zero])
+            zx = self.net.projection(name, [token + 1]) if x is None else x @ w[f"{name}/kernel"] + w[f"{name}/bias"]
+            x, c = lstm_cell(zx + h @ w[f"{name}/recurrent"], c)
+            out.append((x, c))
+        return out
+
+
+class Carried:
+    """Stream arch: the state after a long text read once (a story so far), and the words read
+    after it since, one LSTM step per word.
+
+    ``output(suffix)`` gives the (probabilities, features) after the text followed by ``suffix``
+    (a tuple of vocabulary ids); a suffix that extends a remembered one by a word (the next
+    keystroke's line, the next generated word) costs one step. ``state_after(suffix)`` is the
+    state itself, for carrying on when the suffix joins the text."""
+
+    def __init__(self, net: Network, state: State | None, size: int = 4096, outputs: int = 256):
+        if net.config.arch != "stream":
+            raise ValueError(f"Carried needs the stream arch, not {net.config.arch}")
+        self.net = net
+        self.state = state
+        self._states: LRU[tuple[int, ...], State] = LRU(size)
+        self._outputs: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(outputs)
+
+    def state_after(self, suffix: tuple[int, ...]) -> State | None:
+        """The state after the text and then ``suffix``: from the longest remembered start of it."""
+        k = len(suffix)
+        while k > 0 and suffix[:k] not in self._states:
+            k -= 1
+        state = self.state if k == 0 else self._states.peek(suffix[:k])
+        for j in range(k, len(suffix)):
+            state = self._states.put(suffix[: j + 1], self.net.step(suffix[j] + 1, state))
+        return state
+
+    def output(self, suffix: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(V,) probabilities of the next word and the (U,) features after the text and ``suffix``."""
+        hit = self._outputs.get(suffix)
+        if hit is not None:
+            return hit
+        state = self.state_after(suffix)
+        if state is None:  # nothing read at all: the zero state, as an all-padding window gives
+            feats = np.zeros(self.net.w["lstm_2/recurrent"].shape[0], np.float32)
+        else:
+            feats = state[-1][0][0]
+        probs = softmax(self.net.output(feats))
+        return self._outputs.put(suffix, (probs.astype(np.float64), feats.astype(np.float64)))

@@ -13,7 +13,7 @@ import numpy as np
 
 from model.storage.bundle import Bundle
 from model.config import Config
-from model.prediction.decoding import Decoding, choose_next, generate_ids
+from model.prediction.decoding import Decoding, beam_candidates, choose_next, generate_ids
 from model.lru import LRU
 from model.prediction.build import load_mixture
 from model.prediction.mixture import Mixture
@@ -68,6 +68,11 @@ class Predictor:
         self.net = None
         self._cache = LRU(CACHE_SIZE)
         return self
+
+    @property
+    def casing(self):
+        """How the words are written (:class:`model.text.casing.Casing`), or None: as they are."""
+        return getattr(self.mixture, "casing", None)
 
     @property
     def _ban(self) -> np.ndarray:
@@ -167,6 +172,11 @@ class Predictor:
         """
         dec = decoding if decoding is not None else Decoding.legacy(greedy, temperature)
         return generate_ids(self.distribution, self._ban, list(ids), n, dec, np.random.default_rng(seed))
+
+    def beams(self, ids: Sequence[int], n: int, decoding: Decoding, width: int) -> list[tuple[float, list[int]]]:
+        """Every beam of a search of ``width`` beams for ``n`` ids after ``ids``, best first
+        (see :func:`model.prediction.decoding.beam_candidates`)."""
+        return beam_candidates(self.distribution, self._ban, list(ids), n, decoding, width)
 
     def generate(
         self,

@@ -33,12 +33,12 @@ class Pass(NamedTuple):
     picks: np.ndarray | None
 
 
-def network_pass(neural, ids: np.ndarray, batch: int, keep: bool = True) -> Pass:
+def network_pass(neural, ids: np.ndarray, batch: int, keep: bool = True, progress=None) -> Pass:
     """The network run over every position's window, batched over the distinct windows.
     Without ``keep`` no distribution is kept (a few thousand of them over a large vocabulary
     are gigabytes); ``picks[i]`` holds instead the network's probability of ``ids[i]``
     (through its vocabulary), of ``<unk>``, and the mass of the words it shares with the
-    full vocabulary."""
+    full vocabulary. ``progress(fraction)`` is called after each batch."""
     n = len(ids)
     slot: dict = {}
     row_of = np.zeros(n, np.int64)  # the neural cache remembers every position, scored or not
@@ -55,6 +55,8 @@ def network_pass(neural, ids: np.ndarray, batch: int, keep: bool = True) -> Pass
         at = at[at >= 1]
         r = row_of[at] - s
         feats[at] = np.stack([o[1] for o in outs])[r]
+        if progress is not None:
+            progress((s + len(outs)) / len(keys))
         if keep:
             wins += outs
             continue
@@ -72,8 +74,9 @@ class Text:
     (each network's pass, the n-gram's probability of each true word), computed once on first
     use. It is the :class:`Context` source of the scored positions."""
 
-    def __init__(self, mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256):
+    def __init__(self, mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256, progress=None):
         self.ids = ids
+        self.progress = progress  # of the network passes
         self.scored = scored
         self.ranks = ranks
         self.batch = batch
@@ -94,7 +97,7 @@ class Text:
         """The network's pass over the text (windows kept when ranking)."""
         key = id(neural)
         if key not in self._passes:
-            self._passes[key] = network_pass(neural, self.ids, self.batch, keep=self.ranks)
+            self._passes[key] = network_pass(neural, self.ids, self.batch, keep=self.ranks, progress=self.progress)
         return self._passes[key]
 
     @property
@@ -132,7 +135,7 @@ def rank(p: np.ndarray, y: int) -> int:
     return int(np.count_nonzero(p > py)) + int(np.count_nonzero(p[:y] == py))
 
 
-def score_stream(mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256) -> dict:
+def score_stream(mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = False, batch: int = 256, progress=None) -> dict:
     """Score positions 1..n-1 of ``ids`` where ``scored`` is true (in-vocabulary targets).
 
     Returns per-position probabilities of the true word for every component (``probs[name]``),
@@ -140,7 +143,7 @@ def score_stream(mixture, ids: np.ndarray, scored: np.ndarray, ranks: bool = Fal
     0-based rank of the true word under the mixture's active components and under the n-gram
     alone (from each component's full distribution; without ``ranks``, each component scores
     the true word alone)."""
-    text = Text(mixture, ids, scored, ranks, batch)
+    text = Text(mixture, ids, scored, ranks, batch, progress)
     comps = [c.fresh() for c in mixture.components]
     m = len(text.positions)
     buckets = np.zeros(m, np.int64)
@@ -180,13 +183,13 @@ def _ranked(mixture, comps, text: Text, buckets: np.ndarray) -> tuple[dict, np.n
     return probs, rank_mix, rank_ng
 
 
-def heldout_scores(mixture, tokens: Sequence[str]) -> dict:
+def heldout_scores(mixture, tokens: Sequence[str], progress=None) -> dict:
     """:func:`score_stream` of the first ``FIT_TOKENS`` of held-out ``tokens``: every
     component's probability of each true word, what the weights are fitted on."""
     saved = (list(mixture.words.tokens), list(mixture.words.counts))
     ids, known = text_ids(mixture, list(tokens)[:FIT_TOKENS])
     try:
-        return score_stream(mixture, ids, known)
+        return score_stream(mixture, ids, known, progress=progress)
     finally:  # held-out words must not join the model's vocabulary
         mixture.words = Vocab(saved[0], saved[1])
 
@@ -207,9 +210,10 @@ class Fit:
         return float(np.log((p * em_weights(p)).sum(axis=1)).sum())
 
 
-def fit_mixture_weights(mixture, tokens: Sequence[str], fitted_on: str) -> Weights:
-    """EM weights on held-out ``tokens``, after each component fitted its own parameters."""
-    res = heldout_scores(mixture, tokens)
+def fit_mixture_weights(mixture, tokens: Sequence[str], fitted_on: str, progress=None) -> Weights:
+    """EM weights on held-out ``tokens``, after each component fitted its own parameters
+    (``progress(fraction)`` follows the network's pass over them)."""
+    res = heldout_scores(mixture, tokens, progress)
     names = mixture.names
     fit = Fit(res["text"], dict(res["probs"]), names, len(mixture.words))
     for c in mixture.components:

@@ -7,6 +7,7 @@
                     model.keras, weights.npz and vocab.json (written last)
     metrics.json    accuracy, ceiling, per-epoch history, library versions
     words.json, ngram.npz, mixture.json    the mixture's full vocabulary, n-gram and weights
+    casing.json     how each word of words.json is written where it differs (optional)
                     (model/prediction/build.py); rebuilt in memory when missing, from the
                     training text where model/storage/origin.py finds it
 
@@ -39,7 +40,7 @@ from model.text.vocab import Vocab
 
 FORMAT_VERSION = 1
 MAX_ARRAY_BYTES = 16 * 2**30  # no array file of a model is this large
-EXTRAS = ("words.json", "ngram.npz", "mixture.json")
+EXTRAS = ("words.json", "ngram.npz", "mixture.json", "casing.json")
 FILES = ("model.keras", "weights.npz", "vocab.json", "config.json", "metrics.json") + EXTRAS
 ARCH_KEYS = {
     "lstm": ("lstm",),

@@ -129,7 +129,7 @@ def weight_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.nda
 
 
 _NUMBERS = ("accuracy", "ceiling", "train_seconds", "val_loss")
-_COUNTS = ("format_version", "epochs", "replicas")
+_COUNTS = ("format_version", "epochs", "planned_epochs", "replicas")
 
 
 def read_metrics(path: Path, max_bytes: int) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def clean_metrics(raw: Any) -> dict[str, Any]:
     for key, value in raw.items():
         if key in _NUMBERS and _is_number(value) or key in _COUNTS and _is_int(value):
             out[key] = value
-        elif key == "interrupted" and isinstance(value, bool):
+        elif key in ("interrupted", "auto_resume") and isinstance(value, bool):
             out[key] = value
         elif key == "stop_reason" and isinstance(value, str):
             out[key] = visible(value[:500])

@@ -115,3 +115,35 @@ def train_and_cache(
         dest = Path(out) if out is not None else target
         bundle = load_bundle(dest) if chief else None
         return bundle, result
+
+
+def resume_training(
+    bundle: Bundle,
+    corpus,
+    *,
+    epochs: int | None = None,
+    out: str | os.PathLike | None = None,
+    before_save: Callable | None = None,
+    **train_args,
+):
+    """Continue ``bundle``'s training on ``corpus`` (its training text, checked by the caller)
+    and save it over itself, or to ``out``: ``epochs`` more, else those an interrupted run had
+    left (:func:`model.training.train.resume_config`). ``before_save(result)`` may amend the
+    result. Returns (bundle, or None on a worker that is not the chief; result)."""
+    from model.storage.origin import in_cache
+    from model.training.distribute import is_chief
+    from model.training.train import resume_config, train
+
+    target = Path(out) if out is not None else Path(bundle.path)
+    chief = is_chief()
+    with locked(target) if chief and in_cache(target) else contextlib.nullcontext():
+        result = train(corpus, resume_config(bundle, epochs), resume=bundle, **train_args)
+        if epochs is None:  # the run's epochs were those left; the recipe keeps its own
+            result.config = bundle.config
+        if before_save is not None:
+            before_save(result)
+        if not chief:
+            return None, result
+        saved = load_bundle(save_result(result, target))
+        saved.given_text = bundle.given_text
+        return saved, result

@@ -45,12 +45,11 @@ MARKS = (
     '\U0001e01b-\U0001e021\U0001e023\U0001e024\U0001e026-\U0001e02a\U0001e130-\U0001e136\U0001e2ae\U0001e2ec-\U0001e2ef\U0001e8d0-\U0001e8d6\U0001e944-\U0001e94a\U000e0100-\U000e01ef'
 )
 
-# Han ideographs, kana, Bopomofo and Hangul letters: one token each.
+# Han ideographs, kana and Bopomofo letters: one token each.
 CJK = (
-    '\u1100-\u11ff\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3105-\u312f'
-    '\u3131-\u3163\u3165-\u318e\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97c\uac00-\ud7a3\ud7b0-\ud7c6\ud7cb-\ud7fb'
-    '\uf900-\ufaff\uff66-\uff9f\uffa1-\uffbe\uffc2-\uffc7\uffca-\uffcf\uffd2-\uffd7\uffda-\uffdc\U0001aff0-\U0001aff3\U0001aff5-\U0001affb\U0001affd\U0001affe'
-    '\U0001b000-\U0001b122\U0001b150-\U0001b152\U0001b164-\U0001b167\U00020000-\U0002fa1f\U00030000-\U000323af'
+    '\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3105-\u312f\u31a0-\u31bf'
+    '\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U0001aff0-\U0001aff3\U0001aff5-\U0001affb\U0001affd\U0001affe\U0001b000-\U0001b122\U0001b150-\U0001b152'
+    '\U0001b164-\U0001b167\U00020000-\U0002fa1f\U00030000-\U000323af'
 )
 
 # Removed before tokenizing: control characters other than whitespace, format characters
@@ -96,29 +95,26 @@ def _generate() -> str:
 
     cat = unicodedata.category
 
-    # Blocks made only of ideographs / syllables: take them whole, so that
+    # Hangul is not here: Korean writes spaces between words, so its letters are word letters.
+    # Blocks made only of ideographs: take them whole, so that
     # code points assigned by later Unicode versions are classified the same.
     whole = [
         (0x3400, 0x4DBF),    # CJK Unified Ideographs Extension A
         (0x4E00, 0x9FFF),    # CJK Unified Ideographs
-        (0xAC00, 0xD7A3),    # Hangul Syllables
         (0xF900, 0xFAFF),    # CJK Compatibility Ideographs
         (0x20000, 0x2FA1F),  # Extensions B-F, I and Compatibility Supplement
         (0x30000, 0x323AF),  # Extensions G, H
     ]
     # Mixed blocks: only the letters and numbers in them.
     mixed = [
-        (0x1100, 0x11FF),    # Hangul Jamo
         (0x3005, 0x3007),    # iteration mark, closing mark, ideographic zero
         (0x3021, 0x3029),    # Hangzhou numerals
         (0x3031, 0x3035),    # kana repeat marks
         (0x3038, 0x303C),
         (0x3040, 0x30FF),    # Hiragana, Katakana
-        (0x3100, 0x318F),    # Bopomofo, Hangul Compatibility Jamo
+        (0x3100, 0x312F),    # Bopomofo
         (0x31A0, 0x31FF),    # Bopomofo Extended, Katakana Phonetic Extensions
-        (0xA960, 0xA97F),    # Hangul Jamo Extended-A
-        (0xD7B0, 0xD7FF),    # Hangul Jamo Extended-B
-        (0xFF66, 0xFFDC),    # half-width Katakana and Hangul
+        (0xFF66, 0xFF9F),    # half-width Katakana
         (0x1AFF0, 0x1B16F),  # Kana Extended-B, Kana Supplement, Extended-A, Small Kana
     ]
 
@@ -126,7 +122,7 @@ def _generate() -> str:
         if any(a <= cp <= b for a, b in whole):
             return True
         return (any(a <= cp <= b for a, b in mixed)
-                and cat(chr(cp))[0] in 'LN' and chr(cp) not in '\u3164\uffa0')
+                and cat(chr(cp))[0] in 'LN')
 
     def is_dropped(cp: int) -> bool:
         c = chr(cp)
@@ -144,7 +140,7 @@ def _generate() -> str:
     lines = ['UNIDATA_VERSION = %r' % unicodedata.unidata_version]
     lines += const('MARKS', 'Combining marks (general categories Mn, Mc, Me).',
                    ranges(lambda cp: cat(chr(cp))[0] == 'M'))
-    lines += const('CJK', 'Han ideographs, kana, Bopomofo and Hangul letters: one token each.',
+    lines += const('CJK', 'Han ideographs, kana and Bopomofo letters: one token each.',
                    ranges(is_cjk))
     lines += const('DROPPED', 'Removed before tokenizing: control characters other than '
                    'whitespace, format characters\n# other than ZWNJ/ZWJ/emoji tags, '

@@ -32,7 +32,7 @@ from model.text.id_workers import Workers
 from model.text.scanner import Piece, Scanner
 
 #: Bumped whenever the tokenizer or the scanner could give different ids for the same text.
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2
 #: Files at least this large are tokenized by a pool of worker processes.
 POOL_MIN_BYTES = 4 << 20
 #: Files at least this large keep their ids in the on-disk cache (smaller ones stay in memory).

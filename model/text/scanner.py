@@ -55,11 +55,15 @@ class Piece:
     """One scanned piece: the words first met in it (they continue the numbering of the
     scanner that read it: for a piece read alone, every distinct token, in order of first
     appearance), the ids of its tokens in that numbering, and the token offsets (within the
-    piece) of its blank-line paragraph breaks."""
+    piece) of its blank-line paragraph breaks; when asked for, the token offsets of the lines'
+    first tokens (after a line break: ``lines``) and of the first token after each run of
+    whitespace (``spaced``)."""
 
     words: list[str]
     ids: np.ndarray  # int32
     breaks: np.ndarray  # int64
+    lines: np.ndarray | None = None  # int64
+    spaced: np.ndarray | None = None  # int64
 
 
 def tokens_of_chunk(chunk: str, keep_case: bool) -> list[str] | tuple[str, ...]:
@@ -92,8 +96,9 @@ class Scanner:
         self._n_chunks = 0
         self._n_flat = 0
 
-    def scan(self, data: bytes) -> Piece:
-        """Tokenize the UTF-8 ``data`` (a piece that starts and ends at a chunk boundary)."""
+    def scan(self, data: bytes, lines: bool = False) -> Piece:
+        """Tokenize the UTF-8 ``data`` (a piece that starts and ends at a chunk boundary);
+        ``lines``: also find where lines and chunks start."""
         if self._n_chunks > MAX_CHUNKS:
             self._forget_chunks()
         before = len(self.words)
@@ -110,7 +115,10 @@ class Scanner:
             total = int(ends_tok[-1])
             index = np.repeat(first - (ends_tok - n_of), n_of) + np.arange(total, dtype=np.int64)
             ids = self._flat[index]
-        return Piece(self.words[before:], ids, breaks)
+        if not lines:
+            return Piece(self.words[before:], ids, breaks)
+        chunk_at = np.concatenate([np.zeros(1, np.int64), ends_tok[:-1]])
+        return Piece(self.words[before:], ids, breaks, chunk_at[line_breaks_before(b, starts, ends)], chunk_at)
 
     # ---- chunks to chunk ids ---------------------------------------------------------
     def chunk_ids(self, data: bytes, b: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -294,6 +302,15 @@ def split_chunks(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lb = lb[~((b[lb] == 10) & (b[np.maximum(lb - 1, 0)] == 13) & (lb > 0))]  # "\r\n" once
     count = np.searchsorted(lb, gap_hi[wide]) - np.searchsorted(lb, gap_lo[wide])
     return starts, ends, wide[count >= 2]
+
+
+def line_breaks_before(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each chunk of :func:`split_chunks`, whether a line break stands in the whitespace
+    before it."""
+    ctrl = np.flatnonzero(b < 32)
+    lb = ctrl[_LB_BYTE[b[ctrl]]]
+    gap_lo = np.concatenate([np.zeros(1, np.int64), ends[:-1]]) if len(ends) else ends
+    return np.searchsorted(lb, starts) > np.searchsorted(lb, gap_lo)
 
 
 def _keys(b: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,9 @@
 """Word-level tokenizer and detokenizer for text in any script (pure Python, standard library only).
 
 ``tokenize`` cleans and NFC-normalises the text (lower-cased unless ``keep_case``) and splits it
-into words of letters, digits and combining marks (apostrophe contractions stay whole), one token
-per Han ideograph, kana or Hangul syllable, and one per other punctuation mark or symbol (an emoji
-sequence or a flag is one). ``detokenize`` joins tokens back into readable text and guarantees
+into words of letters, digits and combining marks (apostrophe contractions stay whole; Hangul is
+written with spaces between words, so it is split as Latin script is), one token per Han ideograph
+or kana, and one per other punctuation mark or symbol (an emoji sequence or a flag is one). ``detokenize`` joins tokens back into readable text and guarantees
 ``tokenize(detokenize(toks)) == toks`` for every ``toks`` that ``tokenize`` produced.
 """
 
@@ -15,10 +15,14 @@ import unicodedata
 from ._unicode_tables import CJK, DROPPED, MARKS
 
 __all__ = [
+    "LINE",
     "PUNCT_CLOSE",
     "PUNCT_OPEN",
+    "clean",
     "detokenize",
+    "gaps",
     "is_cjk",
+    "open_quotes",
     "tokenize",
 ]
 
@@ -102,6 +106,11 @@ _LEADING_ELISIONS = frozenset(
 )
 
 
+def clean(text: str) -> str:
+    """``text`` as the tokenizer reads it: control and format characters dropped, NFC."""
+    return unicodedata.normalize("NFC", _pat().drop.sub("", text))
+
+
 def tokenize(text: str, keep_case: bool = False) -> list[str]:
     """Split ``text`` into word, CJK-character and punctuation tokens.
 
@@ -109,8 +118,7 @@ def tokenize(text: str, keep_case: bool = False) -> list[str]:
     whitespace.  Unless ``keep_case`` is true the tokens are lower-cased.
     """
     pat = _pat()
-    text = pat.drop.sub("", text)
-    text = unicodedata.normalize("NFC", text)
+    text = clean(text)
     if not keep_case:
         # lower() may produce decomposed sequences (e.g. "İ" -> "i̇")
         text = unicodedata.normalize("NFC", text.lower())
@@ -118,7 +126,7 @@ def tokenize(text: str, keep_case: bool = False) -> list[str]:
 
 
 def is_cjk(token: str) -> bool:
-    """True if ``token`` is a single Han, kana or Hangul character.
+    """True if ``token`` is a single Han or kana character (Hangul words take spaces, as Latin ones do).
 
     Combining marks / variation selectors attached to it are allowed.
     """
@@ -135,6 +143,11 @@ _O = 5  # opening punctuation
 _X = 6  # closing punctuation
 _F = 7  # full-width (CJK) punctuation
 _S = 8  # anything else: symbols, emoji, dashes, ...
+_L = 9  # LINE: a line break between tokens (never a token of tokenize)
+
+#: Stands between the tokens of two lines given to :func:`gaps`: each line is spaced as a text
+#: of its own, with quotes paired across them.
+LINE = "\n"
 
 _WORDISH = (_D, _W)
 
@@ -169,6 +182,8 @@ _KEEP_OPEN = 0.5  # cost of an apostrophe inside a quotation that could have clo
 
 
 def _kind(tok: str, pat: _Patterns) -> int:
+    if tok == LINE:
+        return _L
     c = tok[0]
     if pat.cjk.match(c):
         return _C
@@ -204,8 +219,8 @@ def _evidence(tokens: list[str], kinds: list[int], i: int) -> tuple[float, float
     tok = tokens[i]
     e_open = e_close = 0.0
     prev = tokens[i - 1] if i > 0 else ""
-    pk = kinds[i - 1] if i > 0 else -1
-    nk = kinds[i + 1] if i + 1 < len(tokens) else -1
+    pk = kinds[i - 1] if i > 0 and kinds[i - 1] != _L else -1
+    nk = kinds[i + 1] if i + 1 < len(tokens) and kinds[i + 1] != _L else -1
     if pk == -1 or pk == _O:
         e_open += _STRONG  # a closing quote needs something before it to close
     if nk == -1 or nk == _X:
@@ -268,16 +283,18 @@ def _between_words(prev: str) -> list[_Reading]:
     return [(0, 0, False, keep), (0, 1, True, 0.0), (1, 0, False, _CLOSE_INSIDE), (1, 1, False, keep - _KEEP_OPEN)]
 
 
-def _pair_quotes(items: list[list[_Reading]]) -> list[bool]:
-    """Which quotes open (True) and which close, pairing them across the text.
+def _pair_quotes(items: list[list[_Reading]], start_open: float = _START_OPEN, inside: bool | None = None) -> tuple[list[bool], bool]:
+    """Which quotes open (True) and which close, pairing them across the text, and whether a
+    quotation is open after them.
 
     A Viterbi search over "inside a quotation or not" picks the readings with the most
     evidence in total; a quote that does not alternate (a closer with nothing open) costs
-    ``_BREAK`` and starting inside a quotation ``_START_OPEN``. Ties go to the first reading
-    listed and to the state outside a quotation.
+    ``_BREAK`` and starting inside a quotation ``start_open`` (``inside``: the text is known
+    to start inside one, or not). Ties go to the first reading listed and to the state outside
+    a quotation.
     """
     neg = float("-inf")
-    score = [0.0, -_START_OPEN]
+    score = [0.0, -start_open] if inside is None else ([neg, 0.0] if inside else [0.0, neg])
     back: list[list[tuple[int, bool]]] = []
     for readings in items:
         new = [neg, neg]
@@ -289,15 +306,18 @@ def _pair_quotes(items: list[list[_Reading]]) -> list[bool]:
                 choice[after] = (before, opens)
         back.append(choice)
         score = new
-    state = 0 if score[0] >= score[1] else 1
+    state = last = 0 if score[0] >= score[1] else 1
     out = [False] * len(items)
     for j in range(len(items) - 1, -1, -1):
         state, out[j] = back[j][state]
-    return out
+    return out, bool(last)
 
 
-def _quote_kinds(tokens: list[str], kinds: list[int]) -> list[int]:
+def _quote_kinds(tokens: list[str], kinds: list[int], start_open: float = _START_OPEN,
+                 inside: dict[str, bool] | None = None, after: dict[str, bool] | None = None) -> list[int]:
     """``kinds`` with every quote, apostrophe and ``_`` resolved to opening (_O) or closing (_X).
+    ``inside``: which quotations (``"``, ``'``) are known to be open before the tokens;
+    ``after`` is filled with those open after them.
 
     * ``"``: paired across the text by :func:`_pair_quotes`.
     * ``'``: an elision before 'tis, 'em, ... glues to the next word; after a word it glues to
@@ -315,8 +335,8 @@ def _quote_kinds(tokens: list[str], kinds: list[int]) -> list[int]:
     underscore_open = False
     for i, tok in enumerate(tokens):
         k = kinds[i]
-        pk = kinds[i - 1] if i > 0 else -1
-        nk = kinds[i + 1] if i + 1 < n else -1
+        pk = kinds[i - 1] if i > 0 and kinds[i - 1] != _L else -1
+        nk = kinds[i + 1] if i + 1 < n and kinds[i + 1] != _L else -1
         if tok == "_":
             if underscore_open and pk in _WORDISH:
                 out[i], underscore_open = _X, False
@@ -353,9 +373,12 @@ def _quote_kinds(tokens: list[str], kinds: list[int]) -> list[int]:
             else:
                 out[i] = _X if curly_open else _O
                 curly_open = False
-    for idx, items in groups.values():
-        for i, opens in zip(idx, _pair_quotes(items)):
+    for group, (idx, items) in groups.items():
+        readings, last = _pair_quotes(items, start_open, None if inside is None else inside.get(group, False))
+        for i, opens in zip(idx, readings):
             out[i] = _O if opens else _X
+        if after is not None:
+            after[group] = last
     return out
 
 
@@ -378,32 +401,57 @@ def detokenize(tokens: list[str]) -> str:
     the text (see :func:`_quote_kinds`), so ``he said, "I am here," and left`` and
     ``way,’ said`` come back as written, and elisions (’tis, o’er) stay as they are.
     """
-    pat = _pat()
-    cache: dict[str, tuple[int, bool]] = {}
-    info: list[tuple[int, bool]] = []
-    for tok in tokens:
-        if not tok:
-            info.append((_S, False))
-            continue
-        v = cache.get(tok)
-        if v is None:
-            v = cache[tok] = (_kind(tok, pat), _must_space(tok))
-        info.append(v)
-    kinds = _quote_kinds([t if t else " " for t in tokens], [k for k, _ in info])
-
     out: list[str] = []
+    for tok, space in zip(tokens, gaps(tokens)):
+        if space:
+            out.append(" ")
+        out.append(tok)
+    return "".join(out)
+
+
+_KINDS: dict[str, tuple[int, bool]] = {}  # token -> (kind, must space), for the frequent ones
+
+
+def _info(tok: str, pat: _Patterns) -> tuple[int, bool]:
+    v = _KINDS.get(tok)
+    if v is None:
+        v = (_kind(tok, pat), _must_space(tok)) if tok else (_S, False)
+        if len(_KINDS) < 100_000:
+            _KINDS[tok] = v
+    return v
+
+
+def open_quotes(tokens: list[str], whole: bool = False) -> dict[str, bool]:
+    """Whether a ``"`` and a ``'`` quotation are open after ``tokens`` (paired as :func:`gaps` does)."""
+    pat = _pat()
+    after: dict[str, bool] = {}
+    _quote_kinds([t if t else " " for t in tokens], [_info(t, pat)[0] for t in tokens], _BREAK if whole else _START_OPEN, None, after)
+    return after
+
+
+def gaps(tokens: list[str], whole: bool = False, inside: dict[str, bool] | None = None) -> list[bool]:
+    """For each token, whether :func:`detokenize` writes a space before it; ``whole``: the
+    tokens start the text, so it does not start inside a quotation; ``inside``: which
+    quotations are open before them (:func:`open_quotes`). :data:`LINE` may stand between the
+    tokens of two lines."""
+    pat = _pat()
+    info = [_info(tok, pat) for tok in tokens]
+    kinds = _quote_kinds([t if t else " " for t in tokens], [k for k, _ in info], _BREAK if whole else _START_OPEN, inside)
+    out = [False] * len(tokens)
     n = len(tokens)
     prev = -1  # effective kind of the previous token (-1: none)
     glue_next = False  # the previous token asks for no space after it
     for i, tok in enumerate(tokens):
         if not tok:
             continue
+        if tok == LINE:
+            prev, glue_next = -1, False
+            continue
         kind = kinds[i]
         must_space = info[i][1]
         dash_run = tok == "\u2014" or (tok == "-" and ((i > 0 and tokens[i - 1] == "-") or (i + 1 < n and tokens[i + 1] == "-")))
         if tok == "-" and not dash_run and prev in _WORDISH:
             # a hyphen: well-known, or a word broken at the end of a line (pack-)
-            out.append(tok)
             compound = i + 1 < n and info[i + 1][0] in _WORDISH and not info[i + 1][1]
             prev = _O if compound else _X
             continue
@@ -425,9 +473,7 @@ def detokenize(tokens: list[str]) -> str:
             space = False  # "**", "──"
         else:
             space = True
-        if space:
-            out.append(" ")
-        out.append(tok)
+        out[i] = space
         prev = kind
         glue_next = dash_run
-    return "".join(out)
+    return out

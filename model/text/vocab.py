@@ -129,14 +129,15 @@ class Vocab:
         return self.index.get(UNK)
 
     def unk_note(self) -> str | None:
-        """One line saying how many rare words became ``<unk>`` (None when none did)."""
+        """One line saying how many words the network keeps and that the rarer ones (its ``<unk>``)
+        are completed from the n-gram (None when it keeps every word)."""
         unk = self.unk_id
         if unk is None:
             return None
-        words = f"{self.dropped:,} rare words" if self.dropped else "rare words"
+        others = f"the other {self.dropped:,}" if self.dropped else "the rarer ones"
         return (
-            f"vocabulary kept {len(self) - 1:,} words; {words} ({self.counts[unk]:,} occurrences) became <unk>, "
-            f"which is never predicted (raise --max-vocab or lower --min-count to keep more)"
+            f"the network keeps {len(self) - 1:,} words; {others} are completed from the n-gram "
+            f"(raise --max-vocab or lower --min-count to keep more in the network)"
         )
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:

@@ -62,6 +62,7 @@ class TrainingControl(keras.callbacks.Callback):
         agree: Callable[[Sequence[float]], list[float]] | None = None,
         time_limit: float | None = None,
         sample_every: float = 2.0,
+        first_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.report = report
@@ -77,6 +78,7 @@ class TrainingControl(keras.callbacks.Callback):
         self.agree = agree  # a multi-worker cluster decides on agreed figures
         self.time_limit = time_limit
         self.sample_every = sample_every
+        self.first_epoch = first_epoch  # epochs run before this one (a resumed run): reports count on from them
         self.history: dict[str, list[float]] = {"loss": [], "accuracy": [], "learning_rate": []}
         if has_validation:
             self.history["val_loss"] = []
@@ -143,7 +145,7 @@ class TrainingControl(keras.callbacks.Callback):
         self._report("epoch", step=self.steps, loss=loss, accuracy=acc, val_loss=val_loss, done=(epoch + 1) * self.steps)
         if self.sample is not None and (self.elapsed() - self._last_sample >= self.sample_every or epoch == 0):
             self._last_sample = self.elapsed()
-            self.report(Progress("sample", epoch=epoch + 1, epochs=self.epochs, sample=self.sample()))
+            self.report(Progress("sample", epoch=self.first_epoch + epoch + 1, epochs=self.first_epoch + self.epochs, sample=self.sample()))
         self._decide(stop_asked, out_of_time, loss, acc, confident)
 
     def on_train_end(self, logs=None):
@@ -161,7 +163,7 @@ class TrainingControl(keras.callbacks.Callback):
         else:
             score = acc - 1e-9 * loss
         if math.isfinite(loss) and score > self.best_score:
-            self.best_score, self.best, self.best_epoch, self.since_best = score, self.model.get_weights(), epoch + 1, 0
+            self.best_score, self.best, self.best_epoch, self.since_best = score, self.model.get_weights(), self.first_epoch + epoch + 1, 0
             self.accuracy = acc
         else:
             self.since_best += 1
@@ -197,8 +199,8 @@ class TrainingControl(keras.callbacks.Callback):
         self.report(
             Progress(
                 kind,
-                epoch=self._epoch + 1,
-                epochs=self.epochs,
+                epoch=self.first_epoch + self._epoch + 1,
+                epochs=self.first_epoch + self.epochs,
                 step=step,
                 steps=self.steps,
                 loss=math.nan if loss is None else float(loss),
@@ -208,6 +210,7 @@ class TrainingControl(keras.callbacks.Callback):
                 elapsed=elapsed,
                 replicas=self.replicas,
                 time_limit=self.time_limit,
+                first_epoch=self.first_epoch,
             )
         )
 

@@ -31,7 +31,7 @@ from model.training.data import (  # noqa: E402
     windows,
 )
 from model.errors import StoryError  # noqa: E402
-from model.training.events import Progress  # noqa: E402,F401  (re-exported: callers import it from here)
+from model.training.events import Progress, counted  # noqa: E402,F401  (Progress re-exported: callers import it from here)
 from model.text.vocab import Vocab  # noqa: E402
 
 SMALL_WINDOWS = 20_000  # up to this many windows, exact training accuracy is checked each epoch
@@ -56,12 +56,16 @@ class TrainResult:
     val_loss: float | None = None
     replicas: int = 1
     extras: dict[str, bytes] = field(default_factory=dict)  # the mixture's other components (bundle files)
+    planned_epochs: int = 0  # the epochs the run (with those it resumed) was to take
+    auto_resume: bool = True  # False once the user stopped a resumed run: the REPL then only offers it
 
     def metrics(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
             "ceiling": self.ceiling,
             "epochs": self.epochs,
+            "planned_epochs": self.planned_epochs,
+            "auto_resume": self.auto_resume,
             "train_seconds": self.train_seconds,
             "stop_reason": self.stop_reason,
             "interrupted": self.interrupted,
@@ -112,7 +116,7 @@ def prepare(corpus: Corpus, config: Config, resume: Any = None) -> tuple[Config,
 
     With ``resume`` (a loaded bundle) the bundle's vocabulary is kept, whatever the corpus
     would give now; its unknown words are left out of the ids."""
-    from model.text.id_arrays import count_ids, map_ids
+    from model.text.id_arrays import map_ids
 
     cfg = resolve(config, corpus.n_tokens)
     # The corpus's full-vocabulary ids, cut by paragraphs; mapped to model ids by one table.
@@ -121,17 +125,42 @@ def prepare(corpus: Corpus, config: Config, resume: Any = None) -> tuple[Config,
         vocab = resume.vocab
         table = vocab.id_table(corpus.words)
         return cfg, vocab, map_ids(train_full, table), map_ids(valid_full, table)
-    counts = count_ids(train_full, len(corpus.words))
+    counts = check_trainable(corpus, cfg)
     vocab = Vocab.from_counts(corpus.words, counts, corpus.first, max_size=cfg.max_vocab, min_count=cfg.min_count)
-    if len(train_full) < cfg.context + 1:
-        raise StoryError(
-            f"{corpus.path.name} has {len(train_full)} training words, fewer than the context window plus one "
-            f"({cfg.context + 1}); use a longer text or a smaller --context"
-        )
     if len(vocab) < 2:
         raise StoryError(f"{corpus.path.name} has only one distinct word; give a text with more words")
     table = vocab.id_table(corpus.words)
     return cfg, vocab, map_ids(train_full, table), map_ids(valid_full, table)
+
+
+def check_trainable(corpus: Corpus, config: Config) -> np.ndarray:
+    """The training part's word counts, once ``corpus`` is known to be long and varied enough
+    to train ``config`` on (a one-line error otherwise): training's first check, which callers
+    make before they start a run in the background."""
+    from model.text.id_arrays import count_ids
+
+    cfg = resolve(config, corpus.n_tokens)
+    train_full, _ = corpus.split(cfg.valid_fraction)
+    if len(train_full) < cfg.context + 1:
+        raise StoryError(
+            f"{corpus.path.name} has {counted(len(train_full), 'training word')}, fewer than the context window plus one "
+            f"({cfg.context + 1}); use a longer text or a smaller --context"
+        )
+    counts = count_ids(train_full, len(corpus.words))
+    if np.count_nonzero(counts) < 2:
+        raise StoryError(f"{corpus.path.name} has only one distinct word; give a text with more words")
+    return counts
+
+
+def resume_config(bundle: Any, epochs: int | None = None) -> Config:
+    """The recipe of a run that resumes ``bundle``'s training: ``epochs`` more when given, else
+    the epochs an interrupted run had left, else the recipe's epochs again."""
+    m = bundle.metrics
+    done = int(m.get("epochs") or 0)
+    planned = int(m.get("planned_epochs") or bundle.config.epochs or 0)
+    if epochs is None:
+        epochs = planned - done if m.get("interrupted") and planned > done else int(bundle.config.epochs or 1)
+    return bundle.config.replace(epochs=int(epochs))
 
 
 @dataclass
@@ -302,7 +331,8 @@ def train(
     time_limit: float | None = None,
 ) -> TrainResult:
     """Train a model on ``corpus``. ``resume`` is a loaded bundle whose model and optimizer
-    continue; ``time_limit`` (seconds) ends training after the batch that spends it."""
+    continue for ``config.epochs`` more epochs (:func:`resume_config`), counted after its own;
+    ``time_limit`` (seconds) ends training after the batch that spends it."""
     from model.training.distribute import make_strategy
     from model.training.tfload import import_tensorflow
 
@@ -334,14 +364,16 @@ def train(
         agree=agreement(strat) if is_multi_worker(strat) else None,
         time_limit=time_limit,
         sample_every=sample_every,
+        first_epoch=int(resume.metrics.get("epochs") or 0) if resume is not None else 0,
     )
     callbacks: list[Any] = [control]
     if logdir and is_chief():  # other workers write nothing
         callbacks.append(scalar_logger(str(logdir), control.history))
-    message = f"{plan.n} windows, ceiling {plan.ceiling:.3f}"
+    message = f"{counted(plan.n, 'window')}, ceiling {plan.ceiling:.3f}"
     if replicas > 1:
-        message += f", global batch {plan.batch} over {replicas} replicas"
-    report(Progress("start", epochs=int(cfg.epochs), steps=plan.steps, replicas=replicas, message=message, time_limit=time_limit))
+        message += f", global batch {plan.batch:,} over {replicas} replicas"
+    planned = control.first_epoch + int(cfg.epochs)
+    report(Progress("start", epochs=planned, steps=plan.steps, replicas=replicas, message=message, time_limit=time_limit))
     control.start_clock()
     try:
         done_epochs = run_loop(model, cfg, strat, plan, train_data, val_data, callbacks, replicas)
@@ -349,23 +381,33 @@ def train(
         control.reason = "interrupted"
         done_epochs = len(control.history["loss"])
     result = finish(corpus, cfg, vocab, model, plan, control, monitor, done_epochs, replicas)
-    result.extras = mixture_files(corpus, cfg, vocab, model)
-    report(Progress("end", epoch=done_epochs, epochs=int(cfg.epochs), accuracy=result.accuracy, elapsed=result.train_seconds, message=result.stop_reason))
+    if resume is not None:
+        before = resume.metrics.get("history") or {}
+        result.history = {k: list(before.get(k) or []) + v for k, v in result.history.items()}
+    result.extras = mixture_files(corpus, cfg, vocab, model, report)
+    report(Progress("end", epoch=result.epochs, epochs=planned, accuracy=result.accuracy, elapsed=result.train_seconds, message=result.stop_reason))
     return result
 
 
-def mixture_files(corpus: Corpus, cfg: Config, vocab: Vocab, model) -> dict[str, bytes]:
-    """The n-gram, full vocabulary and mixture weights fitted beside the trained network."""
+def mixture_files(corpus: Corpus, cfg: Config, vocab: Vocab, model, report: Callable[[Progress], None] | None = None) -> dict[str, bytes]:
+    """The n-gram, full vocabulary and mixture weights fitted beside the trained network
+    ('fitting' progress records on the way)."""
     from model.prediction.build import build_components, extras_of
     from model.training.network import export_weights
 
-    return extras_of(build_components(corpus, cfg, vocab, export_weights(model, cfg)))
+    def fitting(message: str, fraction: float) -> None:
+        if report is not None:
+            report(Progress("fitting", message=message, fraction=fraction))
+
+    return extras_of(build_components(corpus, cfg, vocab, export_weights(model, cfg), fitting))
 
 
 def finish(corpus: Corpus, cfg: Config, vocab: Vocab, model, plan: Plan, control, monitor: Monitor, done_epochs: int, replicas: int) -> TrainResult:
     """The result of a run: the best weights put back, the accuracy and why training stopped."""
     train_seconds = control.seconds()
-    reason = control.reason or f"finished {int(cfg.epochs)} epochs"
+    total = control.first_epoch + done_epochs
+    planned = control.first_epoch + int(cfg.epochs)
+    reason = control.reason or f"finished {counted(planned, 'epoch')}"
     interrupted = reason == "interrupted"
     restored = control.restore_best()
     if monitor.small:
@@ -373,7 +415,7 @@ def finish(corpus: Corpus, cfg: Config, vocab: Vocab, model, plan: Plan, control
     else:
         accuracy = control.accuracy if restored else 0.0
     if interrupted:
-        reason = f"interrupted; kept the best weights (epoch {control.best_epoch} of {done_epochs})"
+        reason = f"interrupted; kept the best weights (epoch {control.best_epoch or total} of {total})"
     return TrainResult(
         config=cfg,
         vocab=vocab,
@@ -384,7 +426,8 @@ def finish(corpus: Corpus, cfg: Config, vocab: Vocab, model, plan: Plan, control
         n_tokens=len(corpus.tokens),
         accuracy=accuracy,
         ceiling=plan.ceiling,
-        epochs=done_epochs,
+        epochs=total,
+        planned_epochs=planned,
         train_seconds=train_seconds,
         stop_reason=reason,
         interrupted=interrupted,

@@ -25,12 +25,12 @@ def components_line(pred: Predictor | None) -> str:
     line = " · ".join(parts)
     if w is not None and w.perplexity:
         ppl = ", ".join(f"{k} {_ppl(v)}" for k, v in w.perplexity.items())
-        line += f" (weights fitted on the {w.fitted_on}; perplexity there: {ppl})"
+        line += f" (weights fitted on the {render.measured_on(w.fitted_on)}; perplexity there: {ppl})"
     return line
 
 
 def component_rows(pred: Predictor) -> list[tuple[str, str, str, str]]:
-    """(component, state, weight, held-out perplexity) rows for :components and :info."""
+    """(component, state, weight, perplexity where the weights were fitted) rows for :components and :info."""
     mix = pred.mixture
     w = mix.weights
     rows = []
@@ -60,7 +60,8 @@ class ComponentCommands:
 
             pred.components(parse_components(str(arg)))
             self.out(render.notice(f"predicting with {' + '.join(pred.components())}", "green"))
-        self.out(render.components_table(component_rows(pred)))
+        w = pred.mixture.weights
+        self.out(render.components_table(component_rows(pred), w.fitted_on if w is not None else ""))
 
     def do_partner(self, arg, time_limit: float | None = None) -> None:
         """``:partner [ARCH|DIR|off] [--time-limit D]``: a second network as the ``lstm2`` component."""

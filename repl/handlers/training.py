@@ -16,12 +16,17 @@ class ModelCommands:
         self.stop_event.set()
         self.out(render.notice("stopping after this batch; the best weights so far are kept"))
 
-    def do_train(self, arg, time_limit: float | None = None) -> None:
+    def do_train(self, arg, time_limit: float | None = None, encoding: str | None = None, resume: bool = False) -> None:
+        if resume:
+            if arg is not None:
+                raise StoryError(":train --resume continues the current model on its own text; give no PATH")
+            self.start_resume(time_limit=time_limit, encoding=encoding)
+            return
         spec = arg if arg is not None else self.corpus_spec
-        self.start_model(spec, self.config, force=True, what="retraining", time_limit=time_limit)
+        self.start_model(spec, self.config, force=True, what="retraining", time_limit=time_limit, encoding=encoding)
 
-    def do_corpus(self, arg) -> None:
-        self.start_model(arg, self.config, force=False, what="switching corpus")
+    def do_corpus(self, arg, encoding: str | None = None) -> None:
+        self.start_model(arg, self.config, force=False, what="switching corpus", encoding=encoding, switch=True)
 
     def do_arch(self, arg) -> None:
         if arg not in ARCHS:
