@@ -290,7 +290,14 @@ def test_the_stream_network_reads_the_story_once(tmp_path, monkeypatch):
         reads.append(np.atleast_2d(ids).shape[1])
         return real(self, ids, state)
 
+    real_step = Network.step
+
+    def stepped(self, token, state=None):
+        reads.append(1)
+        return real_step(self, token, state)
+
     monkeypatch.setattr(Network, "advance_features", counted)
+    monkeypatch.setattr(Network, "step", stepped)
     for line in ("the mice held a general council", ":accept", "", ":accept", "some said this and some said that", ":accept"):
         r.run(line)
     story = [t for n in r.session.story.path for t in n.tokens]

@@ -361,3 +361,20 @@ def test_a_closing_mark_typed_after_a_pick_goes_before_its_space():
     buf = _buffer("acknowledged ")
     handler(SimpleNamespace(current_buffer=buf, data=",", previous_key_sequence=[KeyPress(" ")]))
     assert buf.text == "acknowledged ,"  # a space the user typed stays
+
+
+_PIECES = ["a", "Bee", "tis", "9", "漢", "字", ",", ".", "!", "-", "—", "(", ")", "「", "」", "，", "。", "*", "…", "소년"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_spacing_from_the_last_tokens_is_that_of_the_whole_text_away_from_quotes(seed):
+    import random
+
+    from model.text.tokenize import gaps
+    from model.text.writing import Writer
+
+    rng = random.Random(seed)
+    left = [rng.choice(_PIECES) for _ in range(rng.randrange(1, 30))]
+    form = rng.choice(_PIECES)
+    writer = Writer("x", read=(left, True))
+    assert writer._spacing(form, "x")[-3:] == gaps(left + [form, "x"], True)[-3:]

@@ -9,7 +9,8 @@ characters. A pick that leaves a space before a closing mark to come is fine (th
 takes it back; a closing mark typed goes before it: :func:`repl.keys.add_punctuation_keys`);
 typing anything else after it costs a Backspace. A line or paragraph break is entered as the
 case-folded typist, which has no lines, enters a space: one key typed, none after a pick (whose
-space ends the line); the next line continues the same text. Every pick of the right word
+space ends the line; the grey text may go on past it, a space standing for the break); the
+next line continues the same text. Every pick of the right word
 that writes other characters is a refusal, by line: the share of lines without one is the
 share the picks reproduce exactly.
 """
@@ -109,10 +110,10 @@ def held_out_target(bundle, n_tokens: int, encoding: str = "utf-8") -> Target:
 
 def _keys(text: str) -> int:
     """Keys to type ``text``: one a character, one a line or paragraph break."""
-    return len(_BREAKS.sub("\n", text))
+    return len(_BREAKS.sub(" ", text))
 
 
-_BREAKS = re.compile(r"[^\S\n]*\n\s*")
+_BREAKS = re.compile(r"[^\S\n]*\n\s*")  # a line or paragraph break, with the spaces around it
 
 
 @dataclass
@@ -176,14 +177,13 @@ class ExactTypist:
     def _landing(self, begin: int, new: str, k: int) -> tuple[int, bool] | None:
         """(keys still to type, a space now stands before a closing mark) when the buffer
         became ``new`` and should now end with token k and what follows it; None when ``new``
-        is not that text. A space before a line break is left to Enter."""
+        is not that text. A line break is entered as a space is (see the module docstring)."""
         e, gap = self._end(k)
-        head = self.target.text[begin:e]
+        head = _BREAKS.sub(" ", self.target.text[begin:e])
+        new, gap = _BREAKS.sub(" ", new), _BREAKS.sub(" ", gap)
         if not new.startswith(head):
             return None
         rest = new[len(head) :]
-        if "\n" in gap:  # a line break: entered as a space is (see the module docstring)
-            return (0, False) if rest == " " else (1, False) if rest == "" else None
         if gap.startswith(rest):
             return len(gap) - len(rest), False
         if rest == " " and not gap:

@@ -9,13 +9,16 @@ network).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Sequence
 
 import numpy as np
 
 from model.lru import LRU
 from model.prediction.interface import Component, Context, Ingredients
+from model.prediction.numpy_net import WindowStates, softmax
 
 ORDER = 5  # the n-gram's order
 CONTEXT_WORDS = 8 * ORDER  # words before a position of a scored text that its context keeps
@@ -121,8 +124,11 @@ class NeuralComponent(Component):
         self.known_full = np.flatnonzero(known)
         self.known_lstm = self.to_lstm[self.known_full]
         self.missing = ~known  # full-vocabulary words the LSTM lacks
+        self._runs = _runs(self.known_full, self.known_lstm)  # the same copy as slices, when it is a few
+        self._lacking = _as_slice(np.flatnonzero(self.missing))
+        self._n_lacking = int(self.missing.sum())
         self._cache: LRU[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = LRU(LSTM_CACHE)
-        self.windows = _window_states(net, self.context)  # one step per word for the windowed archs
+        self.windows = WindowStates.of(net, self.context)  # one step per word for the windowed archs
 
     @classmethod
     def make(cls, ing: Ingredients, name: str) -> "NeuralComponent | None":
@@ -135,11 +141,19 @@ class NeuralComponent(Component):
         config = getattr(self.net, "config", None)
         return config is not None and config.arch == "stream"
 
+    def _own(self, i: int) -> int:
+        """The network's id of the full id ``i`` (its <unk> for a word it lacks), -1 to skip it."""
+        return int(self.to_lstm[i]) if 0 <= i < self.size else (self.unk if self.unk is not None else -1)
+
     def lstm_ids(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The network's own ids of full ids, read as :meth:`window` reads them (all of them)."""
-        fallback = self.unk if self.unk is not None else -1
-        out = (int(self.to_lstm[i]) if 0 <= i < self.size else fallback for i in (int(i) for i in ids))
-        return tuple(j for j in out if j >= 0)
+        return tuple(j for j in (self._own(int(i)) for i in ids) if j >= 0)
+
+    def lstm_prefixes(self, ids: Sequence[int], start: int) -> list[tuple[int, ...]]:
+        """``lstm_ids(ids[:j])`` for j = start .. len(ids)-1, in one pass over them."""
+        whole = self.lstm_ids(ids)
+        counts = [0, *accumulate(self._own(int(i)) >= 0 for i in ids)]
+        return [whole[: counts[j]] for j in range(max(0, start), len(ids))]
 
     def window(self, ids: Sequence[int]) -> tuple[int, ...]:
         """The last ``context`` LSTM ids of a full-id context (user words read as <unk> or skipped)."""
@@ -151,6 +165,16 @@ class NeuralComponent(Component):
                 if len(out) == self.context:
                     break
         return tuple(reversed(out))
+
+    def _windows_along(self, ids: list[int], start: int) -> list[tuple[int, ...]]:
+        """``window(ids[:j])`` for j = start .. len(ids)-1, in one pass over them."""
+        window = deque(self.window(ids[:start]), maxlen=self.context)
+        out = []
+        for i in ids[start:]:
+            out.append(tuple(window))
+            if self._own(i) >= 0:
+                window.append(self._own(i))
+        return out
 
     def lstm_probs(self, ids: Sequence[int]) -> np.ndarray:
         """(V_lstm,) the network's own distribution after ``ids`` (cached by window)."""
@@ -175,7 +199,9 @@ class NeuralComponent(Component):
     def entries(self, contexts: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`entry` for several contexts, the uncached ones computed in one batch (the
         cached ones are read without becoming the most recent)."""
-        keys = [self.window(c) for c in contexts]
+        return self._entries_of([self.window(c) for c in contexts])
+
+    def _entries_of(self, keys: list[tuple[int, ...]]) -> list[tuple[np.ndarray, np.ndarray]]:
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
         new = dict(zip(todo, self.run(todo))) if todo else {}
         got = [new[k] if k in new else self._cache.peek(k) for k in keys]
@@ -192,8 +218,6 @@ class NeuralComponent(Component):
         return self._outputs(self.net.features(x))
 
     def _outputs(self, feats: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        from model.prediction.numpy_net import softmax
-
         probs = softmax(feats @ self.net.w["logits/kernel"] + self.net.w["logits/bias"]).astype(np.float64)
         return [(probs[r], feats[r].astype(np.float64)) for r in range(len(feats))]
 
@@ -203,17 +227,21 @@ class NeuralComponent(Component):
         start = max(1, int(start))
         if len(ids) <= start:
             return [], []
-        return [f for _, f in self.entries([ids[:j] for j in range(start, len(ids))])], ids[start:]
+        return [f for _, f in self._entries_of(self._windows_along(ids, start))], ids[start:]
 
     def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
         """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
         out = np.zeros(self.size, np.float64)
-        out[self.known_full] = lstm_probs[self.known_lstm]
-        if self.unk is not None and self.missing.any():
-            share = ngram[self.missing] if ngram is not None else np.ones(int(self.missing.sum()))
+        if self._runs is None:
+            out[self.known_full] = lstm_probs[self.known_lstm]
+        for to, at, n in self._runs or ():
+            out[to : to + n] = lstm_probs[at : at + n]
+        lacking = self._lacking
+        if self.unk is not None and self._n_lacking:
+            share = ngram[lacking] if ngram is not None else np.ones(self._n_lacking)
             total = share.sum()
             if total > 0:
-                out[self.missing] = lstm_probs[self.unk] * share / total
+                out[lacking] = lstm_probs[self.unk] * share / total
         s = out.sum()
         return out / s if s > 0 else np.full(self.size, 1.0 / self.size)
 
@@ -257,14 +285,17 @@ class NeuralComponent(Component):
         return float(p)
 
 
-def _window_states(net, context: int):
-    """The network's :class:`~model.prediction.numpy_net.WindowStates`, for a numpy network of
-    a left-to-right windowed arch (None for the others: they read each window on its own)."""
-    from model.prediction.numpy_net import Network, WindowStates
+def _runs(to: np.ndarray, at: np.ndarray, most: int = 8) -> list[tuple[int, int, int]] | None:
+    """``out[to] = src[at]`` as at most ``most`` slice copies (start in out, start in src,
+    length), or None when it takes more."""
+    cut = np.flatnonzero((np.diff(to) != 1) | (np.diff(at) != 1)) + 1
+    bounds = np.concatenate([[0], cut, [len(to)]]) if len(to) else np.zeros(1, np.int64)
+    return [(int(to[a]), int(at[a]), int(b - a)) for a, b in zip(bounds, bounds[1:])] if len(cut) < most else None
 
-    if isinstance(net, Network) and net.config.arch in ("lstm", "stacked"):
-        return WindowStates(net, context)
-    return None
+
+def _as_slice(ids: np.ndarray) -> slice | np.ndarray:
+    """``ids`` as a slice when they are consecutive (indexing reads a view, not a copy)."""
+    return slice(int(ids[0]), int(ids[-1]) + 1) if len(ids) and ids[-1] - ids[0] == len(ids) - 1 else ids
 
 
 class NgramComponent(Component):

@@ -309,42 +309,31 @@ def _truncate(logp: np.ndarray, decoding: Decoding) -> np.ndarray:
 
 
 def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
-    """The ids of the ``n`` highest values of ``logp`` (``nth``: the n-th highest, when known),
-    ties to the lower id: the first ``n`` of a stable sort from the highest, the rest unsorted."""
+    """The first ``n`` ids of a stable sort from the highest value (``nth``: the n-th value)."""
     if n <= 0:
         return np.zeros(0, np.int64)
-    if nth is None:
-        nth = np.partition(logp, len(logp) - n)[len(logp) - n]
+    nth = np.partition(logp, len(logp) - n)[len(logp) - n] if nth is None else nth
     above = np.flatnonzero(logp > nth)
     return np.concatenate([above, np.flatnonzero(logp == nth)[: n - len(above)]])
 
 
 def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, np.ndarray]:
-    """(how many of the ``n`` most likely ids top-p keeps, the highest values sorted from the
-    highest): the smallest number, most likely first, whose probabilities renormalised over
-    the ``n`` add up to ``p``. Only the values above a falling threshold are sorted, until they
-    hold ``p``; with ``exact_sum`` (the ``n`` of top-k) all ``n`` are, as the mass they are
-    renormalised by is summed from the most likely."""
-    if exact_sum:
-        ranked = -np.sort(-logp[_first(logp, n)])
-        q = np.exp(ranked)
-        return _count_to(q, q.sum(), p, n), ranked
-    total = np.exp(logp).sum()  # over every allowed id (n is all of them): the excluded add 0
-    top = logp.max()
+    """(how many of the ``n`` most likely ids top-p keeps, the highest values from the highest).
+    Only the values above a falling threshold are sorted, until they hold ``p``; with
+    ``exact_sum`` (the ``n`` of top-k) all ``n``, renormalised by their sum from the highest."""
+    total = None if exact_sum else np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
     for drop in (7.0, 14.0, 28.0, np.inf):
-        head = logp[logp >= top - drop] if drop < np.inf else logp[np.isfinite(logp)]
+        if exact_sum:
+            head = logp[_first(logp, n)]
+        else:
+            head = logp[logp >= logp.max() - drop] if drop < np.inf else logp[np.isfinite(logp)]
         ranked = -np.sort(-head)
         q = np.exp(ranked)
-        if drop == np.inf or q.sum() >= p * total:
-            return _count_to(q, total, p, n), ranked
+        mass = q.sum()
+        if exact_sum or drop == np.inf or mass >= p * total:
+            cum = np.cumsum(q / (mass if exact_sum else total))
+            return max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n)), ranked  # smallest prefix holding p
     raise AssertionError("unreachable")
-
-
-def _count_to(q: np.ndarray, total: float, p: float, n: int) -> int:
-    """How many of the probabilities ``q`` (from the most likely, over ``total``) reach ``p``."""
-    cum = np.cumsum(q / total)
-    keep = int(np.searchsorted(cum, p - 1e-12)) + 1  # smallest prefix holding p
-    return max(1, min(keep, n))
 
 
 def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:
@@ -357,8 +346,8 @@ def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> i
 
 
 def _draw(w: np.ndarray, rng: np.random.Generator) -> int:
-    """``rng.choice(len(w), p=w)``, drawn as it draws (one ``rng.random()`` against the
-    cumulative sum) over the ids of positive weight only: the same id and the same state after."""
+    """``rng.choice(len(w), p=w)`` as it draws (one ``rng.random()`` against the cumulative
+    sum, here over the ids of positive weight only): the same id, the same state after."""
     ids = np.flatnonzero(w)
     cdf = np.cumsum(w[ids])
     cdf /= cdf[-1]

@@ -340,4 +340,7 @@ class Menu:
             return ""  # the tokenizer changed what was typed: nothing safe to add
         best = self._source.candidates(context, prefix, 1, text)
         word = best[0][0] if best else ""
-        return word[len(prefix) :] if word.startswith(prefix) else ""
+        if not word.startswith(prefix):
+            return ""
+        writer = Writer(text, prefix, self.casing())  # the rest as a pick would write it
+        return writer.form(word)[len(writer.raw) :]

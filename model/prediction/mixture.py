@@ -46,7 +46,7 @@ class _Live:
         if c is None:
             cut = len(ids) - min(span, len(ids))
             return neural.pairs(ids[cut:], start - cut)
-        feats = [c.output(neural.lstm_ids(ids[ctx.seen : j]))[1] for j in range(start, len(ids))]
+        feats = [c.output(suffix)[1] for suffix in neural.lstm_prefixes(ids[ctx.seen :], start - ctx.seen)]
         return feats, ids[start:]
 
 

@@ -52,8 +52,9 @@ def lstm_run(
     outs = np.zeros((b, t, u), np.float32)
     zx = xs @ kernel + bias  # (B, T, 4U): input projections for every step at once
     steps = range(t - 1, -1, -1) if reverse else range(t)
-    for s in steps:
-        h_new, c_new = lstm_cell(zx[:, s] + h @ recurrent, c)
+    for k, s in enumerate(steps):
+        z = zx[:, s] if k == 0 and state is None else zx[:, s] + h @ recurrent  # the zero state adds nothing
+        h_new, c_new = lstm_cell(z, c)
         m = mask[:, s : s + 1]
         if m.all():
             c, h = c_new, h_new
@@ -238,12 +239,14 @@ class StreamStates:
         return softmax(self.logits(window))
 
 
+_LEFT_TO_RIGHT = ("lstm", "stacked", "stream")  # the archs whose window is read from its first word on
 Rows = list  # per layer, the (h, c) of a window's suffixes, each (k, U), longest suffix first
 
 
 class WindowStates:
-    """Windowed archs (lstm, stacked): the features of id windows, each read from a zero state,
-    one batched LSTM step per word where the window before it was read here.
+    """The left-to-right archs read as windows (lstm, stacked; stream without a story): the
+    features of id windows, each read from a zero state, one batched LSTM step per word where
+    the window before it was read here.
 
     A window's suffix states are the states after each of its suffixes, each read from a zero
     state. The window a word later (one id longer, or slid by one) continues all of them by its
@@ -255,13 +258,18 @@ class WindowStates:
     steps of growing batches). At most ``size`` windows are kept, least recently used first out."""
 
     def __init__(self, net: Network, context: int, size: int = 64):
-        if net.config.arch not in ("lstm", "stacked"):
-            raise ValueError(f"WindowStates needs a left-to-right windowed arch, not {net.config.arch}")
+        if net.config.arch not in _LEFT_TO_RIGHT:
+            raise ValueError(f"WindowStates needs a left-to-right arch, not {net.config.arch}")
         self.net = net
         self.context = int(context)
         self.names = ("lstm",) if net.config.arch == "lstm" else ("lstm_1", "lstm_2")
         self._rows: LRU[tuple[int, ...], Rows] = LRU(size)
         self._last: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, net: object, context: int) -> "WindowStates | None":
+        """Those of ``net`` when it is a numpy network of a left-to-right arch, else None."""
+        return cls(net, context) if isinstance(net, Network) and net.config.arch in _LEFT_TO_RIGHT else None
 
     def features(self, window: tuple[int, ...]) -> np.ndarray | None:
         """(U,) what :meth:`Network.features` gives for ``window`` (vocabulary ids), or None."""
@@ -292,12 +300,26 @@ class WindowStates:
         out: Rows = []
         x = None
         for (h, c), name in zip(prev, self.names):
-            zero = np.zeros((1, h.shape[1]), np.float32)
-            h, c = np.concatenate([h, zero]), np.concatenate([c, zero])
-            zx = self.net.projection(name, [token + 1]) if x is None else x @ w[f"{name}/kernel"] + w[f"{name}/bias"]
-            x, c = lstm_cell(zx + h @ w[f"{name}/recurrent"], c)
+            zx = self.net.projection(name, [token + 1]) if x is None else rows_matmul(x, w[f"{name}/kernel"]) + w[f"{name}/bias"]
+            if len(h):
+                z = np.concatenate([zx[: len(h)] + rows_matmul(h, w[f"{name}/recurrent"]), zx[-1:]])
+                c = np.concatenate([c, np.zeros((1, c.shape[1]), np.float32)])
+            else:
+                z, c = zx, np.zeros((1, c.shape[1]), np.float32)
+            x, c = lstm_cell(z, c)
             out.append((x, c))
         return out
+
+
+def rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w``; a few rows against a large matrix one row at a time (faster than BLAS's
+    matrix product, which packs the whole matrix for them)."""
+    if len(x) > 3 or w.nbytes < 1 << 20:
+        return x @ w
+    out = np.empty((len(x), w.shape[1]), np.result_type(x, w))
+    for r in range(len(x)):
+        np.matmul(x[r], w, out=out[r])
+    return out
 
 
 class Carried:

@@ -77,7 +77,10 @@ class Predictor:
     @property
     def _ban(self) -> np.ndarray:
         """Ids never offered or generated (none: the full vocabulary has no <unk>)."""
-        return np.zeros(len(self.vocab), bool)
+        ban = getattr(self, "_no_ban", None)
+        if ban is None or len(ban) != len(self.vocab):
+            ban = self._no_ban = np.zeros(len(self.vocab), bool)
+        return ban
 
     # ---- contexts ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[str]:

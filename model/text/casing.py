@@ -166,12 +166,15 @@ def _openers(words: Sequence[str], first: np.ndarray, forms: dict[str, str]) -> 
 def _after_opening_quote(words: Sequence[str], ids: np.ndarray, spaced: np.ndarray) -> np.ndarray:
     """For each token, whether it follows a quote that opens (a space before it, none after)
     after a comma or a colon (``said, "Go``); ``spaced``: a space before each token."""
+    from model.text.tokenize import _LEADING_ELISIONS
+
     quote = np.array([w in OPENING_QUOTES for w in words] + [False])
     lead = np.array([w in (",", ":") for w in words] + [False])
+    elided = np.array([fold(w) in _LEADING_ELISIONS for w in words])  # 'tis: an apostrophe, no quotation
     prev = np.concatenate([[len(words)], ids[:-1]])
     prev2 = np.concatenate([[len(words)], prev[:-1]])
     opens = np.concatenate([[False], spaced[:-2]]) & ~spaced[:-1]
-    return quote[prev] & lead[prev2] & opens
+    return quote[prev] & lead[prev2] & opens & ~elided[ids]
 
 
 def sentence_starts(words: Sequence[str], ids: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from model.text.casing import OPENING_QUOTES, SENTENCE_END, TRANSPARENT, Casing, capitalised, fold, is_abbreviation
-from model.text.tokenize import _PRONOUNS, _SPEECH_VERBS, LINE, PUNCT_CLOSE, gaps, is_cjk, open_quotes, tokenize
+from model.text.tokenize import _LEADING_ELISIONS, _PRONOUNS, _SPEECH_VERBS, LINE, PUNCT_CLOSE, gaps, is_cjk, open_quotes, tokenize
 
 #: Characters before the cursor read to space a word (quotes pair over them) and to find a sentence start.
 CONTEXT = 2000
@@ -34,7 +34,7 @@ _QUOTES = frozenset("'\"\u2018\u2019_")  # tokens spaced by pairing over the who
 _NEAR = 4
 _TAIL = 32  # tokens spaced again after the quotations open before them
 _RESPACE_TOKENS = 8  # a quote this many tokens back may be spaced again
-_PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*(?!.*\n[^\S\n]*\n)", re.S)
+_PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (the whitespace after it included)
 _RESPACED = frozenset("'\"\u2018\u2019-\u2014_")  # marks whose spacing the next token decides
 
 
@@ -142,12 +142,13 @@ class Writer:
         if self.casing is None:
             return usual, spaced
         here = usual if not self.raw else self.casing.form(word)
-        if _in_capitals(self.core[self._line_at() :] + self.raw):
+        line = self.core[self._line_at() :]
+        if _in_capitals(self.raw) or (_in_capitals(line) and self.raw == self.raw.upper()):
             here = here.upper()  # THE FOX AND THE …: a line in capitals goes on in capitals
         elif (self.casing.openers or self.casing.names) and _paragraph_start(self.core):
             here = self.casing.opener(word)
         elif self.casing.sentences:
-            opened = bool(self.left) and self.left[-1] in OPENING_QUOTES and spaced[-2] is False
+            opened = bool(self.left) and self.left[-1] in OPENING_QUOTES and spaced[-2] is False and word not in _LEADING_ELISIONS
             if sentence_start(self.core, self.left, word, self.casing, opened, self.whole):
                 here = capitalised(here)
         if not self.raw:
@@ -202,8 +203,6 @@ def continuation(line: str, words: list[str], casing: Casing | None = None) -> t
 def line_tail(line: str, tokens: int = 12, limit: int = 480) -> str:
     """The end of ``line`` that holds its last ``tokens`` tokens, as written (at most ``limit``
     characters)."""
-    import re
-
     start, count = len(line), 0
     for m in reversed(list(re.finditer(r"\S+", line))):
         start = m.start()
@@ -273,9 +272,9 @@ def _read(core: str) -> tuple[list[str], bool]:
     break on; whether they start the text or a paragraph)."""
     window = core[-CONTEXT:]
     cut = len(core) > CONTEXT
-    para = _PARAGRAPH.search(window)
-    if para is not None:
-        window, cut = window[para.end() :], False
+    ends = [m.end() for m in _PARAGRAPH.finditer(window)]
+    if ends:
+        window, cut = window[ends[-1] :], False
     left, whole = _read_cached(window, cut)
     return list(left), whole
 
