@@ -33,6 +33,10 @@ likelihood also place words best in the menu; ``--only-now`` runs only the REPL 
 ``--partner stream`` adds the cached stream-arch model of the same corpus and split to the
 mixture as a second network (``lstm2``), its weights refitted on the validation split.
 ``--exact-only`` runs only ``figure: exact`` (and its target).
+``--per-line`` runs only ``figure: per_line``: the model's KSR on the held-out lines typed as one
+stream (continuous) and each line as its own REPL line (:mod:`model.evaluation.per_line`) with
+the story on and off; ``figure: per_line_target``: per-line with the story within 0.5 point of
+continuous at menu 5.
 """
 from __future__ import annotations
 
@@ -100,8 +104,10 @@ def bench_corpus(corpus: str, args) -> dict:
     everyone, model_only = configurations(args.compare)
     if args.only_now:
         everyone, model_only = [ks.NOW], []
-    if args.exact_only:
+    if args.exact_only or args.per_line:
         everyone, model_only = [], []
+    if args.per_line:
+        return {"per_line": per_line_figure(corpus, bundle, predictor, args.tokens, menus)}
     results: dict[str, dict] = {}
     with ks.contenders(bundle, predictor, ks.PREDICTORS, menus) as found:
         emit({"bench": "keystrokes", "figure": "presage", "corpus": corpus, "available": found.presage is not None, "note": found.presage_note})
@@ -152,6 +158,34 @@ def exact_figures(corpus: str, bundle, found, tokens: int, menus) -> dict:
         emit(record)
         out[name] = record
     return out
+
+
+def per_line_figure(corpus: str, bundle, predictor, tokens: int, menus) -> dict:
+    """``figure: per_line`` for the model, and ``figure: per_line_target``."""
+    from model.evaluation import exact as ex
+    from model.evaluation import keystrokes as ks
+    from model.evaluation import per_line as pl
+
+    lines = pl.target_lines(ex.held_out_target(bundle, tokens), bool(bundle.config.keep_case))
+    flat = [w for line in lines for w in line]
+    t0 = time.perf_counter()
+    log(f"{corpus}: continuous and per line")
+    continuous = {str(ty.n): round(ty.result()["ksr"], 4) for ty in ks.simulate(predictor, flat, menus, ks.NOW)}
+    res = pl.per_line(predictor, lines, menus)
+    m = [str(x) for x in menus]
+    record = {"bench": "keystrokes", "figure": "per_line", "corpus": corpus, "predictor": "model", "tokens": len(flat),
+              "lines": res["lines"], "ksr_continuous": continuous,
+              "ksr_per_line": {mode: {k: round(res[mode][k], 4) for k in m} for mode in pl.MODES},
+              "points_story_vs_continuous": {k: round(100 * (res["story"][k] - continuous[k]), 2) for k in m},
+              "points_story_vs_no_story": {k: round(100 * (res["story"][k] - res["no_story"][k]), 2) for k in m},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    emit(record)
+    if "5" in m:
+        points = record["points_story_vs_continuous"]["5"]
+        record["pass"] = points >= -0.5
+        emit({"bench": "keystrokes", "figure": "per_line_target", "corpus": corpus, "menu": 5, "points": points,
+              "within": 0.5, "pass": record["pass"]})
+    return record
 
 
 def scale_weights(predictor, specs) -> dict:
@@ -224,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-now", action="store_true", help="type only with the REPL as it is (no feature comparison)")
     p.add_argument("--partner", metavar="ARCH", help="add the cached ARCH model of the corpus as the lstm2 component (e.g. stream)")
     p.add_argument("--exact-only", action="store_true", help="only the case-exact figure (and the case-folded typist on its tokens)")
+    p.add_argument("--per-line", action="store_true", help="only the per-line figure: each line its own REPL line, story on and off")
     args = p.parse_args(argv)
     emit(machine_info("keystrokes", with_tf=False, blas_threads=os.environ.get("OPENBLAS_NUM_THREADS")))
     ok = True
     for corpus in args.corpus or DEFAULT_CORPORA:
         results = bench_corpus(corpus, args)
-        ok = exact_target(corpus, results) and ok
+        ok = exact_target(corpus, results) and ok and (results.get("per_line") or {}).get("pass", True)
         if corpus == TARGET[0] and results.get("repl") is not None:
             from model.evaluation import keystrokes as ks
 

@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--keystrokes", action="store_true", help="also simulate a typist: keystroke savings by menu size, beside Kneser-Ney and Presage")
     e.add_argument("--menu", default="1,3,5,10", metavar="N,N", help="menu sizes for --keystrokes (default 1,3,5,10)")
     e.add_argument("--limit", type=int, metavar="N", help="with --keystrokes, type only the first N tokens")
+    e.add_argument("--per-line", action="store_true", help="with --keystrokes, also type each line as its own REPL line, with the story on and off")
     e.add_argument("--json", action="store_true")
     add_source_args(e)
     add_no_seed(e)

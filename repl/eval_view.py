@@ -43,6 +43,10 @@ def run_eval(args: argparse.Namespace) -> int:
     result["source"] = source
     if getattr(args, "keystrokes", False):
         result["keystrokes"] = keystrokes_from_args(bundle, tokens, args, predictor, source)
+        if getattr(args, "per_line", False):
+            result["keystrokes"]["per_line"] = per_line_from_args(bundle, args, predictor, None if valid else file)
+    elif getattr(args, "per_line", False):
+        raise StoryError("--per-line goes with --keystrokes")
     if getattr(args, "json", False):
         print_json(result)
         return 0
@@ -63,6 +67,27 @@ def keystrokes_from_args(bundle: Any, tokens: Sequence[str], args: Any, predicto
     out = ks.keystrokes(bundle, tokens, menus, predictor=predictor, encoding=getattr(args, "encoding", None) or "utf-8")
     if source:
         out["source"] = source + (f", first {len(tokens):,} tokens" if limit is not None else "")
+    return out
+
+
+def per_line_from_args(bundle: Any, args: Any, predictor: Any, file: Any = None) -> dict[str, Any]:
+    """``eval --keystrokes --per-line``: the text typed a REPL line at a time, with the story on
+    and off (:mod:`model.evaluation.per_line`); the held-out lines, or ``file``'s."""
+    from model.evaluation import exact, per_line
+    from model.text.corpus import read_corpus
+
+    menus = ks.parse_menus(getattr(args, "menu", None) or ",".join(map(str, ks.DEFAULT_MENUS)))
+    encoding = getattr(args, "encoding", None) or "utf-8"
+    limit = getattr(args, "limit", None)
+    if file is None:
+        target = exact.held_out_target(bundle, limit or 10**12, encoding)
+    else:
+        target = exact.Target.of_lines([read_corpus(file, encoding=encoding).text.splitlines()])
+    lines = per_line.target_lines(target, bool(bundle.config.keep_case))
+    if limit is not None:
+        lines = per_line.first_tokens(lines, limit)
+    out = per_line.per_line(predictor if predictor is not None else make_predictor(bundle, args), lines, menus)
+    out.pop("details")
     return out
 
 

@@ -3,8 +3,10 @@
 The forward pass reproduces Keras's LSTM exactly (gate order i, f, c, o; sigmoid recurrent
 activation; masked padding steps leave the state unchanged), so probabilities match the
 Keras model. The ``stream`` arch is two stacked layers read from a zero state over the window
-(:meth:`Network.logits`), or from a carried state one step per word (:meth:`Network.advance`);
-with tied weights its output kernel is the embedding transposed.
+(:meth:`Network.logits`), or from a carried state one step per word (:meth:`Network.advance`,
+:meth:`Network.step`); with tied weights its output kernel is the embedding transposed. A
+generation reads a window per word: :class:`WindowStates` makes that one batched step, and each
+word's input projection is computed once (:meth:`Network.projection`).
 """
 from __future__ import annotations
 
