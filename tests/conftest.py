@@ -90,3 +90,16 @@ def term():
     yield spawn
     for t in started:
         t.close()
+
+
+@pytest.fixture
+def model_copy(default_bundle, tmp_path) -> Path:
+    """A private copy of the default model (without model.keras: predicting never reads it)."""
+    from model.storage.bundle import FILES
+
+    dst = tmp_path / "model"
+    dst.mkdir()
+    for name in FILES:
+        if name != "model.keras" and (default_bundle.path / name).is_file():
+            shutil.copyfile(default_bundle.path / name, dst / name)
+    return dst

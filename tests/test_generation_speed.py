@@ -213,12 +213,15 @@ def test_truncation_sampling_and_bans_are_the_plain_ones():
         dec = D.Decoding(greedy=False, temperature=float(rng.choice([1.0, 0.7])), top_k=int(rng.choice([0, 1, 5])),
                          top_p=float(rng.choice([1.0, 0.9, 0.5])), min_p=float(rng.choice([0.0, 0.05])))
         logp = D.adjusted_logp(probs, history, None, dec)
-        assert np.array_equal(D._truncate(logp, dec), _plain_truncate(logp, dec.top_k, dec.top_p, dec.min_p))
-        w = np.exp(logp - logp.max())
+        plain = _plain_truncate(logp, dec.top_k, dec.top_p, dec.min_p)
+        kept = D._kept(logp, dec)  # None: every id
+        assert np.array_equal(np.flatnonzero(np.isfinite(logp)) if kept is None else kept, np.flatnonzero(np.isfinite(plain)))
+        w = np.exp(plain / dec.temperature - (plain / dec.temperature).max())
         w /= w.sum()
-        a, b = np.random.default_rng(trial), np.random.default_rng(trial)
-        assert D._draw(w, a) == int(b.choice(len(w), p=w))
-        assert a.random() == b.random()  # the generator moved on alike
+        for seed in range(3):
+            a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+            assert D._sample(logp, dec, a) == int(b.choice(len(w), p=w))
+            assert a.random() == b.random()  # the generator moved on alike
 
 
 # ---- whole generations -------------------------------------------------------------------------

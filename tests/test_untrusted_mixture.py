@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from model.errors import StoryError
-from model.storage.bundle import FILES, load_bundle
+from model.storage.bundle import load_bundle
 from repl.cli import main
 
 from helpers import CAT, Repl, error_line, random_bundle
@@ -29,14 +28,8 @@ from helpers import CAT, Repl, error_line, random_bundle
 
 # ---- helpers ------------------------------------------------------------------------------
 @pytest.fixture
-def model(default_bundle, tmp_path) -> Path:
-    """A private copy of the default model (without model.keras: predicting never reads it)."""
-    dst = tmp_path / "model"
-    dst.mkdir()
-    for name in FILES:
-        if name != "model.keras" and (default_bundle.path / name).is_file():
-            shutil.copyfile(default_bundle.path / name, dst / name)
-    return dst
+def model(model_copy) -> Path:
+    return model_copy
 
 
 def rewrite(model: Path, name: str, data: bytes | str) -> None:

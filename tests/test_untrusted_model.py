@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import threading
 import warnings
@@ -34,14 +33,8 @@ SECRET = "zebra quokka narwhal " * 20  # words no model here was trained on
 
 # ---- helpers ------------------------------------------------------------------------------
 @pytest.fixture
-def model(default_bundle, tmp_path) -> Path:
-    """A private copy of the default model (without model.keras: predicting never reads it)."""
-    dst = tmp_path / "model"
-    dst.mkdir()
-    for name in FILES:
-        if name != "model.keras" and (default_bundle.path / name).is_file():
-            shutil.copyfile(default_bundle.path / name, dst / name)
-    return dst
+def model(model_copy) -> Path:
+    return model_copy
 
 
 @pytest.fixture

@@ -289,32 +289,30 @@ def adjusted_logp(probs: np.ndarray, history: Sequence[int], banned: np.ndarray 
     return logp
 
 
-def _truncate(logp: np.ndarray, decoding: Decoding) -> np.ndarray:
-    """Steps 3 (top-k, top-p, min-p) on normalised log-probabilities; returns a new array."""
+def _kept(logp: np.ndarray, decoding: Decoding) -> np.ndarray | None:
+    """The ids steps 3 keep, in id order (None: every id)."""
     k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
     if not k and p >= 1 and m <= 0:
-        return logp
+        return None
     allowed = int(np.isfinite(logp).sum())
     n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
     ranked = None  # the highest values, from the highest, where they were sorted
     if p < 1 and n > 1:
         n, ranked = _nucleus(logp, n, p, exact_sum=bool(k))
     if m > 0:
-        floor = logp.max() + math.log(m)
-        n = min(n, int((logp >= floor).sum()))
-    kept = _first(logp, n, ranked[n - 1] if ranked is not None and 0 < n <= len(ranked) else None)
-    out = np.full(len(logp), -np.inf)
-    out[kept] = logp[kept]
-    return out
+        n = min(n, int((logp >= logp.max() + math.log(m)).sum()))
+    return _first(logp, n, ranked[n - 1] if ranked is not None and 0 < n <= len(ranked) else None)
 
 
 def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
-    """The first ``n`` ids of a stable sort from the highest value (``nth``: the n-th value)."""
+    """The first ``n`` ids of a stable sort from the highest value (``nth``: the n-th value), in id order."""
     if n <= 0:
         return np.zeros(0, np.int64)
     nth = np.partition(logp, len(logp) - n)[len(logp) - n] if nth is None else nth
-    above = np.flatnonzero(logp > nth)
-    return np.concatenate([above, np.flatnonzero(logp == nth)[: n - len(above)]])
+    ids = np.flatnonzero(logp >= nth)
+    if len(ids) > n:  # more ties at the n-th value than places: the lower ids keep theirs
+        ids = np.delete(ids, np.flatnonzero(logp[ids] == nth)[n - len(ids) :])
+    return ids
 
 
 def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, np.ndarray]:
@@ -322,12 +320,12 @@ def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, 
     Only the values above a falling threshold are sorted, until they hold ``p``; with
     ``exact_sum`` (the ``n`` of top-k) all ``n``, renormalised by their sum from the highest."""
     total = None if exact_sum else np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
-    for drop in (7.0, 14.0, 28.0, np.inf):
+    for drop in (7.0, 9.0, 12.0, np.inf):
         if exact_sum:
             head = logp[_first(logp, n)]
         else:
             head = logp[logp >= logp.max() - drop] if drop < np.inf else logp[np.isfinite(logp)]
-        ranked = -np.sort(-head)
+        ranked = -np.sort(-head, kind="stable")  # values only: any sort gives them alike
         q = np.exp(ranked)
         mass = q.sum()
         if exact_sum or drop == np.inf or mass >= p * total:
@@ -337,21 +335,18 @@ def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, 
 
 
 def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:
-    logp = _truncate(logp, decoding)
-    if decoding.temperature != 1.0:
-        logp = logp / decoding.temperature
-    w = np.exp(logp - logp.max())
-    w /= w.sum()
-    return _draw(w, rng)
-
-
-def _draw(w: np.ndarray, rng: np.random.Generator) -> int:
-    """``rng.choice(len(w), p=w)`` as it draws (one ``rng.random()`` against the cumulative
-    sum, here over the ids of positive weight only): the same id, the same state after."""
-    ids = np.flatnonzero(w)
-    cdf = np.cumsum(w[ids])
+    """Steps 3-4 and the draw: what ``rng.choice(V, p=w)`` draws from the truncated, tempered and
+    normalised weights ``w`` over the whole vocabulary (one ``rng.random()`` against the
+    cumulative sum), computed at the kept ids only (the others weigh 0): the same id, the same
+    state of ``rng`` after."""
+    kept = _kept(logp, decoding)
+    kept = np.flatnonzero(np.isfinite(logp)) if kept is None else kept
+    kept_logp = logp[kept] / decoding.temperature if decoding.temperature != 1.0 else logp[kept]
+    w = np.zeros(len(logp))
+    w[kept] = np.exp(kept_logp - kept_logp.max())
+    cdf = np.cumsum(w[kept] / w.sum())  # the sum over every id, as the whole array is summed
     cdf /= cdf[-1]
-    return int(ids[np.searchsorted(cdf, rng.random(), side="right")])
+    return int(kept[np.searchsorted(cdf, rng.random(), side="right")])
 
 
 def choose_next(
