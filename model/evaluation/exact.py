@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, fork, latency_summary, run_typists
+from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, fork, latency_summary, run_typists, set_up, timed
 from model.prediction.menu import DIRECT_PICKS, Menu, ghost_fill
 from model.text.casing import fold
 from model.text.tokenize import clean, tokenize
@@ -137,23 +137,14 @@ class ExactTypist:
     latency_ms: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.menu.repeat = self.features.repeat
-        self.menu.ghost_enabled = self.features.ghost
-        self.menu.direct = self.features.direct
-        self.menu.backward = self.features.backward
-        self.menu.forget()
+        set_up(self.menu, self.features)
 
     @property
     def done(self) -> bool:
         return self.t >= len(self.target.tokens)
 
     def _timed(self, fn, *args):
-        import time
-
-        t0 = time.perf_counter_ns()
-        out = fn(*args)
-        self.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        return out
+        return timed(self.latency_ms, fn, *args)
 
     # ---- the buffer ----------------------------------------------------------------------------
     def _window(self) -> tuple[int, int]:

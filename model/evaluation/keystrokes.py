@@ -133,6 +133,23 @@ def fork(predictor: Any) -> Any:
     return cls(predictor.bundle, mixture=mixture.fresh())
 
 
+def set_up(menu: Menu, features: Features) -> None:
+    """The menu as a typist with ``features`` uses it, with nothing remembered yet."""
+    menu.repeat = features.repeat
+    menu.ghost_enabled = features.ghost
+    menu.direct = features.direct
+    menu.backward = features.backward
+    menu.forget()
+
+
+def timed(latency_ms: list[float], fn, *args):
+    """``fn(*args)``, its wall time appended to ``latency_ms``."""
+    t0 = time.perf_counter_ns()
+    out = fn(*args)
+    latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
 @dataclass
 class Typist:
     """One simulated typist: a menu size, the REPL's features, and the running count of keys.
@@ -156,21 +173,14 @@ class Typist:
 
     def __post_init__(self) -> None:
         self.canon = [w + separator(w) for w in self.tokens]
-        self.menu.repeat = self.features.repeat
-        self.menu.ghost_enabled = self.features.ghost
-        self.menu.direct = self.features.direct
-        self.menu.backward = self.features.backward
-        self.menu.forget()
+        set_up(self.menu, self.features)
 
     @property
     def done(self) -> bool:
         return self.t >= len(self.tokens)
 
     def _timed(self, fn, *args):
-        t0 = time.perf_counter_ns()
-        out = fn(*args)
-        self.latency_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        return out
+        return timed(self.latency_ms, fn, *args)
 
     def buffer(self) -> str:
         if self.t - self.start > self.window + LINE:
