@@ -183,7 +183,7 @@ def writing_tokens(data: bytes, tokenize: Callable[[str], list[str]], whole: boo
 def read_writing(corpus_sha256: str, tokenize: Callable[[str], list[str]], notify: Notify = _quiet) -> list[str]:
     """The last tokens written in earlier sessions with this corpus ([] if none); lines that are
     not text are skipped, and ``notify`` says so. OSError when the file is there but unusable."""
-    from model.prediction.components import CACHE_TOKENS
+    from model.prediction.caches import CACHE_TOKENS
 
     f = writing_file(corpus_sha256)
     if f is None:

@@ -6,6 +6,7 @@ whole vocabulary (figures: bench/README.md, Generation with a story). No wall-ti
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def test_the_spread_over_the_full_vocabulary_is_the_plain_one(book_pred):
 
 
 def test_the_neural_cache_stacks_its_states_once(book_pred):
-    from model.prediction.components import smooth_cache
+    from model.prediction.caches import smooth_cache
 
     pred = book_pred
     ncache = pred.mixture.component("ncache")
@@ -158,13 +159,62 @@ def test_the_neural_cache_stacks_its_states_once(book_pred):
     got = ncache.distribution(ctx)
     # the plain computation: the observed pairs then the context's own, the last `size` of them
     states, targets = ctx.pairs(ncache.neural, 2 * ncache.size)
-    states, targets = np.asarray(ncache.states + list(states)), np.asarray(ncache.targets + list(targets))
+    states, targets = np.concatenate([ncache.states, states]), np.concatenate([ncache.targets, targets])
     h = ctx.network(ncache.neural)[1]
     s = ncache.theta * (states[-ncache.size :] @ h)
     e = np.exp(s - s.max())
     t = targets[-ncache.size :]
     want = smooth_cache(np.bincount(t, weights=e, minlength=ctx.total), float(e.sum()))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def _pairs_fresh_and_kept(pred, start_ids, words=12):
+    """The (state, next word) pairs of each context of a generation: from the mixture that kept
+    the last context's pairs, and from one that computes them anew each time."""
+    mix = pred.mixture
+    ncache = mix.component("ncache")
+    ids = list(start_ids)
+    grown = 0
+    for nxt in list(pred.generate_ids(ids, words, seed=1)):
+        ids.append(nxt)
+        before = mix._line_pairs.get(ncache.neural.name)
+        kept = mix.context(ids).pairs(ncache.neural, 2 * ncache.size)
+        grown += mix._line_pairs[ncache.neural.name] is before  # grew by a row in place
+        memo = dict(mix._line_pairs)
+        mix._line_pairs.clear()
+        fresh = mix.context(ids).pairs(ncache.neural, 2 * ncache.size)
+        mix._line_pairs.update(memo)
+        yield kept, fresh
+    assert grown >= words - 2
+
+
+def test_the_line_pairs_kept_between_contexts_are_the_fresh_ones(book_pred):
+    tokens = book_pred.vocab.tokens
+    book_pred.observe([tokens[j] for j in range(10)])
+    ids = book_pred.encode([tokens[j] for j in (3, 1, 4, 1, 5)])[0]
+    grew = 0
+    for (ks, kt), (fs, ft) in _pairs_fresh_and_kept(book_pred, ids):
+        np.testing.assert_array_equal(kt, ft)
+        np.testing.assert_allclose(ks, fs, rtol=0, atol=1e-12)
+        grew = max(grew, len(kt))
+    assert grew >= 12
+
+
+def test_the_line_pairs_of_a_stream_story_are_the_fresh_ones(tmp_path):
+    from model.prediction.predictor import Predictor
+    from model.storage.bundle import load_bundle
+    from model.story.context import StoryContext
+
+    bundle = load_bundle(random_bundle(tmp_path / "s", arch="stream", units=16, embedding_dim=16, context=64))
+    pred = Predictor(bundle)
+    tokens = pred.vocab.tokens
+    story = StoryContext()
+    story.follow(pred, [(k + 1, tuple(tokens[(5 * k + j) % 50] for j in range(10))) for k in range(4)], "s")
+    line = pred.encode([tokens[j] for j in (7, 8, 9)])[0]
+    ids = pred.encode(list(story.tokens()))[0] + line
+    for (ks, kt), (fs, ft) in _pairs_fresh_and_kept(pred, ids):
+        np.testing.assert_array_equal(kt, ft)
+        np.testing.assert_allclose(ks, fs, rtol=0, atol=1e-12)
 
 
 # ---- decoding ----------------------------------------------------------------------------------
@@ -271,3 +321,65 @@ def test_generation_after_a_story_of_the_stream_arch_is_the_plain_one(tmp_path, 
     fast = story_generations()
     monkeypatch.setattr(Network, "step", lambda self, token, state: self.advance_features(np.asarray([[token]]), state)[1])
     assert story_generations() == fast
+
+
+# ---- BLAS threads ------------------------------------------------------------------------------
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_a_training_narrows_blas_to_one_thread_and_gives_the_cores_back(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    from model import blas
+
+    with threadpool_limits(user_api="blas"):  # the count before, put back after
+        monkeypatch.setattr(blas, "_user_set", False)
+        monkeypatch.setattr(blas, "idle_threads", lambda: 2)
+        seen = []
+
+        @blas.training
+        def train(x):
+            seen.append(_blas_threads())
+            if x:
+                raise ValueError("stopped")
+
+        train(0)
+        with pytest.raises(ValueError):
+            train(1)
+        assert seen == [1, 1]
+        assert _blas_threads() == 2
+        monkeypatch.setattr(blas, "_user_set", True)  # a count the user chose is left alone
+        train(0)
+        assert seen[-1] == 2
+
+
+def test_blas_starts_on_the_cores_unless_the_user_chose(monkeypatch):
+    from model import blas
+
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(blas, "_user_set", None)
+    blas.start()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == str(blas.idle_threads()) and not blas.chosen_by_user()
+    assert 1 <= blas.idle_threads() <= blas.MOST
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setattr(blas, "_user_set", None)
+    blas.start()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and blas.chosen_by_user()
+
+
+def test_the_mixture_adds_the_caches_sparse_terms_as_their_dense_distributions(book_pred):
+    from model.prediction.weights import mix
+
+    mixture = book_pred.mixture
+    tokens = book_pred.vocab.tokens
+    book_pred.observe([tokens[(3 * j) % 40] for j in range(30)] + ["zyzzyva"])  # a word the corpus never had
+    for words in ([3, 1, 4], [1, 5, 9, 2, 6, 5], [len(tokens) - 1]):
+        parts = mixture.parts(words)
+        assert {"cache", "ncache"} <= set(parts)
+        w = mixture.weight_row(mixture.bucket(words), list(parts))
+        want = mix([parts.get(n) for n in mixture.names], w)
+        np.testing.assert_allclose(mixture.distribution(words), want / want.sum(), rtol=1e-12, atol=1e-18)

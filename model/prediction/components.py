@@ -4,8 +4,8 @@ Every component (:mod:`model.prediction.interface`) gives P(next word | the word
 full vocabulary: every word of the training text in frequency order, then the words the user wrote
 that the corpus never had. Building a mixture makes one component of every kind registered with
 :func:`register` that can be made (:func:`make_components`), in registration order, so a new kind
-needs no other edit. Built in: ``lstm``, ``ngram``, ``cache``, ``ncache`` and ``lstm2`` (a partner
-network).
+needs no other edit. Built in: ``lstm``, ``ngram``, ``cache`` and ``ncache`` (the two caches live
+in :mod:`model.prediction.caches`), and ``lstm2`` (a partner network).
 """
 from __future__ import annotations
 
@@ -22,11 +22,6 @@ from model.prediction.numpy_net import WindowStates, softmax
 
 ORDER = 5  # the n-gram's order
 CONTEXT_WORDS = 8 * ORDER  # words before a position of a scored text that its context keeps
-CACHE_TOKENS = 1000  # tokens of recent text the cache remembers
-CACHE_FLOOR = 1e-3  # share of a cache's mass spread evenly, so it alone gives every word some probability
-NCACHE_TOKENS = 500  # positions the neural cache compares the current state with
-NCACHE_THETAS = (0.1, 0.3, 1.0)  # sharpness values tried when the weights are fitted
-NCACHE_THETA = 0.3  # used when a bundle's mixture carries none
 LSTM_CACHE = 4096  # network outputs kept per window
 
 
@@ -37,10 +32,6 @@ def pad(p: np.ndarray, total: int) -> np.ndarray:
     out = np.zeros(total, np.float64)
     out[: len(p)] = p
     return out
-
-
-def smooth_cache(counts: np.ndarray, n: float) -> np.ndarray:
-    return (1.0 - CACHE_FLOOR) * counts / max(1e-300, n) + CACHE_FLOOR / len(counts)
 
 
 # ---- the registry ------------------------------------------------------------------------
@@ -335,155 +326,9 @@ class NgramComponent(Component):
         return text.ngram_probs
 
 
-class CacheComponent(Component):
-    """Unigram distribution of the last ``size`` tokens (full ids, user words included): a
-    name typed once is offered from then on."""
-
-    name = "cache"
-    help = "the words written lately"
-    needs = frozenset({"history"})
-    is_cache = True
-
-    def __init__(self, size: int = CACHE_TOKENS):
-        self.size = int(size)
-
-    def distribution(self, ctx: Context) -> np.ndarray | None:
-        tail = np.asarray(ctx.history[-self.size :], dtype=np.int64)
-        tail = tail[(tail >= 0) & (tail < ctx.total)]
-        if len(tail) == 0:
-            return None
-        return smooth_cache(np.bincount(tail, minlength=ctx.total).astype(np.float64), len(tail))
-
-    def score(self, text) -> np.ndarray:
-        """The true word's share of the last ``size`` words, counted as the text goes."""
-        ids, total = text.ids, text.total
-        counts, window = np.zeros(total, np.float64), []
-        out, j = np.zeros(len(text.positions)), 0
-        for i in range(1, len(ids)):
-            prev = int(ids[i - 1])
-            counts[prev] += 1
-            window.append(prev)
-            if len(window) > self.size:
-                counts[window.pop(0)] -= 1
-            if text.scored[i]:
-                out[j] = (1.0 - CACHE_FLOOR) * counts[int(ids[i])] / max(1, len(window)) + CACHE_FLOOR / total
-                j += 1
-        return out
-
-
-class NeuralCacheComponent(Component):
-    """A neural cache (Grave et al., 2017): the next word is what followed the recent states
-    most like the current one, p(w) ∝ Σ_{i: w_i = w} exp(θ h · h_i) over the last ``size``
-    (state, next word) pairs of the user's text, the states of the network ``neural``."""
-
-    name = "ncache"
-    help = "the words that followed states like the current one"
-    needs = frozenset({"network", "pairs"})
-    is_cache = True
-    warmup = 2  # one earlier (state, word) pair
-
-    def __init__(self, neural: NeuralComponent, theta: float = NCACHE_THETA, size: int = NCACHE_TOKENS):
-        self.neural = neural
-        self.theta = float(theta)
-        self.size = int(size)
-        self.states: list[np.ndarray] = []  # (state, next word) pairs of the user's text
-        self.targets: list[int] = []
-        self._stacked: tuple[np.ndarray, np.ndarray] | None = None  # the last ``size`` of them as arrays
-
-    @classmethod
-    def make(cls, ing: Ingredients, name: str) -> "NeuralCacheComponent | None":
-        neural = ing.made.get("lstm")
-        if neural is None:
-            return None
-        c = cls(neural)
-        c.name = name
-        return c
-
-    def fresh(self) -> "NeuralCacheComponent":
-        c = NeuralCacheComponent(self.neural, self.theta, self.size)
-        c.name = self.name
-        return c
-
-    def params(self) -> dict:
-        return {"theta": self.theta}
-
-    def load_params(self, params: dict) -> None:
-        self.theta = float(params.get("theta", self.theta))
-
-    def observe(self, ids: Sequence[int]) -> None:
-        if len(ids) > 1:
-            h, t = self.neural.pairs(ids)
-            self.states.extend(h)
-            self.targets.extend(t)
-            if len(self.targets) > 4 * self.size:
-                self.states = self.states[-self.size :]
-                self.targets = self.targets[-self.size :]
-            self._stacked = None
-
-    def _observed(self) -> tuple[np.ndarray, np.ndarray]:
-        """The last ``size`` observed (states, next words) as arrays, stacked once after each observe."""
-        if self._stacked is None:
-            states = self.states[-self.size :]
-            self._stacked = (np.asarray(states) if states else np.zeros((0, 0)), np.asarray(self.targets[-self.size :], np.int64))
-        return self._stacked
-
-    def _scores(self, theta: float, h: np.ndarray, states: np.ndarray) -> np.ndarray:
-        s = theta * (states @ h)
-        return np.exp(s - s.max())
-
-    def distribution(self, ctx: Context) -> np.ndarray | None:
-        h = ctx.network(self.neural)[1]
-        states, targets = ctx.pairs(self.neural, 2 * self.size)
-        new = min(len(targets), self.size)
-        old_states, old_targets = self._observed()  # what it observed of the user's text comes first
-        old = min(len(old_targets), self.size - new)
-        if new + old == 0:
-            return None
-        scores = [old_states[len(old_targets) - old :] @ h] if old else []
-        if new:
-            scores.append(np.asarray(states[len(states) - new :]) @ h)
-        s = self.theta * (np.concatenate(scores) if len(scores) > 1 else scores[0])
-        e = np.exp(s - s.max())
-        t = np.concatenate([old_targets[len(old_targets) - old :], np.asarray(targets[len(targets) - new :], np.int64)])
-        keep = t < ctx.total
-        return smooth_cache(np.bincount(t[keep], weights=e[keep], minlength=ctx.total), float(e.sum()))
-
-    def _prob(self, theta: float, h: np.ndarray, states: np.ndarray, targets: np.ndarray, y: int, total: int) -> float:
-        if len(targets) == 0:
-            return 1.0 / total
-        e = self._scores(theta, h, states[-self.size :])
-        t = targets[-self.size :]
-        return (1.0 - CACHE_FLOOR) * float(e[t == y].sum()) / float(e.sum()) + CACHE_FLOOR / total
-
-    def text_probs(self, text, theta: float, total: int) -> np.ndarray:
-        """Its probability of the true word at each scored position with sharpness ``theta``,
-        from the (state, word) pairs of the positions before it."""
-        p = text.network(self.neural)
-        feats, ids = p.feats, p.targets
-        out = np.empty(len(text.positions))
-        for j, i in enumerate(text.positions):
-            lo = max(1, int(i) - self.size)
-            out[j] = self._prob(theta, feats[i], feats[lo:i], ids[lo:i], int(ids[i]), total)
-        return out
-
-    def score(self, text) -> np.ndarray:
-        return self.text_probs(text, self.theta, text.total)
-
-    def tune(self, fit) -> None:
-        """The sharpness θ of :data:`NCACHE_THETAS` under which the mixture fits best."""
-        if len(fit.text.positions) <= 1:
-            return
-        best = None
-        for t in NCACHE_THETAS:
-            trial = dict(fit.probs, **{self.name: self.text_probs(fit.text, t, fit.total)})
-            ll = fit.likelihood(trial)
-            if best is None or ll > best[0]:
-                best = (ll, t, trial)
-        _, theta, fit.probs = best
-        self.theta = float(theta)
-
-
 PARTNER = "lstm2"  # the second network's component name
+
+from model.prediction.caches import CacheComponent, NeuralCacheComponent  # noqa: E402 - registered here, in this order
 
 register(NeuralComponent)
 register(NgramComponent)

@@ -261,8 +261,11 @@ def _penalised(history: Sequence[int], decoding: Decoding) -> np.ndarray:
     return np.unique(np.asarray(tail, dtype=np.int64))
 
 
-def adjusted_logp(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding) -> np.ndarray:
-    """Log-probabilities (float64, -inf for excluded ids, normalised) after steps 1-2.
+def adjusted_logp(
+    probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding, normalise: bool = True
+) -> np.ndarray:
+    """Log-probabilities (float64, -inf for excluded ids, normalised) after steps 1-2;
+    ``normalise`` False: up to a constant (enough to take the most likely).
 
     ``probs`` is not modified.
     """
@@ -285,7 +288,8 @@ def adjusted_logp(probs: np.ndarray, history: Sequence[int], banned: np.ndarray 
     top = logp.max()
     if not np.isfinite(top):
         raise StoryError("the model gives no probability to any word it may generate")
-    logp -= top + math.log(np.exp(logp - top).sum())
+    if normalise:
+        logp -= top + math.log(np.exp(logp - top).sum())
     return logp
 
 
@@ -320,12 +324,15 @@ def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, 
     Only the values above a falling threshold are sorted, until they hold ``p``; with
     ``exact_sum`` (the ``n`` of top-k) all ``n``, renormalised by their sum from the highest."""
     total = None if exact_sum else np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
+    top = logp.max()
     for drop in (7.0, 9.0, 12.0, np.inf):
         if exact_sum:
             head = logp[_first(logp, n)]
         else:
-            head = logp[logp >= logp.max() - drop] if drop < np.inf else logp[np.isfinite(logp)]
-        ranked = -np.sort(-head, kind="stable")  # values only: any sort gives them alike
+            head = logp[logp >= top - drop] if drop < np.inf else logp[np.isfinite(logp)]
+            if drop < np.inf and np.exp(head).sum() < p * total:
+                continue  # too few: no need to sort them
+        ranked = np.sort(head, kind="stable")[::-1]  # values only: any sort gives them alike (stable is the fastest here)
         q = np.exp(ranked)
         mass = q.sum()
         if exact_sum or drop == np.inf or mass >= p * total:
@@ -357,7 +364,7 @@ def choose_next(
     rng: np.random.Generator | None = None,
 ) -> int:
     """The next id after ``history``: greedy (and beam, one step) or sampled with ``rng``."""
-    logp = adjusted_logp(next_distribution(history), history, banned, decoding)
+    logp = adjusted_logp(next_distribution(history), history, banned, decoding, normalise=not decoding.greedy)
     if decoding.greedy:
         return int(np.argmax(logp))
     if rng is None:

@@ -59,6 +59,21 @@ class Context:
 
 
 @dataclass
+class Sparse:
+    """A distribution that is ``floor`` at every word plus ``weights`` at ``ids`` (an id may
+    repeat: its weights add up), over ``total`` words: what a cache gives. The mixture adds it
+    to its sum without making the dense array (:func:`model.prediction.weights.mix`)."""
+
+    ids: np.ndarray
+    weights: np.ndarray
+    floor: float
+    total: int
+
+    def dense(self) -> np.ndarray:
+        return np.bincount(self.ids, weights=self.weights, minlength=self.total) + self.floor
+
+
+@dataclass
 class Ingredients:
     """What the registered kinds make a mixture's components from."""
 
@@ -90,6 +105,11 @@ class Component:
         """P(next word) over the current vocabulary (``ctx.total`` words), or None when it
         cannot answer now."""
         raise NotImplementedError
+
+    def terms(self, ctx: Context) -> "np.ndarray | Sparse | None":
+        """:meth:`distribution`, or the same as a :class:`Sparse` where that is cheaper (what
+        the mixture sums)."""
+        return self.distribution(ctx)
 
     def prob(self, ctx: Context, y: int) -> float:
         """P(``y`` is the next word); a component that cannot answer gives every word 1/total."""

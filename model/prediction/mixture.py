@@ -11,20 +11,55 @@ from typing import Sequence
 
 import numpy as np
 
-from model.prediction.components import CACHE_TOKENS, rank_of, registered_names
+from model.prediction.caches import CACHE_TOKENS
+from model.prediction.components import rank_of, registered_names
 from model.prediction.interface import Component, Context
 from model.prediction.weights import Weights, mix
 from model.text.vocab import Vocab
 
 
+class _LinePairs:
+    """A network's (state, next word) pairs over a context's words after the story, kept as
+    arrays that grow by a row when the next context is this one and a word (a word typed, a
+    word generated), so asking again costs one row, not the whole line."""
+
+    def __init__(self, key: tuple, ids: tuple[int, ...], start: int, states: Sequence[np.ndarray], targets: Sequence[int]):
+        self.key, self.ids, self.start = key, ids, start
+        self.n = len(targets)
+        self._states = np.asarray(states, np.float64).reshape(self.n, -1) if self.n else None
+        self._targets = np.asarray(targets, np.int64)
+
+    def grown(self, ids: tuple[int, ...], state: np.ndarray) -> "_LinePairs":
+        """These pairs and (``state``, ``ids[-1]``), for ``ids`` = these ids and one more (rows
+        already given out are never written again)."""
+        if self._states is None:
+            self._states, self._targets = np.zeros((16, len(state))), np.zeros(16, np.int64)
+        elif self.n == len(self._states):
+            self._states = np.concatenate([self._states, np.zeros_like(self._states)])
+            self._targets = np.concatenate([self._targets, np.zeros_like(self._targets)])
+        self._states[self.n] = state
+        self._targets[self.n] = ids[-1]
+        self.n += 1
+        self.ids = ids
+        return self
+
+    def states(self) -> np.ndarray:
+        return self._states[: self.n] if self._states is not None else np.zeros((0, 0))
+
+    def targets(self) -> np.ndarray:
+        return self._targets[: self.n]
+
+
 class _Live:
     """What the components share for a context of the user's text: the n-gram's distribution,
     a network's output (kept by the network, per window, or carried over the story) and the
-    current line's pairs."""
+    current line's pairs (kept by the mixture between contexts, see :class:`_LinePairs`)."""
 
-    def __init__(self, ngram, carried: dict | None = None):
+    def __init__(self, ngram, carried: dict | None = None, kept: dict | None = None, version: int = 0):
         self._ngram = ngram
         self._carried = carried or {}  # component name -> Carried, when the context continues the story
+        self._kept = {} if kept is None else kept  # component name -> the last context's _LinePairs
+        self._version = version
 
     def ngram_after(self, ctx: Context) -> np.ndarray | None:
         return None if self._ngram is None else self._ngram.after(ctx.ids)
@@ -39,9 +74,28 @@ class _Live:
             return c.output(neural.lstm_ids(list(ctx.ids)[ctx.seen :]))
         return neural.entry(ctx.ids)
 
-    def pairs_before(self, neural, ctx: Context, span: int):
-        ids = list(ctx.ids)
+    def pairs_before(self, neural, ctx: Context, span: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = tuple(int(i) for i in ctx.ids)
         start = max(1, ctx.seen, len(ids) - span)
+        key = (self._version, ctx.seen, id(self._carry(neural)))
+        last = self._kept.get(neural.name)
+        if last is not None and last.key == key and last.start == start and len(ids) == len(last.ids) + 1 and ids[:-1] == last.ids:
+            pairs = last.grown(ids, self._state_before(neural, ctx, ids[:-1]))
+        elif last is not None and last.key == key and last.start == start and ids == last.ids:
+            pairs = last
+        else:
+            pairs = _LinePairs(key, ids, start, *self._pairs(neural, ctx, list(ids), start, span))
+        self._kept[neural.name] = pairs
+        return pairs.states(), pairs.targets()
+
+    def _state_before(self, neural, ctx: Context, ids: tuple[int, ...]) -> np.ndarray:
+        """The network's state after ``ids`` (the context but its last word)."""
+        c = self._carry(neural)
+        if c is None:
+            return neural.entry(ids)[1]
+        return c.output(neural.lstm_ids(ids[ctx.seen :]))[1]
+
+    def _pairs(self, neural, ctx: Context, ids: list[int], start: int, span: int) -> tuple[list, list[int]]:
         c = self._carry(neural)
         if c is None:
             cut = len(ids) - min(span, len(ids))
@@ -68,6 +122,8 @@ class Mixture:
         self.active: list[str] = list(self.names)
         self.casing = None  # how the words are written (model/text/casing.py), when known
         self.story: tuple[tuple[int, ...], dict] | None = None  # (prefix, carried states): see follow()
+        self._history_array: tuple | None = None  # ((which history), its last history_size tokens as an array)
+        self._line_pairs: dict = {}  # network name -> the last context's (state, next word) pairs (_LinePairs)
 
     @property
     def names(self) -> list[str]:
@@ -205,6 +261,15 @@ class Mixture:
         story = self.story
         return None if story is None else story[1].get(name)
 
+    def _history_with(self, ids: Sequence[int]) -> np.ndarray:
+        """The last ``history_size`` tokens of the history followed by ``ids``, as one array
+        (the history's part converted once per change of it)."""
+        key = (id(self.history), len(self.history), self.version)
+        kept = self._history_array
+        if kept is None or kept[0] != key:
+            kept = self._history_array = (key, np.asarray(self.history[-self.history_size :], np.int64))
+        return np.concatenate([kept[1], np.asarray(ids, np.int64)]) if len(ids) else kept[1]
+
     # ---- distributions ------------------------------------------------------------------
     def context(self, ids: Sequence[int]) -> Context:
         """The context after ``ids``; the user's text joins it only when a component needs it
@@ -215,27 +280,36 @@ class Mixture:
             seen = len(story[0])
         else:
             story = None
-        history = self.history + [int(i) for i in ids[seen:]] if any("history" in c.needs for c in self.components) else ()
-        return Context(ids, len(self.words), history, _Live(self.ngram, story[1] if story else None), seen=seen)
+        history = self._history_with(ids[seen:]) if any("history" in c.needs for c in self.components) else ()
+        live = _Live(self.ngram, story[1] if story else None, self._line_pairs, self.version)
+        return Context(ids, len(self.words), history, live, seen=seen)
 
     def parts(self, ids: Sequence[int]) -> dict[str, np.ndarray]:
         """Each active component's distribution over the current vocabulary (those that answer)."""
+        return self._answers(ids, dense=True)
+
+    def _answers(self, ids: Sequence[int], dense: bool) -> dict:
+        """Each active component's answer after ``ids`` (``dense``: its distribution; else what
+        it gives the sum, :meth:`Component.terms`), for those that answer."""
         ctx = self.context(ids)
         for c in self.components:
             c.prepare(ctx)
-        out: dict[str, np.ndarray] = {}
+        out: dict = {}
         for c in self.components:
             if c.name in self.active:
-                d = c.distribution(ctx)
+                d = c.distribution(ctx) if dense else c.terms(ctx)
                 if d is not None:
                     out[c.name] = d
         return out
 
     def distribution(self, ids: Sequence[int]) -> np.ndarray:
         """P(next | ids) over the current vocabulary, float64."""
-        parts = self.parts(ids)
-        w = self.weight_row(self.bucket(ids), list(parts))
+        terms = self._answers(ids, dense=False)
+        w = self.weight_row(self.bucket(ids), tuple(terms))
         total = len(self.words)
-        p = mix([parts.get(n) for n in self.names], w)
+        p = mix([terms.get(n) for n in self.names], w)
         s = p.sum() if isinstance(p, np.ndarray) else 0.0
-        return p / s if s > 0 else np.full(total, 1.0 / total)
+        if not s > 0:
+            return np.full(total, 1.0 / total)
+        p /= s
+        return p

@@ -13,7 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from model.errors import StoryError
-from model.prediction.components import NCACHE_THETA, registered_names
+from model.prediction.caches import NCACHE_THETA
+from model.prediction.components import registered_names
+from model.prediction.interface import Sparse
 from model.storage.untrusted import has_control, number, visible
 
 EM_STEPS = 60
@@ -25,13 +27,34 @@ FORMAT_VERSION = 2  # of mixture.json; 1 kept the neural cache's sharpness as a 
 def mix(parts: Sequence[Any], row: Sequence[float]) -> Any:
     """Σ row[k] · parts[k] over the parts that answer (not None) with a positive weight, in
     order: the one weighted sum of the mixture (distributions, or one word's probabilities).
-    0.0 when no part counts."""
+    A :class:`~model.prediction.interface.Sparse` part adds its floor once and its weights at
+    its ids, all such parts in one pass. 0.0 when no part counts."""
     out = None
+    floor, ids, weights, total = 0.0, [], [], 0
     for w, part in zip(row, parts):
         if w > 0 and part is not None:
-            term = w * part
-            out = term if out is None else out + term
+            if isinstance(part, Sparse):
+                floor += w * part.floor
+                ids.append(part.ids)
+                weights.append(w * part.weights)
+                total = part.total
+                continue
+            if out is None:
+                out = w * part
+            else:
+                out += w * part
+    if ids:
+        sparse = np.bincount(np.concatenate(ids), weights=np.concatenate(weights), minlength=total)
+        sparse += floor
+        out = sparse if out is None else _added(out, sparse)
     return 0.0 if out is None else out
+
+
+def _added(out: Any, sparse: np.ndarray) -> np.ndarray:
+    if isinstance(out, np.ndarray) and out.shape == sparse.shape:
+        out += sparse
+        return out
+    return out + sparse
 
 
 @dataclass

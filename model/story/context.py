@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from model.lru import LRU
-from model.prediction.components import CACHE_TOKENS
+from model.prediction.caches import CACHE_TOKENS
 
 TAIL = 64  # tokens of the story before the current line: more than a window or the n-gram reads
 STATES = 4096  # node states kept per network
