@@ -258,7 +258,7 @@ def _penalised(history: Sequence[int], decoding: Decoding) -> np.ndarray:
     if decoding.repeat_penalty == 1 or decoding.repeat_last_n == 0 or not len(history):
         return np.zeros(0, np.int64)
     tail = history if decoding.repeat_last_n < 0 else history[-decoding.repeat_last_n :]
-    return np.unique(np.asarray(tail, dtype=np.int64))
+    return np.asarray(tail, dtype=np.int64)  # an id twice is penalised once: logp[pen] *= r reads each before writing
 
 
 def adjusted_logp(
@@ -300,12 +300,14 @@ def _kept(logp: np.ndarray, decoding: Decoding) -> np.ndarray | None:
         return None
     allowed = int(np.isfinite(logp).sum())
     n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
-    ranked = None  # the highest values, from the highest, where they were sorted
+    nth = None  # the n-th highest value, where it is known
     if p < 1 and n > 1:
-        n, ranked = _nucleus(logp, n, p, exact_sum=bool(k))
+        n, nth = _nucleus(logp, n, p, exact_sum=bool(k))
     if m > 0:
-        n = min(n, int((logp >= logp.max() + math.log(m)).sum()))
-    return _first(logp, n, ranked[n - 1] if ranked is not None and 0 < n <= len(ranked) else None)
+        below = int((logp >= logp.max() + math.log(m)).sum())
+        if below < n:
+            n, nth = below, None
+    return _first(logp, n, nth)
 
 
 def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
@@ -319,26 +321,39 @@ def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
     return ids
 
 
-def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, np.ndarray]:
-    """(how many of the ``n`` most likely ids top-p keeps, the highest values from the highest).
-    Only the values above a falling threshold are sorted, until they hold ``p``; with
-    ``exact_sum`` (the ``n`` of top-k) all ``n``, renormalised by their sum from the highest."""
-    total = None if exact_sum else np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
-    top = logp.max()
-    for drop in (7.0, 9.0, 12.0, np.inf):
-        if exact_sum:
-            head = logp[_first(logp, n)]
-        else:
-            head = logp[logp >= top - drop] if drop < np.inf else logp[np.isfinite(logp)]
-            if drop < np.inf and np.exp(head).sum() < p * total:
-                continue  # too few: no need to sort them
-        ranked = np.sort(head, kind="stable")[::-1]  # values only: any sort gives them alike (stable is the fastest here)
+BIN = 0.25  # width, in nats, of the value bins top-p sums before sorting one of them
+BINNED = 16.0  # nats below the highest value that the bins cover
+
+
+def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, float]:
+    """(how many of the ``n`` most likely ids top-p keeps, the value of the last one kept):
+    the smallest prefix of the values sorted from the highest that holds ``p``. With
+    ``exact_sum`` (the ``n`` of top-k) the ``n`` are renormalised by their sum and sorted; else
+    the values within BINNED of the highest are summed by bins of BIN nats, and only the bin
+    where the sum reaches ``p`` is sorted (all of them when the bins hold less)."""
+    if exact_sum:
+        ranked = np.sort(logp[_first(logp, n)], kind="stable")[::-1]
         q = np.exp(ranked)
-        mass = q.sum()
-        if exact_sum or drop == np.inf or mass >= p * total:
-            cum = np.cumsum(q / (mass if exact_sum else total))
-            return max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n)), ranked  # smallest prefix holding p
-    raise AssertionError("unreachable")
+        cum = np.cumsum(q / q.sum())
+        kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
+        return kept, float(ranked[kept - 1])
+    total = np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
+    top = logp.max()
+    head = logp[logp >= top - BINNED]
+    q = np.exp(head)
+    if q.sum() < (p - 1e-12) * total:  # a flat distribution: sort every value
+        ranked = np.sort(logp[np.isfinite(logp)], kind="stable")[::-1]
+        cum = np.cumsum(np.exp(ranked) / total)
+        kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
+        return kept, float(ranked[kept - 1])
+    bins = ((top - head) * (1.0 / BIN)).astype(np.int64)  # 0: the highest values; never higher for a lower value
+    by_bin = np.cumsum(np.bincount(bins, weights=q) / total)
+    j = min(int(np.searchsorted(by_bin, p - 1e-12)), len(by_bin) - 1)  # the bin where the sum reaches p
+    above = by_bin[j - 1] if j else 0.0
+    ranked = np.sort(head[bins == j], kind="stable")[::-1]
+    cum = above + np.cumsum(np.exp(ranked) / total)
+    at = min(int(np.searchsorted(cum, p - 1e-12)), len(ranked) - 1)
+    return min(int((bins < j).sum()) + at + 1, n), float(ranked[at])
 
 
 def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:

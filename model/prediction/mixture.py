@@ -75,7 +75,7 @@ class _Live:
         return neural.entry(ctx.ids)
 
     def pairs_before(self, neural, ctx: Context, span: int) -> tuple[np.ndarray, np.ndarray]:
-        ids = tuple(int(i) for i in ctx.ids)
+        ids = tuple(map(int, ctx.ids))
         start = max(1, ctx.seen, len(ids) - span)
         key = (self._version, ctx.seen, id(self._carry(neural)))
         last = self._kept.get(neural.name)

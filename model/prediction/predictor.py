@@ -103,7 +103,8 @@ class Predictor:
 
     # ---- distributions -----------------------------------------------------------------
     def _key(self, ids: Sequence[int]) -> tuple:
-        return (tuple(int(i) for i in list(ids)[-self.mixture.history_size :]), self.mixture.version, len(self.vocab))
+        last = (ids if isinstance(ids, (list, tuple, np.ndarray)) else list(ids))[-self.mixture.history_size :]
+        return (tuple(map(int, last)), self.mixture.version, len(self.vocab))
 
     def distribution(self, ids: Sequence[int]) -> np.ndarray:
         """P(next word | ``ids``, what the user wrote), float64 over the full vocabulary, cached."""

@@ -44,17 +44,12 @@ def mix(parts: Sequence[Any], row: Sequence[float]) -> Any:
             else:
                 out += w * part
     if ids:
-        sparse = np.bincount(np.concatenate(ids), weights=np.concatenate(weights), minlength=total)
-        sparse += floor
-        out = sparse if out is None else _added(out, sparse)
+        if out is None:
+            out = np.zeros(total)
+        out += floor
+        for at, add in zip(ids, weights):
+            np.add.at(out, at, add)
     return 0.0 if out is None else out
-
-
-def _added(out: Any, sparse: np.ndarray) -> np.ndarray:
-    if isinstance(out, np.ndarray) and out.shape == sparse.shape:
-        out += sparse
-        return out
-    return out + sparse
 
 
 @dataclass
