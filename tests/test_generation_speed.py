@@ -248,6 +248,7 @@ def _plain_banned(history, n):
 
 def test_truncation_sampling_and_bans_are_the_plain_ones():
     from model.prediction import decoding as D
+    from model.prediction import truncation as T
 
     rng = np.random.default_rng(5)
     for trial in range(400):
@@ -264,13 +265,13 @@ def test_truncation_sampling_and_bans_are_the_plain_ones():
                          top_p=float(rng.choice([1.0, 0.9, 0.5])), min_p=float(rng.choice([0.0, 0.05])))
         logp = D.adjusted_logp(probs, history, None, dec)
         plain = _plain_truncate(logp, dec.top_k, dec.top_p, dec.min_p)
-        kept = D._kept(logp, dec)  # None: every id
+        kept = T.kept(logp, dec)  # None: every id
         assert np.array_equal(np.flatnonzero(np.isfinite(logp)) if kept is None else kept, np.flatnonzero(np.isfinite(plain)))
         w = np.exp(plain / dec.temperature - (plain / dec.temperature).max())
         w /= w.sum()
         for seed in range(3):
             a, b = np.random.default_rng(seed), np.random.default_rng(seed)
-            assert D._sample(logp, dec, a) == int(b.choice(len(w), p=w))
+            assert T.draw(logp, dec, a) == int(b.choice(len(w), p=w))
             assert a.random() == b.random()  # the generator moved on alike
 
 

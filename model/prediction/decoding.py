@@ -5,7 +5,7 @@ a ``banned`` mask (``<unk>``). The settings (:class:`Decoding`) apply at every s
 sampler-chain order: (1) repeat penalty (``p ← p**θ`` for the ids in the window), (2) no-repeat
 n-gram, then, when sampling, (3) top-k, top-p and min-p truncation and (4) temperature. Greedy
 takes the most likely id after steps 1-2 (the lowest on a tie); beam search keeps the ``beam``
-best continuations by summed log-probability.
+best continuations by summed log-probability. Steps 3-4 are in :mod:`model.prediction.truncation`.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from model.errors import StoryError
+from model.prediction.truncation import draw
 
 __all__ = [
     "DEFAULT",
@@ -293,84 +294,6 @@ def adjusted_logp(
     return logp
 
 
-def _kept(logp: np.ndarray, decoding: Decoding) -> np.ndarray | None:
-    """The ids steps 3 keep, in id order (None: every id)."""
-    k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
-    if not k and p >= 1 and m <= 0:
-        return None
-    allowed = int(np.isfinite(logp).sum())
-    n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
-    nth = None  # the n-th highest value, where it is known
-    if p < 1 and n > 1:
-        n, nth = _nucleus(logp, n, p, exact_sum=bool(k))
-    if m > 0:
-        below = int((logp >= logp.max() + math.log(m)).sum())
-        if below < n:
-            n, nth = below, None
-    return _first(logp, n, nth)
-
-
-def _first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
-    """The first ``n`` ids of a stable sort from the highest value (``nth``: the n-th value), in id order."""
-    if n <= 0:
-        return np.zeros(0, np.int64)
-    nth = np.partition(logp, len(logp) - n)[len(logp) - n] if nth is None else nth
-    ids = np.flatnonzero(logp >= nth)
-    if len(ids) > n:  # more ties at the n-th value than places: the lower ids keep theirs
-        ids = np.delete(ids, np.flatnonzero(logp[ids] == nth)[n - len(ids) :])
-    return ids
-
-
-BIN = 0.25  # width, in nats, of the value bins top-p sums before sorting one of them
-BINNED = 16.0  # nats below the highest value that the bins cover
-
-
-def _nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, float]:
-    """(how many of the ``n`` most likely ids top-p keeps, the value of the last one kept):
-    the smallest prefix of the values sorted from the highest that holds ``p``. With
-    ``exact_sum`` (the ``n`` of top-k) the ``n`` are renormalised by their sum and sorted; else
-    the values within BINNED of the highest are summed by bins of BIN nats, and only the bin
-    where the sum reaches ``p`` is sorted (all of them when the bins hold less)."""
-    if exact_sum:
-        ranked = np.sort(logp[_first(logp, n)], kind="stable")[::-1]
-        q = np.exp(ranked)
-        cum = np.cumsum(q / q.sum())
-        kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
-        return kept, float(ranked[kept - 1])
-    total = np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
-    top = logp.max()
-    head = logp[logp >= top - BINNED]
-    q = np.exp(head)
-    if q.sum() < (p - 1e-12) * total:  # a flat distribution: sort every value
-        ranked = np.sort(logp[np.isfinite(logp)], kind="stable")[::-1]
-        cum = np.cumsum(np.exp(ranked) / total)
-        kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
-        return kept, float(ranked[kept - 1])
-    bins = ((top - head) * (1.0 / BIN)).astype(np.int64)  # 0: the highest values; never higher for a lower value
-    by_bin = np.cumsum(np.bincount(bins, weights=q) / total)
-    j = min(int(np.searchsorted(by_bin, p - 1e-12)), len(by_bin) - 1)  # the bin where the sum reaches p
-    above = by_bin[j - 1] if j else 0.0
-    ranked = np.sort(head[bins == j], kind="stable")[::-1]
-    cum = above + np.cumsum(np.exp(ranked) / total)
-    at = min(int(np.searchsorted(cum, p - 1e-12)), len(ranked) - 1)
-    return min(int((bins < j).sum()) + at + 1, n), float(ranked[at])
-
-
-def _sample(logp: np.ndarray, decoding: Decoding, rng: np.random.Generator) -> int:
-    """Steps 3-4 and the draw: what ``rng.choice(V, p=w)`` draws from the truncated, tempered and
-    normalised weights ``w`` over the whole vocabulary (one ``rng.random()`` against the
-    cumulative sum), computed at the kept ids only (the others weigh 0): the same id, the same
-    state of ``rng`` after."""
-    kept = _kept(logp, decoding)
-    kept = np.flatnonzero(np.isfinite(logp)) if kept is None else kept
-    kept_logp = logp[kept] / decoding.temperature if decoding.temperature != 1.0 else logp[kept]
-    w = np.zeros(len(logp))
-    w[kept] = np.exp(kept_logp - kept_logp.max())
-    cdf = np.cumsum(w[kept] / w.sum())  # the sum over every id, as the whole array is summed
-    cdf /= cdf[-1]
-    return int(kept[np.searchsorted(cdf, rng.random(), side="right")])
-
-
 def choose_next(
     next_distribution: NextDistribution,
     banned: np.ndarray | None,
@@ -384,7 +307,7 @@ def choose_next(
         return int(np.argmax(logp))
     if rng is None:
         raise ValueError("sampling needs a random generator")
-    return _sample(logp, decoding, rng)
+    return draw(logp, decoding, rng)
 
 
 # ---- whole continuations -----------------------------------------------------------------
