@@ -5,8 +5,7 @@ on sys.path), and on import it sets up the process before anything loads numpy o
 - TensorFlow's C++ log quiet (TF_CPP_MIN_LOG_LEVEL=3, unless set);
 - one BLAS thread (OPENBLAS_NUM_THREADS=1, unless set) for the scripts that score with numpy:
   the predictor runs many small matrix products, and a multi-threaded BLAS spins on a busy
-  machine. The scripts in OWN_BLAS_THREADS keep the library's count (latency starts BLAS as
-  the CLI does, model/blas.py).
+  machine (the CLI does the same). The scripts in OWN_BLAS_THREADS keep the library's count.
 
 Then: JSON-line output (``emit``), progress on stderr (``logger``) and the machine's description
 (``machine_info``, the first record of every run).

@@ -558,11 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         help="OPENBLAS_NUM_THREADS/OMP_NUM_THREADS for this process and the REPL (default: the library's own)",
     )
     args = p.parse_args(argv)
-    if args.blas_threads is None:
-        from model import blas
-
-        blas.start()  # as the CLI starts: BLAS on every core up to blas.MOST, unless OPENBLAS_NUM_THREADS is set
-    else:
+    if args.story and args.blas_threads is None:
+        args.blas_threads = 1  # as the CLI runs the REPL
+    if args.blas_threads is not None:
         if "numpy" in sys.modules:  # pragma: no cover - nothing above imports it
             raise SystemExit("--blas-threads must be set before numpy is imported")
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

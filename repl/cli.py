@@ -320,9 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("STORY_REPL_DEBUG") == "1"
     if debug:
         os.environ["STORY_REPL_DEBUG"] = "1"
-    from model import blas
-
-    blas.start()  # before numpy loads (TensorFlow does not use it)
+    # numpy's work here (REPL, predict, generate, eval) is small matrix products where BLAS
+    # threads only wait on each other; TensorFlow does not use OpenBLAS.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         if argv and argv[0] in SUBCOMMANDS or argv[:1] in (["-h"], ["--help"]):
             args = build_parser().parse_args(argv)

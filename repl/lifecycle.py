@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model import blas
 from model.config import Config
 from model.errors import StoryError
 from model.prediction.components import registered_names
@@ -131,7 +130,7 @@ class ModelLifecycle:
         self.progress = None
         self.status = "starting"
         job = Job(str(path), config, force, what, time_limit, partner, encoding or self.encoding, switch, corpus)
-        self.train_thread = threading.Thread(target=blas.training(self._train_worker), args=(job,), name="story-repl-train", daemon=True)
+        self.train_thread = threading.Thread(target=self._train_worker, args=(job,), name="story-repl-train", daemon=True)
         self.train_thread.start()
 
     def _read_small(self, path: Path, config: Config, encoding: str):
@@ -312,7 +311,7 @@ class ModelLifecycle:
         self.status = "starting"
         self.training_note = ""  # the status says it: training
         args = (b, time_limit, encoding or self.encoding, auto)
-        self.train_thread = threading.Thread(target=blas.training(self._resume_worker), args=args, name="story-repl-train", daemon=True)
+        self.train_thread = threading.Thread(target=self._resume_worker, args=args, name="story-repl-train", daemon=True)
         self.train_thread.start()
 
     def _resume_worker(self, bundle: Bundle, time_limit: float | None, encoding: str, auto: bool) -> None:

@@ -6,7 +6,6 @@ whole vocabulary (figures: bench/README.md, Generation with a story). No wall-ti
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -322,54 +321,6 @@ def test_generation_after_a_story_of_the_stream_arch_is_the_plain_one(tmp_path, 
     fast = story_generations()
     monkeypatch.setattr(Network, "step", lambda self, token, state: self.advance_features(np.asarray([[token]]), state)[1])
     assert story_generations() == fast
-
-
-# ---- BLAS threads ------------------------------------------------------------------------------
-def _blas_threads() -> int:
-    from threadpoolctl import threadpool_info
-
-    return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-
-
-def test_a_training_narrows_blas_to_one_thread_and_gives_the_cores_back(monkeypatch):
-    from threadpoolctl import threadpool_limits
-
-    from model import blas
-
-    with threadpool_limits(user_api="blas"):  # the count before, put back after
-        monkeypatch.setattr(blas, "_user_set", False)
-        monkeypatch.setattr(blas, "idle_threads", lambda: 2)
-        seen = []
-
-        @blas.training
-        def train(x):
-            seen.append(_blas_threads())
-            if x:
-                raise ValueError("stopped")
-
-        train(0)
-        with pytest.raises(ValueError):
-            train(1)
-        assert seen == [1, 1]
-        assert _blas_threads() == 2
-        monkeypatch.setattr(blas, "_user_set", True)  # a count the user chose is left alone
-        train(0)
-        assert seen[-1] == 2
-
-
-def test_blas_starts_on_the_cores_unless_the_user_chose(monkeypatch):
-    from model import blas
-
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(blas, "_user_set", None)
-    blas.start()
-    assert os.environ["OPENBLAS_NUM_THREADS"] == str(blas.idle_threads()) and not blas.chosen_by_user()
-    assert 1 <= blas.idle_threads() <= blas.MOST
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    monkeypatch.setattr(blas, "_user_set", None)
-    blas.start()
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "3" and blas.chosen_by_user()
 
 
 def test_the_mixture_adds_the_caches_sparse_terms_as_their_dense_distributions(book_pred):
