@@ -10,6 +10,7 @@ word's input projection is computed once (:meth:`Network.projection`).
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -55,7 +56,7 @@ def lstm_run(
     zx = xs @ kernel + bias  # (B, T, 4U): input projections for every step at once
     steps = range(t - 1, -1, -1) if reverse else range(t)
     for k, s in enumerate(steps):
-        z = zx[:, s] if k == 0 and state is None else zx[:, s] + h @ recurrent  # the zero state adds nothing
+        z = zx[:, s] if k == 0 and state is None else zx[:, s] + rows_matmul(h, recurrent)  # the zero state adds nothing
         h_new, c_new = lstm_cell(z, c)
         m = mask[:, s : s + 1]
         if m.all():
@@ -313,15 +314,33 @@ class WindowStates:
         return out
 
 
+FEW_ROWS = 16  # up to this many rows, a large matrix is multiplied block by block
+BLOCK_COLUMNS = 128  # columns of a block
+
+
 def rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w``; a few rows against a large matrix one row at a time (faster than BLAS's
-    matrix product, which packs the whole matrix for them)."""
-    if len(x) > 3 or w.nbytes < 1 << 20:
+    """``x @ w``; 2 to FEW_ROWS rows against a matrix of 1 MiB or more block of BLOCK_COLUMNS
+    columns by block, which OpenBLAS does 2-3x faster than the one product (figures:
+    bench/README.md, Generation with a story)."""
+    if not 2 <= len(x) <= FEW_ROWS or w.nbytes < 1 << 20:
         return x @ w
     out = np.empty((len(x), w.shape[1]), np.result_type(x, w))
-    for r in range(len(x)):
-        np.matmul(x[r], w, out=out[r])
+    for start, block in _column_blocks(w):
+        np.matmul(x, block, out=out[:, start : start + block.shape[1]])
     return out
+
+
+_BLOCKS: dict[int, tuple[weakref.ref, list[tuple[int, np.ndarray]]]] = {}  # id(matrix) -> (the matrix, its blocks)
+
+
+def _column_blocks(w: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(first column, contiguous copy) of each block of ``w``, made once per matrix and dropped with it."""
+    kept = _BLOCKS.get(id(w))
+    if kept is None or kept[0]() is not w:
+        key = id(w)
+        blocks = [(s, np.ascontiguousarray(w[:, s : s + BLOCK_COLUMNS])) for s in range(0, w.shape[1], BLOCK_COLUMNS)]
+        kept = _BLOCKS[key] = (weakref.ref(w, lambda _ref: _BLOCKS.pop(key, None)), blocks)
+    return kept[1]
 
 
 class Carried:
