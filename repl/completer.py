@@ -3,7 +3,7 @@ Alt-1 … Alt-9 picks, command names and paths.
 
 The words, their order and their key costs come from :class:`model.prediction.menu.Menu`;
 this module only adapts it to prompt_toolkit (:class:`WordCompleter`, :class:`GhostSuggest`,
-:func:`pick`) and completes ``:`` commands.
+:func:`pick`, :func:`offer_first_word`) and completes ``:`` commands.
 """
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ class WordCompleter(Completer):
 
     def menu_size(self) -> int:
         return max(int(self.get_k()), MENU_MIN)
+
+    def offers_first_word(self) -> bool:
+        """Whether the empty line shows the menu and the grey continuation: a model is loaded
+        and a story stands before the line (:meth:`Menu.offers_first_word`)."""
+        return self.get_predictor() is not None and self.menu.offers_first_word()
 
     def lookup(self, text: str) -> tuple[str, list[Entry]]:
         """(partial word, entries) the menu shows for ``text`` ('' and [] for commands and long buffers)."""
@@ -137,6 +142,14 @@ class GhostSuggest(AutoSuggest):
         except Exception:  # noqa: BLE001 - typing goes on whatever the predictor does
             return None
         return GhostSuggestion(ghost.text, ghost.delete) if ghost.text else None
+
+
+def offer_first_word(buffer: Any, completer: WordCompleter) -> None:
+    """On the empty line after a story, open the menu and the grey continuation for the line's
+    first word. prompt_toolkit opens both only when text is inserted: inserting nothing starts
+    them as a typed key does (in their threads; the first key typed replaces them)."""
+    if not buffer.text and buffer.complete_state is None and not buffer.read_only() and completer.offers_first_word():
+        buffer.insert_text("")
 
 
 def pick(buffer: Any, completer: WordCompleter, n: int) -> bool:

@@ -7,7 +7,8 @@ from repl import render
 from model.prediction.menu import DIRECT_PICKS
 
 KEYS_HELP = (
-    "Type words to see the next word. Alt-1 … Alt-9 insert menu entry 1 … 9 with its space; Tab or the arrows "
+    "Type words to see the next word (with a story, the empty line shows the menu for its first word; Up still "
+    "recalls earlier lines). Alt-1 … Alt-9 insert menu entry 1 … 9 with its space; Tab or the arrows "
     "select in the menu. After a word, the likely next words show in grey: → or Ctrl-E accepts them all, "
     "Alt-F one word (:ghost on|off). Ctrl-C clears the line, Ctrl-D quits. "
     "The story: Enter keeps your line and proposes a continuation; Alt-A keeps the proposal, Alt-R proposes "
@@ -22,11 +23,15 @@ STORY_KEYS = {"a": ":accept", "r": ":retry", "u": ":undo", "y": ":redo"}
 
 def key_bindings(session: Any):
     """Ctrl-C clears the line (on an empty line it also stops training), Ctrl-D leaves, Enter on
-    a selected menu entry only closes the menu, Alt-1 … Alt-9 pick an entry."""
+    a selected menu entry only closes the menu, Alt-1 … Alt-9 pick an entry, Up on the empty
+    line's menu (nothing selected) recalls the previous line."""
     from prompt_toolkit.filters import completion_is_selected, has_completions
     from prompt_toolkit.key_binding import KeyBindings
 
+    from repl.completer import offer_first_word
+
     kb = KeyBindings()
+    first_word_menu = _first_word_menu()
 
     @kb.add("c-c")
     def _(event):
@@ -34,7 +39,15 @@ def key_bindings(session: Any):
         if not buf.text and session.training:
             session.stop_event.set()
             session.out(render.notice("stopping training after this batch; the best weights so far are kept"))
+        cleared = bool(buf.text)
         buf.reset()
+        if cleared and session.completer is not None:  # the cleared line's menu; Ctrl-C again closes it
+            offer_first_word(buf, session.completer)
+
+    @kb.add("up", filter=first_word_menu)
+    @kb.add("c-p", filter=first_word_menu)
+    def _(event):
+        event.current_buffer.history_backward(count=event.arg)  # Up recalls a line, as on any empty prompt
 
     @kb.add("c-d")
     def _(event):
@@ -53,6 +66,20 @@ def key_bindings(session: Any):
     add_ghost_keys(kb)
     add_punctuation_keys(kb)
     return kb
+
+
+def _first_word_menu():
+    """The filter: the empty line shows the menu for its first word (after a story), nothing selected."""
+    from prompt_toolkit.application.current import get_app
+    from prompt_toolkit.filters import Condition
+
+    @Condition
+    def showing() -> bool:
+        buf = get_app().current_buffer
+        state = buf.complete_state
+        return not buf.text and state is not None and state.complete_index is None
+
+    return showing
 
 
 def add_ghost_keys(kb) -> None:

@@ -14,7 +14,8 @@ PROMPT = "› "
 
 def make_prompt(session: Any, **io):
     """The PromptSession: threaded completer, toolbar, key bindings, persistent history (kept in
-    memory, with one notice, when its file cannot be used).
+    memory, with one notice, when its file cannot be used); the empty line after a story shows
+    the menu for its first word (:func:`first_word`, :func:`follow_first_word`).
     ``io`` may pass ``input``/``output`` (tests use a pipe). Sets ``session.completer``."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import ThreadedAutoSuggest
@@ -29,7 +30,7 @@ def make_prompt(session: Any, **io):
 
     completer = WordCompleter(lambda: session.predictor, lambda: session.k, session.menu)
     session.completer = completer
-    return PromptSession(
+    prompt = PromptSession(
         history=prompt_history(lambda message: session.out(render.notice(message))),
         completer=ThreadedCompleter(completer),  # completions never block typing
         auto_suggest=ThreadedAutoSuggest(GhostSuggest(completer)),  # the grey continuation
@@ -41,3 +42,34 @@ def make_prompt(session: Any, **io):
         enable_history_search=False,
         **io,
     )
+    follow_first_word(prompt.default_buffer, completer)
+    return prompt
+
+
+def follow_first_word(buffer: Any, completer: Any) -> None:
+    """Whenever the line becomes empty while the prompt runs (deleted, recalled back), the menu
+    and the grey continuation for its first word come back after a story
+    (:func:`repl.completer.offer_first_word`; a prompt opening asks through :func:`first_word`)."""
+    from prompt_toolkit.application.current import get_app
+
+    from repl.completer import offer_first_word
+
+    def changed(buf: Any) -> None:
+        if not buf.text and get_app().is_running:
+            offer_first_word(buf, completer)
+
+    buffer.on_text_changed += changed
+
+
+def first_word(session: Any):
+    """The ``pre_run`` of every prompt: on the empty line after a story, the menu and the grey
+    continuation for the line's first word, without a key typed."""
+    from prompt_toolkit.application.current import get_app
+
+    from repl.completer import offer_first_word
+
+    def pre_run() -> None:
+        if session.completer is not None:
+            offer_first_word(get_app().current_buffer, session.completer)
+
+    return pre_run

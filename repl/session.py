@@ -221,16 +221,17 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
     def loop(self) -> int:
         from prompt_toolkit.patch_stdout import patch_stdout
 
-        from repl.layout import PROMPT
+        from repl.layout import PROMPT, first_word
         from repl.toolbar import welcome_line
 
         session = self.make_prompt()
+        opened = first_word(self)  # the empty line after a story: the menu for its first word
         self.out(render.notice(welcome_line(self), "dim"))
         self.story_start()
         with patch_stdout(raw=True):
             while True:
                 try:
-                    line = session.prompt(PROMPT, default=self.take_pending_text())
+                    line = session.prompt(PROMPT, default=self.take_pending_text(), pre_run=opened)
                 except KeyboardInterrupt:
                     continue
                 except EOFError:

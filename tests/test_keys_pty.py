@@ -73,3 +73,18 @@ def test_ghost_and_repeat_commands(home_with_default, term):
     t.send(":help\r")
     t.expect(r"Alt-1 … Alt-9")
     assert t.quit_with(":q\r") == 0
+
+
+def test_the_empty_line_after_a_story_line_shows_the_menu_and_alt_1_picks(home_with_default, term):
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send(":len 4\r")
+    t.expect(r"generating 4 words")
+    t.send("the mice looked at one another and had a general\r")
+    t.expect(r"\[greedy\].*proposal: Alt-A.*›")  # the proposal, then the next prompt, empty
+    first = t.expect(r"1 (\S+)\s+\d+\.\d%")  # the menu for the line's first word, no key typed
+    word = re.search(r"1 (\S+)\s+\d+\.\d%", first).group(1)
+    t.send("\x1b1")  # Alt-1: that word and its space
+    t.send("\r")
+    t.expect(r"(?i)next word after .(?:\S+ )*general " + re.escape(word) + r".")  # the story's last words
+    assert t.quit_with("\x15:q\r") == 0

@@ -192,7 +192,7 @@ class Typist:
     def step(self) -> None:
         """Enter the next token (or several, through the continuation)."""
         buf = self.buffer()
-        if self.features.ghost and self.fresh and buf and self._accept_ghost(buf):
+        if self.features.ghost and self.fresh and self._accept_ghost(buf):  # (an empty buffer is fresh only after a story)
             return
         w = self.tokens[self.t]
         best, best_fresh, how = len(self.canon[self.t]), True, "typed"

@@ -5,9 +5,10 @@ The continuous typist (:class:`model.evaluation.keystrokes.Typist`) types a text
 as the REPL's prompt does, each line entered is given to the predictor's cache of the user's
 text (``observe``), and with the story on the lines before are the story the predictor follows
 (:class:`model.story.context.StoryContext`, the menu's ``context``), as the REPL does; with the
-story off every line stands alone (what users got before stories). As at the continuous
-typist's start, the empty prompt shows no menu and no grey continuation; the continuation never
-runs past the line's end.
+story off every line stands alone (what users got before stories). As in the REPL, the empty
+prompt shows the menu and the grey continuation for the line's first word when a story stands
+before it (:meth:`model.prediction.menu.Menu.offers_first_word`), and neither with the story off
+or empty (as at the continuous typist's start); the continuation never runs past the line's end.
 """
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ class LineTypist(Typist):
             self.lines.append((len(self.lines) + 1, words))
         if self.story:
             self.ctx.follow(self.predictor, self.lines, "held-out")
-        self.line, self.start, self.fresh = self.line_of[self.t], self.t, False  # the empty prompt shows no menu
+        self.line, self.start = self.line_of[self.t], self.t
         self.menu.forget()
+        self.fresh = self.menu.offers_first_word()  # the empty prompt's menu: only after a story
 
     def _accept_ghost(self, buf: str) -> bool:
         end = self.t

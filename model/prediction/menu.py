@@ -262,6 +262,11 @@ class Menu:
         before = self.context() if self.context is not None else ()
         return (list(before) + list(context) if before else context), prefix
 
+    def offers_first_word(self) -> bool:
+        """Whether the empty buffer gets the menu and the continuation for its first word: a
+        story (``context``) stands before it. With none, the empty prompt shows neither."""
+        return self.context is not None and bool(self.context())
+
     def split(self, text: str) -> tuple[list[str], str]:
         """(tokens before the word being typed, the partial word) of ``text``."""
         if self._source is None:
@@ -313,15 +318,17 @@ class Menu:
 
     def ghost_edit(self, text: str, before: str = "") -> Edit:
         """The grey continuation as an edit: accepting it may first delete a space before the
-        cursor (``acknowledged `` + ``, that``); ``before`` as in :meth:`lookup`."""
+        cursor (``acknowledged `` + ``, that``); ``before`` as in :meth:`lookup`. The empty
+        buffer gets one only after a story (:meth:`offers_first_word`)."""
         with self._lock:
             src = self._source
-            if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not text.strip():
+            first = text == "" and self.offers_first_word()
+            if src is None or not self.ghost_enabled or self.ghost_words <= 0 or not (text.strip() or first):
                 return Edit(0, "")
             context, prefix = self._split(src, text)
             if prefix:
                 return Edit(0, self._word_rest(context, prefix, text))
-            if not ends_word(text):
+            if not (first or ends_word(text)):
                 return Edit(0, "")
             context = list(context)
             writer = Writer(before + text, "", self.casing(), floor=len(before))
