@@ -7,7 +7,10 @@ the text of their paragraph when the words are written: a pick, Tab or the grey 
 counts only when the text it writes (:func:`model.text.writing.write`) is the text's own next
 characters. A pick that leaves a space before a closing mark to come is fine (the mark's pick
 takes it back; a closing mark typed goes before it: :func:`repl.keys.add_punctuation_keys`);
-typing anything else after it costs a Backspace. A line or paragraph break is entered as the
+a quote or dash typed after it may stay there when the next word's pick spaces it again
+(``proud -`` + ``minded`` → ``proud-minded``); typing anything else after it costs a Backspace.
+As in the REPL, every typed character shows the menu (Alt-N picks the next word right after a
+mark typed with no space after it: ``'`` then ``tis``). A line or paragraph break is entered as the
 case-folded typist, which has no lines, enters a space: one key typed, none after a pick (whose
 space ends the line; the grey text may go on past it, a space standing for the break); the
 next line continues the same text. Every pick of the right word
@@ -24,7 +27,7 @@ from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, fork, laten
 from model.prediction.menu import DIRECT_PICKS, Menu, ghost_fill
 from model.text.casing import fold
 from model.text.tokenize import clean, tokenize
-from model.text.writing import ATTACHING, Edit, Writer
+from model.text.writing import ATTACHING, RESPACED, Edit, Writer
 
 MAX_BACK = 400  # tokens a buffer reaches back for the start of its paragraph, at most
 EXAMPLES = 12
@@ -220,11 +223,43 @@ class ExactTypist:
                 if cost < best[0] or (cost == best[0] and alt and not best[1]):
                     best = (cost, alt or landed[0] > 0, "alt" if alt else "tab", landed[1], extra)
                 break
+        if self.pend and tok in RESPACED and tok not in ATTACHING and self._respaced_by_next(begin, before, buf + tok, best[0]):
+            return
         self.keys += best[0]
         self.moves[best[2]] += 1
         self.moves["backspace"] += best[4]
-        self.fresh, self.pend = best[1], best[3]
+        # a typed character shows the menu: after a mark typed with no space after it ('tis,
+        # proud-minded) Alt-N picks the next word; after a word the menu completes that word
+        self.fresh, self.pend = best[1] or best[2] == "typed", best[3]
         self.t += 1
+
+    def _respaced_by_next(self, begin: int, before: str, typed: str, alone: int) -> bool:
+        """A quote or dash typed after a pick's space, left there: picking the next word after
+        it spaces it again (:meth:`model.text.writing.Writer.edit`: ``proud -`` + ``minded`` →
+        ``proud-minded``). Taken (both tokens entered) when that pick, after ``j`` characters of
+        the word, writes the text: it saves the mark's Backspace, the menus being those of the
+        same tokens; ``typed``: the buffer with the mark, ``alone``: the keys of the mark alone."""
+        k = self.t + 1
+        if k >= len(self.target.tokens) or alone <= 1:  # the mark alone costs one key: nothing to save
+            return False
+        word, tok = self.target.words[k], self.target.tokens[k]
+        for j in range(len(tok)):
+            text = typed + tok[:j]
+            prefix, entries = self._timed(self.menu.lookup, text, self.n, before)
+            rank, entry = next(((r, x) for r, x in enumerate(entries, start=1) if x.word == word), (0, None))
+            if prefix not in (fold(tok[:j]), tok[:j]) or entry is None:
+                continue
+            landed = self._landing(begin, Edit(entry.delete, entry.text).apply(text), k)
+            if landed is None:
+                return False
+            alt = self.features.direct and rank <= DIRECT_PICKS
+            self.keys += 1 + j + entry.keys + landed[0]
+            self.moves["typed"] += 1
+            self.moves["alt" if alt else "tab"] += 1
+            self.fresh, self.pend = alt or landed[0] > 0, landed[1]
+            self.t = k + 1
+            return True
+        return False
 
     def _accept_ghost(self, begin: int, before: str, buf: str) -> bool:
         edit = self._timed(self.menu.ghost_edit, buf, before)

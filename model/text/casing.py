@@ -3,8 +3,9 @@
 The statistics are kept case-folded (``tokenize`` lower-cases), so a :class:`Casing` remembers,
 for each folded word, the form the text writes it in where that differs (``darcy`` → ``Darcy``,
 ``i`` → ``I``), counted where the case says nothing else: away from sentence and line starts.
-It also says whether the text capitalises its sentences and every line (verse). A bundle keeps it in
-``casing.json``, a list aligned with ``words.json``; a file that fails a check is one line.
+It also says whether the text capitalises its sentences and every line (verse), and after which
+ends of sentence it goes on in lower case (``O, you are novices! 'tis a world``). A bundle keeps it
+in ``casing.json``, a list aligned with ``words.json``; a file that fails a check is one line.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ OPENING_QUOTES = frozenset("\"'‘“«")
 #: Words written with a full stop that does not end the sentence (folded, without the stop).
 ABBREVIATIONS = frozenset("mr mrs ms messrs dr st jr sr prof rev hon gen col capt lt sgt mt vs etc cf viz".split())
 _LINE_SHARE = 0.5  # line starts inside a sentence capitalised at least this often: verse
+_CONTINUED_MIN = 20  # words with a case after an end of sentence needed to say the text goes on in lower case
 
 
 def fold(token: str) -> str:
@@ -54,7 +56,9 @@ class Casing:
     ``quotations``: so does a quotation opened after a comma or colon (``said, "Go``);
     ``openers``: the form of a word that begins a paragraph, where that is not its form
     capitalised (a heading or a speaker's name in capitals: ``THE``, ``PETRUCHIO``);
-    ``names``: a name (a word written with a capital) that begins a paragraph is in capitals."""
+    ``names``: a name (a word written with a capital) that begins a paragraph is in capitals;
+    ``continued``: the ends of sentence (``!``, ``?``) after which the text goes on in lower case
+    more often than not away from line starts (names left out: ``Petruchio! 'tis a match``)."""
 
     forms: dict[str, str] = field(default_factory=dict)
     line_starts: bool = False
@@ -62,6 +66,7 @@ class Casing:
     quotations: bool = False
     openers: dict[str, str] = field(default_factory=dict)
     names: bool = False
+    continued: str = ""
 
     @property
     def plain(self) -> bool:
@@ -81,7 +86,8 @@ class Casing:
     def to_json(self, words: Sequence[str]) -> bytes:
         """``casing.json`` for the vocabulary ``words`` (lists aligned with ``words.json``)."""
         body = {"format_version": FORMAT_VERSION, "sentences": self.sentences, "line_starts": self.line_starts,
-                "quotations": self.quotations, "names": self.names, "forms": [self.forms.get(w) for w in words],
+                "quotations": self.quotations, "names": self.names, "continued": self.continued,
+                "forms": [self.forms.get(w) for w in words],
                 "openers": [self.openers.get(w) for w in words]}
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
@@ -97,6 +103,9 @@ class Casing:
         for name in ("sentences", "line_starts", "quotations", "names"):
             if not isinstance(body.get(name), bool):
                 raise StoryError(f"{where}: field {name!r} must be true or false, got {visible(repr(body.get(name)))[:60]}; retrain the model")
+        continued = body.get("continued", "")  # absent from the files written before it
+        if not isinstance(continued, str) or len(continued) > len(SENTENCE_END) or any(c not in SENTENCE_END for c in continued):
+            raise StoryError(f"{where}: field 'continued' must be ends of sentence, got {visible(repr(continued))[:60]}; retrain the model")
         tables = []
         for name in ("forms", "openers"):
             listed = body.get(name)
@@ -112,7 +121,7 @@ class Casing:
                 if form != word:
                     out[word] = form
             tables.append(out)
-        return cls(tables[0], body["line_starts"], body["sentences"], body["quotations"], tables[1], body["names"])
+        return cls(tables[0], body["line_starts"], body["sentences"], body["quotations"], tables[1], body["names"], continued)
 
 
 # ---- counting the forms of a text ----------------------------------------------------------------
@@ -128,7 +137,8 @@ def casing_of_text(text: str, limit: int | None = None) -> Casing:
         piece.lines, piece.spaced, piece.breaks = (a[a < limit] for a in (piece.lines, piece.spaced, piece.breaks))
     if not len(ids):
         return Casing()
-    starts = sentence_starts(words, ids)
+    ended = ended_by(words, ids)
+    starts = sentence_starts(words, ids, ended)
     line = np.zeros(len(ids), bool)
     line[piece.lines] = True
     line[0] = False
@@ -145,7 +155,24 @@ def casing_of_text(text: str, limit: int | None = None) -> Casing:
     openers = _openers(words, first, forms)
     names = [words[i] for i in first.tolist() if len(words[i]) > 1 and forms.get(fold(words[i]), "")[:1].isupper()]
     in_capitals = 2 * sum(w.isupper() for w in names) > len(names)
-    return Casing(forms, verse, _capitalised(words, ids, starts, forms), _capitalised(words, ids, quoted, forms), openers, in_capitals)
+    para = np.zeros(len(ids), bool)
+    para[paragraphs[paragraphs < len(ids)]] = True
+    away = ~para & ~line if verse else ~para  # where only the end of sentence decides the case
+    continued = "".join(m for m in sorted(SENTENCE_END) if _continues(words, ids, (ended == _mark_id(words, m)) & away, forms))
+    return Casing(forms, verse, _capitalised(words, ids, starts, forms), _capitalised(words, ids, quoted, forms), openers, in_capitals,
+                  continued)
+
+
+def _mark_id(words: Sequence[str], mark: str) -> int:
+    """The id of ``mark`` among ``words``; -2 (no token's :func:`ended_by`) when the text has none."""
+    return next((i for i, w in enumerate(words) if w == mark), -2)
+
+
+def _continues(words: Sequence[str], ids: np.ndarray, where: np.ndarray, forms: dict[str, str]) -> bool:
+    """Whether the words at ``where`` that have a case, leaving out names, are mostly in lower
+    case, with enough of them (:data:`_CONTINUED_MIN`) to say so."""
+    cased = _cased(words, ids, where, forms)
+    return len(cased) >= _CONTINUED_MIN and sum(w[0].isupper() for w in cased) < _LINE_SHARE * len(cased)
 
 
 def _openers(words: Sequence[str], first: np.ndarray, forms: dict[str, str]) -> dict[str, str]:
@@ -177,20 +204,30 @@ def _after_opening_quote(words: Sequence[str], ids: np.ndarray, spaced: np.ndarr
     return quote[prev] & lead[prev2] & opens & ~elided[ids]
 
 
-def sentence_starts(words: Sequence[str], ids: np.ndarray) -> np.ndarray:
-    """For each token, whether it starts a sentence: first, or after an end of sentence (with
-    only quotes and brackets between) that follows no abbreviation."""
+def ended_by(words: Sequence[str], ids: np.ndarray) -> np.ndarray:
+    """For each token, the id of the end of sentence right before it (with only quotes and
+    brackets between) that follows no abbreviation; -1 where there is none."""
     ends = np.array([w in SENTENCE_END for w in words] + [False])
     clear = np.array([w in TRANSPARENT for w in words] + [False])
     abbrev = np.array([is_abbreviation(w) for w in words] + [False])
     prev = np.concatenate([[len(words)], ids[:-1]])  # the token before each (none: the sentinel)
     prev2 = np.concatenate([[len(words)], prev[:-1]])
-    end_at = ends[prev] & ~abbrev[prev2]  # right after a true end of sentence
+    end_at = np.where(ends[prev] & ~abbrev[prev2], prev, -1)  # right after a true end of sentence
     # through quotes and brackets: the last position that is not one carries its state
     n = len(ids)
     solid = ~clear[prev]
     last = np.maximum.accumulate(np.where(solid, np.arange(n), -1))
-    out = np.where(last >= 0, end_at[np.maximum(last, 0)], True)
+    return np.where(last >= 0, end_at[np.maximum(last, 0)], -1)
+
+
+def sentence_starts(words: Sequence[str], ids: np.ndarray, ended: np.ndarray | None = None) -> np.ndarray:
+    """For each token, whether it starts a sentence: first, or after an end of sentence (with
+    only quotes and brackets between) that follows no abbreviation (``ended``: :func:`ended_by`)."""
+    ended = ended_by(words, ids) if ended is None else ended
+    prev = np.concatenate([[len(words)], ids[:-1]])
+    clear = np.array([w in TRANSPARENT for w in words] + [False])
+    seen = np.maximum.accumulate(~clear[prev])  # a position that is not a quote or bracket came before
+    out = (ended >= 0) | ~seen
     out[0] = True
     return out
 
@@ -198,10 +235,15 @@ def sentence_starts(words: Sequence[str], ids: np.ndarray) -> np.ndarray:
 def _capitalised(words: Sequence[str], ids: np.ndarray, where: np.ndarray, forms: dict[str, str] | None = None) -> bool:
     """Whether the words at the positions ``where`` that have a case are mostly capitalised
     (leaving out those written with a capital anywhere, by ``forms``)."""
-    first = ids[where]
-    capital = {k for k, v in (forms or {}).items() if v[:1].isupper()}
-    cased = [w for w in (words[i] for i in first.tolist()) if w[:1].isalpha() and w[:1].lower() != w[:1].upper() and fold(w) not in capital]
+    cased = _cased(words, ids, where, forms)
     return bool(cased) and sum(w[0].isupper() for w in cased) >= _LINE_SHARE * len(cased)
+
+
+def _cased(words: Sequence[str], ids: np.ndarray, where: np.ndarray, forms: dict[str, str] | None) -> list[str]:
+    """The words at ``where`` that begin with a letter that has case, leaving out those written
+    with a capital anywhere (by ``forms``)."""
+    capital = {k for k, v in (forms or {}).items() if v[:1].isupper()}
+    return [w for w in (words[i] for i in ids[where].tolist()) if w[:1].isalpha() and w[:1].lower() != w[:1].upper() and fold(w) not in capital]
 
 
 def _choose(words: Sequence[str], inside: np.ndarray, anywhere: np.ndarray) -> dict[str, str]:

@@ -35,7 +35,8 @@ _NEAR = 4
 _TAIL = 32  # tokens spaced again after the quotations open before them
 _RESPACE_TOKENS = 8  # a quote this many tokens back may be spaced again
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (the whitespace after it included)
-_RESPACED = frozenset("'\"\u2018\u2019-\u2014_")  # marks whose spacing the next token decides
+#: Marks whose spacing the next token decides: a pick after one spaces it again (``proud -`` + ``minded``).
+RESPACED = frozenset("'\"\u2018\u2019-\u2014_")
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,21 @@ class Writer:
 
     def edit(self, word: str) -> Edit:
         """The edit that inserts ``word`` (see :func:`write`). A quote, apostrophe or dash just
-        before is spaced again once the word after it is known (``hang ' em`` → ``hang 'em``)."""
+        before is spaced again once the word after it is known (``hang ' em`` → ``hang 'em``),
+        whether or not part of the word was typed."""
         form, spaced = self._place(word)
         before_it, after_it = spaced[-2], spaced[-1]
         tail = form + (" " if after_it else "")
-        if self.raw or not self.left or self.line_start:
+        if not self.left or self.line_start:
             return Edit(len(self.raw), tail)
         redo = self._respace(spaced)
+        if redo is not None and self.raw:  # typed: only a space before the mark goes (proud -m → proud-minded)
+            old, new = self.core[len(self.core) - redo[0] :], redo[1] + (" " if before_it else "")
+            redo = redo if len(new) < len(old) and old.replace(" ", "") == new.replace(" ", "") else None
         if redo is not None:
-            return Edit(redo[0], redo[1] + (" " if before_it else "") + tail)
+            return Edit(redo[0] + len(self.raw), redo[1] + (" " if before_it else "") + tail)
+        if self.raw:
+            return Edit(len(self.raw), tail)
         if before_it and not self.trailing:
             return Edit(0, " " + tail)
         if not before_it and len(self.core) - self.trailing >= self.floor:
@@ -124,7 +131,7 @@ class Writer:
         first = len(self.left) - len(placed)
         for j, (start, had) in enumerate(placed):
             i = first + j
-            if self.left[i] in _RESPACED and i > 0 and spaced[i] is not None and had != spaced[i]:
+            if self.left[i] in RESPACED and i > 0 and spaced[i] is not None and had != spaced[i]:
                 bare = self.core[:start].rstrip(_SPACES)
                 if len(bare) < self.floor:
                     continue
@@ -216,9 +223,10 @@ def sentence_start(core: str, left: list[str], word: str = "", casing: Casing | 
                    whole: bool = True) -> bool:
     """Whether a word written after ``core`` (whose last tokens are ``left``) starts a sentence:
     at the start of the text or of a paragraph, after an end of sentence (through quotes and
-    brackets, not after an abbreviation), at the start of a line where the text capitalises
-    lines, or after a quote that ``opened`` after a comma or colon where the text capitalises
-    quotations. ``whole``: ``left`` starts the text or a paragraph."""
+    brackets, not after an abbreviation, nor after one the text goes on after in lower case),
+    at the start of a line where the text capitalises lines (after a quote or bracket that
+    opens it too: ``'Tis``), or after a quote that ``opened`` after a comma or colon where the
+    text capitalises quotations. ``whole``: ``left`` starts the text or a paragraph."""
     text = core.rstrip(_SPACES)
     if _paragraph_start(text):
         return True
@@ -228,10 +236,14 @@ def sentence_start(core: str, left: list[str], word: str = "", casing: Casing | 
         return casing is not None and casing.quotations
     i = len(left) - 1
     while i >= 0 and (left[i] in TRANSPARENT or left[i] == LINE):
+        if left[i] == LINE and casing is not None and casing.line_starts:
+            return True
         i -= 1
     if i < 0:
         return whole
     if left[i] not in SENTENCE_END or (i > 0 and is_abbreviation(left[i - 1])):
+        return False
+    if casing is not None and left[i] in casing.continued:
         return False
     if i < len(left) - 1 and left[i] in "!?" and fold(word) in _SPEECH_VERBS | _PRONOUNS:
         return False  # "Stop!" he cried.
