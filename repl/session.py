@@ -199,7 +199,7 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
         pred = self.predictor
         if pred is None or not tokens:
             return
-        pred.observe(tokens)
+        pred.observe(tokens, self.story.context.tokens())  # the story before the line (none when off)
         self.journal.keep(line, tokens)
 
     # ---- commands ---------------------------------------------------------------------

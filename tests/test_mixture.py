@@ -194,3 +194,22 @@ def test_the_fast_scoring_path_gives_the_full_distributions_probabilities(capped
     for name in COMPONENTS:
         np.testing.assert_allclose(fast["probs"][name], full["probs"][name], rtol=1e-6, atol=1e-12)  # float32 network sums
     assert np.array_equal(fast["buckets"], full["buckets"])
+
+
+def test_the_neural_cache_reads_a_line_after_the_story_before_it(capped):
+    """A line observed after a story gives the neural cache one pair more: the state after the
+    story's last words, and the line's first word (what a line start is predicted from)."""
+    path, _ = capped
+    alone, after = Predictor(load_bundle(path)), Predictor(load_bundle(path))
+    story = "the mice had a general council".split()
+    line = "to consider what measures they could take".split()
+    alone.observe(line)
+    after.observe(line, before=story)
+    a, b = alone.mixture.component("ncache"), after.mixture.component("ncache")
+    assert len(b.targets) == len(a.targets) + 1 == len(line)
+    neural = after.mixture.neural
+    ids = after.encode(story + line)[0]
+    assert list(b.targets) == ids[len(story) :]
+    for j, state in enumerate(b.states):  # each word's state reads the story too, as far as the window goes
+        np.testing.assert_allclose(state, neural.features(ids[: len(story) + j]), rtol=0, atol=1e-6)
+    assert not np.allclose(b.states[0], neural.features(ids[len(story) : len(story)]))  # not the empty window

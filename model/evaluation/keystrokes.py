@@ -185,7 +185,7 @@ class Typist:
     def buffer(self) -> str:
         if self.t - self.start > self.window + LINE:
             if self.observer is not None:
-                self.observer.observe(list(self.tokens[self.start : self.start + LINE]))
+                self.observer.observe(list(self.tokens[self.start : self.start + LINE]), self.tokens[max(0, self.start - LINE) : self.start])
             self.start += LINE
         return "".join(self.canon[self.start : self.t])
 

@@ -51,7 +51,7 @@ class LineTypist(Typist):
         if self.start < self.t:
             words = tuple(self.tokens[self.start : self.t])
             if self.observer is not None:
-                self.observer.observe(list(words))
+                self.observer.observe(list(words), self.ctx.tokens())  # the story before the line, as the REPL
             self.lines.append((len(self.lines) + 1, words))
         if self.story:
             self.ctx.follow(self.predictor, self.lines, "held-out")

@@ -114,9 +114,13 @@ class NeuralCacheComponent(Component):
         """(n,) the word that followed each of :attr:`states`."""
         return self._targets[: self._n]
 
-    def observe(self, ids: Sequence[int]) -> None:
-        if len(ids) > 1:
-            h, t = self.neural.pairs(ids)
+    def observe(self, ids: Sequence[int], before: Sequence[int] = ()) -> None:
+        """The pairs of the words ``ids``, the first one's state read after ``before`` (the
+        last words of the text it continues), so a line's first word follows the line before."""
+        lead = [int(i) for i in before][-self.neural.context :] if self.neural.context else []
+        text = lead + [int(i) for i in ids]
+        if len(text) > max(1, len(lead)):
+            h, t = self.neural.pairs(text, max(1, len(lead)))
             self._keep(np.asarray(h, np.float64)[-self.size :], np.asarray(t, np.int64)[-self.size :])
 
     def _keep(self, h: np.ndarray, t: np.ndarray) -> None:

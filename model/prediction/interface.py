@@ -124,8 +124,9 @@ class Component:
     def prepare(self, ctx: Context) -> None:
         """Called for every context the mixture answers, whether the component is on or not."""
 
-    def observe(self, ids: Sequence[int]) -> None:
-        """Learn from what the user wrote (full ids of a line or a text)."""
+    def observe(self, ids: Sequence[int], before: Sequence[int] = ()) -> None:
+        """Learn from what the user wrote (full ids of a line or a text); ``before``: the ids
+        of the text it continues (a story's last words), read as their context only."""
 
     def tune(self, fit) -> None:
         """Fit its own parameters on held-out text (a :class:`model.prediction.scoring.Fit`)."""

@@ -228,15 +228,17 @@ class Mixture:
             self.words.index[token] = i
         return i
 
-    def observe(self, tokens: Sequence[str]) -> None:
+    def observe(self, tokens: Sequence[str], before: Sequence[str] = ()) -> None:
         """Remember what the user wrote (one line, or a text): the components see it, new
-        words join the vocabulary."""
+        words join the vocabulary. ``before``: the text it continues (a story's last words,
+        already remembered), read only as its context."""
         ids = [int(i) for i in (self.word_id(t, add=True) for t in tokens) if i is not None]
+        lead = [int(i) for i in (self.word_id(t) for t in before) if i is not None]
         self.history.extend(ids)
         if len(self.history) > 4 * self.history_size:
             self.history = self.history[-self.history_size :]
         for c in self.components:
-            c.observe(ids)
+            c.observe(ids, lead)
         self.version += 1
 
     def follow(self, prefix: Sequence[int] | None, states: dict | None = None) -> None:

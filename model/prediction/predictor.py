@@ -90,9 +90,10 @@ class Predictor:
         """Ids of the ``tokens`` the predictor knows, and the unknown words (skipped)."""
         return self.vocab.split_known(tokens)
 
-    def observe(self, tokens: Sequence[str]) -> None:
-        """Tell the cache what the user wrote (a line entered, a history file)."""
-        self.mixture.observe(tokens)
+    def observe(self, tokens: Sequence[str], before: Sequence[str] = ()) -> None:
+        """Tell the cache what the user wrote (a line entered, a history file); ``before``: the
+        story's last words before it, when it continues one."""
+        self.mixture.observe(tokens, before)
 
     def components(self, names: Sequence[str] | None = None) -> list[str]:
         """The active components; with ``names``, switch to exactly those."""

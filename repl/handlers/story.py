@@ -183,7 +183,7 @@ class StoryCommands:
         before = self.story.text_tail()
         text = self._written(before, p.tokens[:n]).strip() if part else None
         node = self.story.accept(p, n, text)
-        pred.observe(list(node.tokens))
+        pred.observe(list(node.tokens), self.story.context.tokens())  # read after the story before it
         rest = None
         if part:
             rest_text = self._written(self.story.text_tail(), p.tokens[n:]).strip()
