@@ -1,7 +1,7 @@
 """The prompt's key bindings, on top of prompt_toolkit's own (Tab, arrows, → and Alt-F for the grey text)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from repl import render
 from model.prediction.menu import DIRECT_PICKS
@@ -64,8 +64,14 @@ def key_bindings(session: Any):
     for n in range(1, DIRECT_PICKS + 1):
         kb.add("escape", "t", str(n))(story_key(session, f":take {n}"))
     add_ghost_keys(kb)
-    add_punctuation_keys(kb)
+    add_punctuation_keys(kb, lambda: _casing(session))
     return kb
+
+
+def _casing(session: Any):
+    """How the model in use writes words (:class:`model.text.casing.Casing`), or None."""
+    completer = getattr(session, "completer", None)
+    return completer.menu.casing() if completer is not None else None
 
 
 def _first_word_menu():
@@ -127,13 +133,16 @@ def story_key(session: Any, line: str):
     return handler
 
 
-def add_punctuation_keys(kb) -> None:
+def add_punctuation_keys(kb, casing: Callable[[], Any] | None = None) -> None:
     """A closing mark (``,`` ``.`` ``)`` …) typed right after the space a pick, Tab or the grey
-    text inserted goes before that space: ``acknowledged `` + ``,`` → ``acknowledged, ``."""
+    text inserted goes before that space: ``acknowledged `` + ``,`` → ``acknowledged, ``. A quote
+    or dash typed there is written as its pick would be (:func:`model.text.writing.taken_space`)
+    when that takes the space: ``proud `` + ``-`` → ``proud-``, ``ladies `` + ``'`` → ``ladies' ``;
+    an opening quote stays after it (``said '``). ``casing``: how the model writes words, or None."""
     from prompt_toolkit.application.current import get_app
     from prompt_toolkit.filters import Condition
 
-    from model.text.writing import ATTACHING
+    from model.text.writing import ATTACHING, TAKING, taken_space
 
     @Condition
     def after_space() -> bool:
@@ -141,16 +150,33 @@ def add_punctuation_keys(kb) -> None:
         text = buf.text
         return buf.document.is_cursor_at_the_end and text.endswith(" ") and not text.endswith("  ") and not text.lstrip().startswith(":")
 
-    def handler(event) -> None:
+    def inserted(event) -> bool:
+        """Whether the space before the cursor was inserted (a pick, Tab, the grey text, a mark that moved it)."""
         buf = event.current_buffer
         prev = event.previous_key_sequence
         typed = len(prev) == 1 and len(str(prev[0].key)) == 1  # the space was typed, not inserted
-        if typed and getattr(buf, "story_moved_space", None) != buf.text:
+        return not typed or getattr(buf, "story_moved_space", None) == buf.text
+
+    def closing(event) -> None:
+        buf = event.current_buffer
+        if not inserted(event):
             buf.insert_text(event.data)
             return
         buf.delete_before_cursor(1)
         buf.insert_text(event.data + " ")
         buf.story_moved_space = buf.text
 
+    def quote_or_dash(event) -> None:
+        buf = event.current_buffer
+        edit = taken_space(buf.text, event.data, casing() if casing is not None else None) if inserted(event) else None
+        if edit is None:
+            buf.insert_text(event.data)
+            return
+        buf.delete_before_cursor(edit.delete)
+        buf.insert_text(edit.text)
+        buf.story_moved_space = buf.text
+
     for mark in sorted(ATTACHING):
-        kb.add(mark, filter=after_space)(handler)
+        kb.add(mark, filter=after_space)(closing)
+    for mark in sorted(TAKING):
+        kb.add(mark, filter=after_space)(quote_or_dash)

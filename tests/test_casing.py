@@ -93,3 +93,14 @@ def test_a_dash_typed_after_a_picks_space_is_closed_up_by_the_next_pick():
     # writes "proud-minded ", then the rest: 6 keys (8 with a Backspace before the "-").
     res = _exact("a proud - minded man . a proud man . a proud man .\n" * 3, "a proud-minded man.", 1)
     assert res["keys"] == 6 and res["moves"]["backspace"] == 0 and res["lines_exact"] == 1.0, res
+
+
+def test_a_quote_or_dash_typed_after_a_picks_space_takes_it_with_no_backspace():
+    # Neither mark is in the text the menu learned, so no pick writes it. After Alt-1 "ladies ",
+    # "'" typed is written as its pick would be, "ladies' " (the REPL's key): 1 key where it took
+    # 3 (a Backspace, the quote, the space), "zebra" being unknown (no pick closes the quote up).
+    # The same for "-" after Alt-1 "proud ": 1 key where it took 2 (a Backspace, the dash).
+    res = _exact("the ladies sat . the ladies sat . the cat sat .\n" * 3, "the ladies' zebra.", 1)
+    assert res["keys"] == 11 and res["moves"]["backspace"] == 0 and res["lines_exact"] == 1.0, res  # before: 13
+    res = _exact("a proud man . a proud man . a cat sat .\n" * 3, "a proud-zebra.", 1)
+    assert res["keys"] == 11 and res["moves"]["backspace"] == 0 and res["lines_exact"] == 1.0, res  # before: 12

@@ -88,3 +88,22 @@ def test_the_empty_line_after_a_story_line_shows_the_menu_and_alt_1_picks(home_w
     t.send("\r")
     t.expect(r"(?i)next word after .(?:\S+ )*general " + re.escape(word) + r".")  # the story's last words
     assert t.quit_with("\x15:q\r") == 0
+
+
+def test_a_dash_typed_after_a_pick_takes_its_space_a_quote_after_a_typed_space_stays(home_with_default, expected, term):
+    word = expected["third"]
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send(":len 2\r")
+    t.expect(r"generating 2 words")
+    t.send("had a ")
+    t.expect(r"3 " + re.escape(word) + r"\s+\d+\.\d%")
+    t.send("\x1b3")  # Alt-3: the word and its space
+    t.send("-")  # written as its pick would be: the space goes
+    t.send("\r")
+    t.expect(r"› had a " + re.escape(word) + r"-\s")  # the line as entered (before: "had a young -")
+    t.expect(r"\[greedy\].*›")
+    t.send("the mice said '")  # a space typed stays before the quote that opens a quotation
+    t.send("\r")
+    t.expect(r"› the mice said '\s")
+    assert t.quit_with("\x15:q\r") == 0

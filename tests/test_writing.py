@@ -363,6 +363,59 @@ def test_a_closing_mark_typed_after_a_pick_goes_before_its_space():
     assert buf.text == "acknowledged ,"  # a space the user typed stays
 
 
+def _typed_after(text: str, mark: str, picked: bool = True) -> str:
+    """The buffer after ``mark`` is typed at the end of ``text`` (whose last space a pick
+    inserted, Alt-1, or the user typed), through the REPL's punctuation keys."""
+    from types import SimpleNamespace
+
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding.key_processor import KeyPress
+    from prompt_toolkit.keys import Keys
+
+    from repl.keys import add_punctuation_keys
+
+    kb = KeyBindings()
+    add_punctuation_keys(kb)
+    handler = kb.get_bindings_for_keys((mark,))[0].handler
+    buf = _buffer(text)
+    prev = [KeyPress(Keys.Escape), KeyPress("1")] if picked else [KeyPress(" ")]
+    handler(SimpleNamespace(current_buffer=buf, data=mark, previous_key_sequence=prev))
+    return buf.text
+
+
+def test_a_quote_or_dash_typed_after_a_pick_is_written_as_its_pick_when_that_takes_the_space():
+    assert _typed_after("He was so proud ", "-") == "He was so proud-"
+    assert _typed_after("the ladies ", "'") == "the ladies' "
+    assert _typed_after("'Who are these? ", "'") == "'Who are these?' "  # the quotation it closes
+    assert _typed_after('he said "go ', '"') == 'he said "go" '
+    assert _typed_after("a word ", "\u2014") == "a word\u2014"
+
+
+def test_a_quote_that_opens_or_one_after_a_typed_space_stays_after_the_space():
+    assert _typed_after("and she said ", "'") == "and she said '"  # the writer opens a quotation here
+    assert _typed_after("he said, ", '"') == 'he said, "'
+    assert _typed_after("the ladies ", "'", picked=False) == "the ladies '"  # the user typed the space
+    assert _typed_after("He was so proud ", "-", picked=False) == "He was so proud -"
+
+
+def test_a_closing_mark_after_a_quote_that_took_the_space_goes_before_it():
+    from types import SimpleNamespace
+
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding.key_processor import KeyPress
+    from prompt_toolkit.keys import Keys
+
+    from repl.keys import add_punctuation_keys
+
+    kb = KeyBindings()
+    add_punctuation_keys(kb)
+    buf = _buffer("the ladies ")
+    for mark in ("'", ","):  # both typed, the quote right after Alt-1's space
+        prev = [KeyPress(Keys.Escape), KeyPress("1")] if mark == "'" else [KeyPress("'")]
+        kb.get_bindings_for_keys((mark,))[0].handler(SimpleNamespace(current_buffer=buf, data=mark, previous_key_sequence=prev))
+    assert buf.text == "the ladies', "
+
+
 _PIECES = ["a", "Bee", "tis", "9", "漢", "字", ",", ".", "!", "-", "—", "(", ")", "「", "」", "，", "。", "*", "…", "소년"]
 
 

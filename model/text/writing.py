@@ -37,6 +37,8 @@ _RESPACE_TOKENS = 8  # a quote this many tokens back may be spaced again
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (the whitespace after it included)
 #: Marks whose spacing the next token decides: a pick after one spaces it again (``proud -`` + ``minded``).
 RESPACED = frozenset("'\"\u2018\u2019-\u2014_")
+#: Quotes and dashes: typed right after an inserted space, written as their pick would be when that takes the space.
+TAKING = RESPACED - ATTACHING
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,18 @@ def write(before: str, word: str, prefix: str = "", casing: Casing | None = None
     folded): see the module docstring. The inserted text ends with the space that follows the
     word where one would (a closing mark picked next takes it back)."""
     return Writer(before, prefix, casing).edit(word)
+
+
+def taken_space(before: str, mark: str, casing: Casing | None = None, floor: int = 0) -> Edit | None:
+    """The edit that writes ``mark`` (a quote or dash) typed after ``before``, which ends with a
+    space the REPL inserted, as its pick would (:func:`write`): when that writes it with no
+    space before it (``proud `` + ``-`` → ``proud-``, ``these? `` + ``'`` closing a quotation →
+    ``these?' ``); None when the mark stays after the space (an opening quote: ``said '``)."""
+    edit = Writer(before, "", casing, floor=floor).edit(mark)
+    text = edit.apply(before).rstrip(_SPACES)
+    if edit.delete == 0 or not text.endswith(mark) or text[: len(text) - len(mark)][-1:] in ("", *_SPACES):
+        return None
+    return edit
 
 
 def write_all(before: str, words: Iterable[str], casing: Casing | None = None) -> Edit:
