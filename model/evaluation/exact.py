@@ -7,8 +7,10 @@ the text of their paragraph when the words are written: a pick, Tab or the grey 
 counts only when the text it writes (:func:`model.text.writing.write`) is the text's own next
 characters. A pick that leaves a space before a closing mark to come is fine (the mark's pick
 takes it back; a closing mark typed goes before it: :func:`repl.keys.add_punctuation_keys`);
-a quote or dash typed after it may stay there when the next word's pick spaces it again
-(``proud -`` + ``minded`` → ``proud-minded``); typing anything else after it costs a Backspace.
+a quote or dash typed after it is written as its pick would be when that takes the space
+(:func:`model.text.writing.taken_space`: ``proud `` + ``-`` → ``proud-``), else it stays there
+and the next word's pick may space it again (``proud -`` + ``minded`` → ``proud-minded``);
+typing anything else after it costs a Backspace.
 As in the REPL, every typed character shows the menu (Alt-N picks the next word right after a
 mark typed with no space after it: ``'`` then ``tis``). A line or paragraph break is entered as the
 case-folded typist, which has no lines, enters a space: one key typed, none after a pick (whose
@@ -27,7 +29,7 @@ from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, fork, laten
 from model.prediction.menu import DIRECT_PICKS, Menu, ghost_fill
 from model.text.casing import fold
 from model.text.tokenize import clean, tokenize
-from model.text.writing import ATTACHING, RESPACED, Edit, Writer
+from model.text.writing import ATTACHING, TAKING, Edit, Writer, taken_space
 
 MAX_BACK = 400  # tokens a buffer reaches back for the start of its paragraph, at most
 EXAMPLES = 12
@@ -155,7 +157,8 @@ class ExactTypist:
         typist's; where the text the words are written after starts: its paragraph's start)."""
         if self.t - self.start > self.window + LINE:
             if self.observer is not None:
-                self.observer.observe(list(self.target.words[self.start : self.start + LINE]))
+                words = self.target.words
+                self.observer.observe(list(words[self.start : self.start + LINE]), words[max(0, self.start - LINE) : self.start])
             self.start += LINE
         para = self.target.paragraph[self.start]
         first = para if self.start - para <= MAX_BACK else self.start
@@ -197,9 +200,14 @@ class ExactTypist:
         _, gap = self._end(self.t)
         # (keys, menu showing after, how, space owed after, Backspaces)
         word, tok = self.target.words[self.t], self.target.tokens[self.t]
+        # a quote or dash typed is written as its pick would be when that takes the space
+        taken = taken_space(before + buf, tok, self.menu.casing(), len(before)) if self.pend and tok in TAKING else None
+        landed_mark = None if taken is None else self._landing(begin, taken.apply(before + buf)[len(before) :], self.t)
         if self.pend and tok in ATTACHING:  # typed, the mark goes before the space
             best = (1 + max(_keys(gap) - 1, 0), True, "typed", gap == "", 0)
-        else:
+        elif landed_mark is not None:
+            best = (1 + landed_mark[0], True, "typed", landed_mark[1], 0)
+        else:  # a Backspace first when a space stands that the text has not
             best = (int(self.pend) + (e - s) + _keys(gap), gap != "", "typed", False, int(self.pend))
         for j in range(len(tok) + 1):
             extra = int(self.pend) if j > 0 else 0  # a Backspace before typing after the space
@@ -223,7 +231,7 @@ class ExactTypist:
                 if cost < best[0] or (cost == best[0] and alt and not best[1]):
                     best = (cost, alt or landed[0] > 0, "alt" if alt else "tab", landed[1], extra)
                 break
-        if self.pend and tok in RESPACED and tok not in ATTACHING and self._respaced_by_next(begin, before, buf + tok, best[0]):
+        if self.pend and tok in TAKING and taken is None and self._respaced_by_next(begin, before, buf + tok, best[0]):
             return
         self.keys += best[0]
         self.moves[best[2]] += 1
