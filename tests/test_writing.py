@@ -431,3 +431,12 @@ def test_spacing_from_the_last_tokens_is_that_of_the_whole_text_away_from_quotes
     form = rng.choice(_PIECES)
     writer = Writer("x", read=(left, True))
     assert writer._spacing(form, "x")[-3:] == gaps(left + [form, "x"], True)[-3:]
+
+
+def test_a_typed_single_quote_takes_a_picks_space_only_closing_a_quotation_or_after_a_plural():
+    from model.text.writing import taken_space
+
+    assert taken_space("the ladies ", "'") is not None  # ladies'
+    assert taken_space("'Who are these? ", "'") is not None  # closes the quotation
+    assert taken_space("he called me a ", "'") is None  # a 'friend': it may open one
+    assert taken_space("the cat ", "'") is None

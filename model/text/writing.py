@@ -202,7 +202,21 @@ def taken_space(before: str, mark: str, casing: Casing | None = None, floor: int
     text = edit.apply(before).rstrip(_SPACES)
     if edit.delete == 0 or not text.endswith(mark) or text[: len(text) - len(mark)][-1:] in ("", *_SPACES):
         return None
+    if mark in _SINGLE_QUOTES and not _closes_or_possessive(before[floor:]):
+        return None  # `a 'friend'`: typed, a single quote after a word may open one
     return edit
+
+
+_SINGLE_QUOTES = ("'", "\u2019")
+
+
+def _closes_or_possessive(before: str) -> bool:
+    """Whether a single quote typed after ``before`` closes the quotation open in it, or is the
+    apostrophe of a plural (``ladies'``): the two readings that take the space before it."""
+    tokens = tokenize(before, keep_case=True)
+    if open_quotes(tokens).get("'"):
+        return True
+    return bool(tokens) and tokens[-1][-1:] in ("s", "S")
 
 
 def write_all(before: str, words: Iterable[str], casing: Casing | None = None) -> Edit:
