@@ -7,6 +7,7 @@ loading are in :mod:`model.prediction.build`; scoring a text in :mod:`model.pred
 """
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +17,9 @@ from model.prediction.components import rank_of, registered_names
 from model.prediction.interface import Component, Context
 from model.prediction.weights import Weights, mix
 from model.text.vocab import Vocab
+
+
+_PAIRS_LOCK = threading.RLock()
 
 
 class _LinePairs:
@@ -78,15 +82,16 @@ class _Live:
         ids = tuple(map(int, ctx.ids))
         start = max(1, ctx.seen, len(ids) - span)
         key = (self._version, ctx.seen, id(self._carry(neural)))
-        last = self._kept.get(neural.name)
-        if last is not None and last.key == key and last.start == start and len(ids) == len(last.ids) + 1 and ids[:-1] == last.ids:
-            pairs = last.grown(ids, self._state_before(neural, ctx, ids[:-1]))
-        elif last is not None and last.key == key and last.start == start and ids == last.ids:
-            pairs = last
-        else:
-            pairs = _LinePairs(key, ids, start, *self._pairs(neural, ctx, list(ids), start, span))
-        self._kept[neural.name] = pairs
-        return pairs.states(), pairs.targets()
+        with _PAIRS_LOCK:  # a menu thread and a generation may ask at once: one grows the kept pairs at a time
+            last = self._kept.get(neural.name)
+            if last is not None and last.key == key and last.start == start and len(ids) == len(last.ids) + 1 and ids[:-1] == last.ids:
+                pairs = last.grown(ids, self._state_before(neural, ctx, ids[:-1]))
+            elif last is not None and last.key == key and last.start == start and ids == last.ids:
+                pairs = last
+            else:
+                pairs = _LinePairs(key, ids, start, *self._pairs(neural, ctx, list(ids), start, span))
+            self._kept[neural.name] = pairs
+            return pairs.states(), pairs.targets()
 
     def _state_before(self, neural, ctx: Context, ids: tuple[int, ...]) -> np.ndarray:
         """The network's state after ``ids`` (the context but its last word)."""
