@@ -199,6 +199,22 @@ def test_the_line_pairs_kept_between_contexts_are_the_fresh_ones(book_pred):
     assert grew >= 12
 
 
+def test_the_line_pairs_from_an_empty_context_are_the_fresh_ones(book_pred):
+    """A one-word context has no pair yet (its word has no state before it in the line), even
+    right after the empty context was asked."""
+    mix = book_pred.mixture
+    neural = mix.component("ncache").neural
+    w = book_pred.encode([book_pred.vocab.tokens[3], book_pred.vocab.tokens[5]])[0]
+    mix._line_pairs.clear()
+    for k in range(len(w) + 1):
+        states, targets = mix.context(w[:k]).pairs(neural, 1000)
+        assert list(targets) == w[1:k]
+        fresh = neural.pairs(w[:k], 1)[0]
+        assert len(states) == len(fresh)
+        for got, want in zip(states, fresh):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
 def test_the_line_pairs_of_a_stream_story_are_the_fresh_ones(tmp_path):
     from model.prediction.predictor import Predictor
     from model.storage.bundle import load_bundle
