@@ -90,6 +90,22 @@ class Repl:
         return rendered(self.printed[start:])
 
 
+class WordsBySpace:
+    """A fake predictor's text handling: words split at spaces, ids from ``self.vocab.index``
+    (for UI and typist tests that need no model)."""
+
+    def tokenize(self, text):
+        return text.split()
+
+    def split_prefix(self, text):
+        toks = text.split()
+        return (toks, "") if not toks or text[-1].isspace() else (toks[:-1], toks[-1])
+
+    def encode(self, tokens):
+        index = self.vocab.index
+        return [index[t] for t in tokens if t in index], [t for t in tokens if t not in index]
+
+
 def error_line(text: str) -> str:
     lines = [ln for ln in text.splitlines() if ln.startswith("error: ")]
     assert len(lines) == 1, text

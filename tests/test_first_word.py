@@ -17,10 +17,12 @@ from model.text.vocab import Vocab
 from repl.layout import first_word
 from repl.session import Session
 
+from helpers import WordsBySpace
+
 ALT_1, UP = "\x1b1", "\x1b[A"
 
 
-class Fixed:
+class Fixed(WordsBySpace):
     """The same next words after any context: council 60%, general 30%, mice 10%."""
 
     def __init__(self):
@@ -28,16 +30,6 @@ class Fixed:
         self.context = 3
         self.casing = None
 
-    def tokenize(self, text):
-        return text.split()
-
-    def split_prefix(self, text):
-        toks = text.split()
-        return (toks, "") if not toks or text[-1].isspace() else (toks[:-1], toks[-1])
-
-    def encode(self, tokens):
-        index = self.vocab.index
-        return [index[t] for t in tokens if t in index], [t for t in tokens if t not in index]
 
     def ranking(self, ids):
         return np.array([0.6, 0.3, 0.1]), np.array([0, 1, 2])

@@ -6,13 +6,13 @@ import json
 import subprocess
 from types import SimpleNamespace
 
-from helpers import BIN, CAT
+from helpers import BIN, CAT, WordsBySpace
 from model.evaluation import per_line as pl
 from model.prediction.predictor import Predictor
 import numpy as np
 
 
-class Bigram:
+class Bigram(WordsBySpace):
     """P(next | last word): ``follow[last]`` gets 0.9; no context: ``first``."""
 
     def __init__(self, words, follow, first):
@@ -20,15 +20,6 @@ class Bigram:
         self.follow, self.first = follow, first
         self.vocab = SimpleNamespace(tokens=self.tokens, index=self.index, unk_id=None)
 
-    def tokenize(self, text):
-        return text.split()
-
-    def split_prefix(self, text):
-        toks = text.split()
-        return (toks, "") if not toks or text[-1].isspace() else (toks[:-1], toks[-1])
-
-    def encode(self, tokens):
-        return [self.index[t] for t in tokens if t in self.index], [t for t in tokens if t not in self.index]
 
     def ranking(self, ids):
         table = {self.follow[self.tokens[ids[-1]]]: 0.9} if ids else self.first
