@@ -15,7 +15,7 @@ def kept(logp: np.ndarray, decoding: Any) -> np.ndarray | None:
     k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
     if not k and p >= 1 and m <= 0:
         return None
-    allowed = int(np.isfinite(logp).sum())
+    allowed = int(np.count_nonzero(np.isfinite(logp)))
     n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
     nth = None  # the n-th highest value, where it is known
     if p < 1 and n > 1:
@@ -39,38 +39,39 @@ def first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
 
 
 BIN = 0.25  # width, in nats, of the value bins top-p sums before sorting one of them
-BINNED = 16.0  # nats below the highest value that the bins cover
+BINS = 64  # bins below the highest value (16 nats); the last one holds everything lower
 
 
 def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, float]:
     """(how many of the ``n`` most likely ids top-p keeps, the value of the last one kept):
     the smallest prefix of the values sorted from the highest that holds ``p``. With
     ``exact_sum`` (the ``n`` of top-k) the ``n`` are renormalised by their sum and sorted; else
-    the values within BINNED of the highest are summed by bins of BIN nats, and only the bin
-    where the sum reaches ``p`` is sorted (all of them when the bins hold less)."""
+    the probabilities are summed by bins of BIN nats below the highest value, and only the bin
+    where the sum reaches ``p`` is sorted (every value when that is the last bin)."""
     if exact_sum:
         ranked = np.sort(logp[first(logp, n)], kind="stable")[::-1]
         q = np.exp(ranked)
         cum = np.cumsum(q / q.sum())
         kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
         return kept, float(ranked[kept - 1])
-    total = np.exp(logp).sum()  # every allowed id (n is all): the excluded add 0
+    q = np.exp(logp)
+    total = q.sum()  # every allowed id (n is all): the excluded add 0
     top = logp.max()
-    head = logp[logp >= top - BINNED]
-    q = np.exp(head)
-    if q.sum() < (p - 1e-12) * total:  # a flat distribution: sort every value
+    bins = np.minimum((top - logp) * (1.0 / BIN), BINS).astype(np.int64)  # 0: the highest; never higher for a lower value
+    by_bin = np.zeros(BINS + 1)
+    np.add.at(by_bin, bins, q)
+    by_bin = np.cumsum(by_bin / total)
+    j = min(int(np.searchsorted(by_bin, p - 1e-12)), BINS)  # the bin where the sum reaches p
+    if j == BINS:  # a flat distribution: sort every value
         ranked = np.sort(logp[np.isfinite(logp)], kind="stable")[::-1]
         cum = np.cumsum(np.exp(ranked) / total)
         kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
         return kept, float(ranked[kept - 1])
-    bins = ((top - head) * (1.0 / BIN)).astype(np.int64)  # 0: the highest values; never higher for a lower value
-    by_bin = np.cumsum(np.bincount(bins, weights=q) / total)
-    j = min(int(np.searchsorted(by_bin, p - 1e-12)), len(by_bin) - 1)  # the bin where the sum reaches p
     above = by_bin[j - 1] if j else 0.0
-    ranked = np.sort(head[bins == j], kind="stable")[::-1]
+    ranked = np.sort(logp[bins == j], kind="stable")[::-1]
     cum = above + np.cumsum(np.exp(ranked) / total)
     at = min(int(np.searchsorted(cum, p - 1e-12)), len(ranked) - 1)
-    return min(int((bins < j).sum()) + at + 1, n), float(ranked[at])
+    return min(int(np.count_nonzero(bins < j)) + at + 1, n), float(ranked[at])
 
 
 def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
