@@ -40,6 +40,7 @@ def first(logp: np.ndarray, n: int, nth: float | None = None) -> np.ndarray:
 
 BIN = 0.25  # width, in nats, of the value bins top-p sums before sorting one of them
 BINS = 64  # bins below the highest value (16 nats); the last one holds everything lower
+SORT_ALL = 2048  # a vocabulary this small is sorted whole (faster than the bins)
 
 
 def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, float]:
@@ -54,6 +55,8 @@ def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, f
         cum = np.cumsum(q / q.sum())
         kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
         return kept, float(ranked[kept - 1])
+    if len(logp) <= SORT_ALL:
+        return _sorted_prefix(logp, n, p, np.exp(logp).sum())
     q = np.exp(logp)
     total = q.sum()  # every allowed id (n is all): the excluded add 0
     top = logp.max()
@@ -63,15 +66,20 @@ def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, f
     by_bin = np.cumsum(by_bin / total)
     j = min(int(np.searchsorted(by_bin, p - 1e-12)), BINS)  # the bin where the sum reaches p
     if j == BINS:  # a flat distribution: sort every value
-        ranked = np.sort(logp[np.isfinite(logp)], kind="stable")[::-1]
-        cum = np.cumsum(np.exp(ranked) / total)
-        kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
-        return kept, float(ranked[kept - 1])
+        return _sorted_prefix(logp, n, p, total)
     above = by_bin[j - 1] if j else 0.0
     ranked = np.sort(logp[bins == j], kind="stable")[::-1]
     cum = above + np.cumsum(np.exp(ranked) / total)
     at = min(int(np.searchsorted(cum, p - 1e-12)), len(ranked) - 1)
     return min(int(np.count_nonzero(bins < j)) + at + 1, n), float(ranked[at])
+
+
+def _sorted_prefix(logp: np.ndarray, n: int, p: float, total: float) -> tuple[int, float]:
+    """:func:`nucleus` by sorting every allowed value."""
+    ranked = np.sort(logp[np.isfinite(logp)], kind="stable")[::-1]
+    cum = np.cumsum(np.exp(ranked) / total)
+    kept = max(1, min(int(np.searchsorted(cum, p - 1e-12)) + 1, n))
+    return kept, float(ranked[kept - 1])
 
 
 def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
