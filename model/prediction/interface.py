@@ -20,9 +20,9 @@ class Context:
     """What a component reads to answer for the next word.
 
     ``ids`` are the words so far (full ids; of a long text, its last words), ``total`` the
-    size of the current vocabulary and ``history`` the text so far, ending with ``ids``
-    (what the user wrote, or the text being scored; for components that need
-    ``"history"``). The rest is shared between the
+    size of the current vocabulary and ``history`` the text so far (at least its last
+    ``Mixture.history_size`` tokens), ending with ``ids`` (what the user wrote, or the text
+    being scored; for components that need ``"history"``). The rest is shared between the
     components and computed once, on first use, by ``source``: the mixture for the user's
     text, the scorer for a text (see :class:`model.prediction.scoring.Text`), so a network's
     output is never computed twice for one context. ``position`` is the next word's index in
