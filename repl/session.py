@@ -76,6 +76,7 @@ class Session(GeneralCommands, DecodingCommands, ModelCommands, ComponentCommand
 
         self.story = StoryState(lambda message: self.out(render.notice(message)))  # the story written (repl/handlers/story.py)
         self.menu.context = self.story.context.tokens  # the menu reads the story before the line
+        self.menu.text_before = self.story.text_before_line  # and writes the line's words after its text
         self.pending_text = ""  # the line a story key left, put back on the next prompt
         self.completer = None  # the prompt's WordCompleter, once make_prompt has run
         self.decoding = Decoding()  # how generation picks words (:greedy, :sample, :beam, :decode)

@@ -263,6 +263,13 @@ class StoryState:
         return node
 
     # ---- reading -----------------------------------------------------------------------------
+    def text_before_line(self) -> str:
+        """The story's text as the next line continues it (its end, and the space that joins a
+        word to it); '' with the story off or empty."""
+        if not self.on or not self.path:
+            return ""
+        return join_texts([self.text_tail(), "x"])[:-1]
+
     def text_tail(self, chars: int = TEXT_TAIL) -> str:
         """The end of the story's text (at least ``chars`` characters of it, when it has them)."""
         texts: list[str] = []

@@ -163,3 +163,18 @@ def test_the_line_typist_has_the_menu_on_the_empty_line_only_after_a_story():
     # After a story, the empty line offers "then" (after "sat") or "the" (after "off"): one key.
     assert with_story[1:] == [1, 1, 1]
     assert all(k > 1 for k in alone[1:])
+
+
+def test_the_first_word_is_written_after_the_storys_text():
+    """The empty line continues the story's text: a word after a comma stays in lower case, one
+    after a full stop is capitalised, as a pick in the middle of the text would be."""
+    from model.text.casing import Casing
+
+    pred = Fixed()
+    pred.casing = Casing({}, line_starts=False, sentences=True, quotations=True)
+    menu = Menu(pred)
+    menu.context = lambda: ("the", "mice", "met")
+    for before, want in (("The mice met, ", "council "), ("The mice met. ", "Council "), ("", "Council ")):
+        menu.text_before = lambda before=before: before
+        assert menu.lookup("")[1][0].text == want
+        assert menu.ghost_edit("").text.startswith(want.strip())

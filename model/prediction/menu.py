@@ -224,6 +224,7 @@ class Menu:
         self._key: tuple[str, ...] | None = None
         self._shown: dict[str, frozenset[str]] = {}
         self.context: Callable[[], Sequence[str]] | None = None  # tokens read before every buffer (a story so far)
+        self.text_before: Callable[[], str] | None = None  # that story's text, read only to write the words (sentence starts)
         if source is not None:
             self.use_source(source)
         elif predictor is not None:
@@ -262,6 +263,10 @@ class Menu:
         before = self.context() if self.context is not None else ()
         return (list(before) + list(context) if before else context), prefix
 
+    def _text_before(self) -> str:
+        """The text :attr:`text_before` gives ('' without one)."""
+        return self.text_before() if self.text_before is not None else ""
+
     def offers_first_word(self) -> bool:
         """Whether the empty buffer gets the menu and the continuation for its first word: a
         story (``context``) stands before it. With none, the empty prompt shows neither."""
@@ -277,6 +282,7 @@ class Menu:
         """(the partial word, the menu's entries) for the buffer ``text``; ``before``: text
         standing before the buffer, read only to write the words (sentence starts, quotes)."""
         n = self.size if n is None else int(n)
+        before = before or self._text_before()
         with self._lock:
             src = self._source
             if src is None or n <= 0:
@@ -320,6 +326,7 @@ class Menu:
         """The grey continuation as an edit: accepting it may first delete a space before the
         cursor (``acknowledged `` + ``, that``); ``before`` as in :meth:`lookup`. The empty
         buffer gets one only after a story (:meth:`offers_first_word`)."""
+        before = before or self._text_before()
         with self._lock:
             src = self._source
             first = text == "" and self.offers_first_word()
