@@ -146,7 +146,7 @@ def test_the_spread_over_the_full_vocabulary_is_the_plain_one(book_pred):
 
 
 def test_the_neural_cache_stacks_its_states_once(book_pred):
-    from model.prediction.caches import smooth_cache
+    from model.prediction.caches import CACHE_FLOOR
 
     pred = book_pred
     ncache = pred.mixture.component("ncache")
@@ -163,7 +163,7 @@ def test_the_neural_cache_stacks_its_states_once(book_pred):
     s = ncache.theta * (states[-ncache.size :] @ h)
     e = np.exp(s - s.max())
     t = targets[-ncache.size :]
-    want = smooth_cache(np.bincount(t, weights=e, minlength=ctx.total), float(e.sum()))
+    want = (1.0 - CACHE_FLOOR) * np.bincount(t, weights=e, minlength=ctx.total) / e.sum() + CACHE_FLOOR / ctx.total
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, fork, latency_summary, run_typists, set_up, timed
+from model.evaluation.keystrokes import LINE, NOW, WINDOW, Features, latency_summary, run_typists, set_up, timed, typist_menu
 from model.prediction.menu import DIRECT_PICKS, Menu, ghost_fill
 from model.text.casing import fold
 from model.text.tokenize import clean, tokenize
@@ -337,12 +337,7 @@ def simulate_exact(source: Any, target: Target, menus: Sequence[int], features: 
     """Case-exact typists for each menu size over one predictor (as :func:`keystrokes.simulate`)."""
     out = []
     for n in menus:
-        if predictor:
-            own = fork(source)
-            menu = Menu(own)
-            observer = own if own is not source else None
-        else:
-            menu, observer = Menu(source=source), None
+        menu, observer, _ = typist_menu(source, predictor)
         out.append(ExactTypist(menu, target, int(n), features, observer=observer))
     run_typists(out)
     return out

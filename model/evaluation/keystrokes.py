@@ -133,6 +133,15 @@ def fork(predictor: Any) -> Any:
     return cls(predictor.bundle, mixture=mixture.fresh())
 
 
+def typist_menu(source: Any, predictor: bool = True) -> tuple[Menu, Any, Any]:
+    """(the menu a typist reads, the predictor it tells what it typed or None, its predictor or
+    None): over its own :func:`fork` of ``source``; ``predictor=False``: ``source`` is a Source."""
+    if not predictor:
+        return Menu(source=source), None, None
+    own = fork(source)
+    return Menu(own), (own if own is not source else None), own
+
+
 def set_up(menu: Menu, features: Features) -> None:
     """The menu as a typist with ``features`` uses it, with nothing remembered yet."""
     menu.repeat = features.repeat
@@ -270,12 +279,7 @@ def simulate(
     Each typist over a predictor with a cache of the user's text gets its own (:func:`fork`)."""
     out = []
     for n in menus:
-        if predictor:
-            own = fork(source)
-            menu = Menu(own)
-            observer = own if own is not source else None
-        else:
-            menu, observer = Menu(source=source), None
+        menu, observer, _ = typist_menu(source, predictor)
         out.append(Typist(menu, list(tokens), int(n), features, observer=observer))
     run_typists(out)
     return out

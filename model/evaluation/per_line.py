@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from model.errors import StoryError
-from model.evaluation.keystrokes import NOW, Features, Typist, check_menus, fork, run_typists
-from model.prediction.menu import Menu
+from model.evaluation.keystrokes import NOW, Features, Typist, check_menus, run_typists, typist_menu
 from model.story.context import StoryContext
 
 MODES = ("story", "no_story")
@@ -89,11 +88,7 @@ def simulate_lines(
         raise StoryError("the text has no words to type")
     out = []
     for n in check_menus(menus):
-        if predictor:
-            own = fork(source)
-            menu, observer, pred = Menu(own), (own if own is not source else None), own
-        else:
-            menu, observer, pred = Menu(source=source), None, None
+        menu, observer, pred = typist_menu(source, predictor)
         out.append(LineTypist(menu, tokens, int(n), features, observer=observer, line_of=line_of, story=story, predictor=pred))
     run_typists(out)
     return out

@@ -20,11 +20,6 @@ NCACHE_THETAS = (0.1, 0.3, 1.0)  # sharpness values tried when the weights are f
 NCACHE_THETA = 0.3  # used when a bundle's mixture carries none
 
 
-def smooth_cache(counts: np.ndarray, n: float) -> np.ndarray:
-    """Cache counts as a distribution: their share of ``n``, with CACHE_FLOOR spread evenly."""
-    return (1.0 - CACHE_FLOOR) * counts / max(1e-300, n) + CACHE_FLOOR / len(counts)
-
-
 class CacheComponent(Component):
     """Unigram distribution of the last ``size`` tokens (full ids, user words included): a
     name typed once is offered from then on."""

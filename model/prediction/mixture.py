@@ -84,11 +84,12 @@ class _Live:
         key = (self._version, ctx.seen, id(self._carry(neural)))
         with _PAIRS_LOCK:  # a menu thread and a generation may ask at once: one grows the kept pairs at a time
             last = self._kept.get(neural.name)
+            same = last is not None and last.key == key and last.start == start  # the same line, read alike
             if len(ids) - 1 < start:  # no word of the line has a state before it yet
                 pairs = _LinePairs(key, ids, start, [], [])
-            elif last is not None and last.key == key and last.start == start and len(ids) == len(last.ids) + 1 and ids[:-1] == last.ids:
+            elif same and ids[:-1] == last.ids:
                 pairs = last.grown(ids, self._state_before(neural, ctx, ids[:-1]))
-            elif last is not None and last.key == key and last.start == start and ids == last.ids:
+            elif same and ids == last.ids:
                 pairs = last
             else:
                 pairs = _LinePairs(key, ids, start, *self._pairs(neural, ctx, list(ids), start, span))

@@ -27,8 +27,8 @@ FORMAT_VERSION = 2  # of mixture.json; 1 kept the neural cache's sharpness as a 
 def mix(parts: Sequence[Any], row: Sequence[float]) -> Any:
     """Σ row[k] · parts[k] over the parts that answer (not None) with a positive weight, in
     order: the one weighted sum of the mixture (distributions, or one word's probabilities).
-    A :class:`~model.prediction.interface.Sparse` part adds its floor once and its weights at
-    its ids, all such parts in one pass. 0.0 when no part counts."""
+    A :class:`~model.prediction.interface.Sparse` part adds its floor to every word and its
+    weights at its ids, into the dense sum in place. 0.0 when no part counts."""
     out = None
     floor, ids, weights, total = 0.0, [], [], 0
     for w, part in zip(row, parts):
