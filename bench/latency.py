@@ -456,6 +456,7 @@ class StoryEnd:
         self.nodes = [(k + 1, tuple(line)) for k, line in enumerate(base)]
         self.story.follow(self.pred, self.nodes, "bench")
         self.written_seconds = time.perf_counter() - t
+        self.before = [t for line in base for t in line][-100:]  # what a line continues, as the REPL observes it
         self.lines = story_lines(corpus, 2 * trials * LINE_WORDS, keep_case, start=length + 7919)
         self.follow_ms: list[float] = []
 
@@ -463,7 +464,7 @@ class StoryEnd:
         """Milliseconds to generate ``words`` words after the ``k``-th last line."""
         line = self.lines[k % len(self.lines)]
         t = time.perf_counter_ns()
-        self.pred.observe(line)
+        self.pred.observe(line, self.before)
         self.story.follow(self.pred, self.nodes + [(100_000 + k, tuple(line))], "bench")
         ids = self.pred.encode(list(self.story.tokens()))[0]
         self.follow_ms.append((time.perf_counter_ns() - t) / 1e6)

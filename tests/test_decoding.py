@@ -150,6 +150,27 @@ def test_no_repeat_ngram_bans_what_would_repeat_and_lifts_when_all_are_banned():
     assert list(generate_ids(fixed([1.0]), None, [0, 0], 3, d)) == [0, 0, 0]
 
 
+def test_greedy_takes_the_highest_adjusted_log_probability():
+    """most_likely (no log of every word) picks what argmax of adjusted_logp picks: penalised,
+    n-gram-banned and banned ids, ties to the lower id, and every id banned by the n-gram."""
+    from model.prediction.decoding import adjusted_logp, most_likely
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        v = int(rng.integers(2, 40))
+        probs = rng.dirichlet(np.ones(v) * float(rng.choice([0.1, 1.0])))
+        if trial % 5 == 0:
+            probs = np.round(probs, 2) + 1e-9  # ties
+            probs /= probs.sum()
+        history = [int(i) for i in rng.integers(0, v, int(rng.integers(0, 30)))]
+        banned = rng.random(v) < 0.1 if trial % 3 == 0 else None
+        if banned is not None and banned.all():
+            banned[0] = False
+        dec = Decoding(repeat_penalty=float(rng.choice([1.0, 1.3, 3.0])), no_repeat_ngram=int(rng.choice([0, 1, 2, 3])))
+        want = int(np.argmax(adjusted_logp(probs, history, banned, dec)))
+        assert most_likely(probs, history, banned, dec) == want
+
+
 def test_banned_ids_are_never_generated():
     banned = np.array([True, False, False])
     p = [0.98, 0.01, 0.01]

@@ -62,6 +62,17 @@ def test_the_lstm_step_is_the_plain_one_bit_for_bit(shape, reverse):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 7, 16, 17])
+def test_a_few_rows_by_blocks_are_the_product(rows):
+    """rows_matmul multiplies a few rows by a large matrix block by block: the same product."""
+    from model.prediction.numpy_net import rows_matmul
+
+    rng = np.random.default_rng(8)
+    w = rng.normal(0, 1, (384, 1536)).astype(np.float32)  # 2.25 MiB: by blocks
+    x = rng.normal(0, 1, (rows, 384)).astype(np.float32)
+    np.testing.assert_allclose(rows_matmul(x, w), x @ w, rtol=1e-5, atol=1e-4)
+
+
 def test_input_projections_are_kept_per_word():
     net = _net()
     ids = np.asarray([3, 7, 3, 0, 59])
@@ -145,6 +156,49 @@ def test_the_spread_over_the_full_vocabulary_is_the_plain_one(book_pred):
     assert np.array_equal(neural.spread(lstm, ngram), want / want.sum())
 
 
+@pytest.mark.parametrize("runs", [True, False])
+@pytest.mark.parametrize("user_words", [0, 3])
+def test_the_spread_added_into_the_sum_is_the_weighted_spread(book_pred, runs, user_words):
+    """What the network adds into the mixture's sum (a Spread term) is weight × its spread
+    distribution, padded for the words the user added; the slice copies and the plain index alike."""
+    from model.prediction.components import Spread
+
+    neural = book_pred.mixture.neural
+    rng = np.random.default_rng(5)
+    lstm = rng.dirichlet(np.ones(len(book_pred.lstm_vocab)))
+    ngram = rng.dirichlet(np.ones(neural.size))
+    total = neural.size + user_words
+    kept_runs = neural._runs
+    try:
+        neural._runs = kept_runs if runs else None
+        start = rng.random(total)
+        got = Spread(neural, lstm, ngram, total).add_to(start.copy(), 0.3)
+        fresh = Spread(neural, lstm, ngram, total).add_to(None, 0.3)
+    finally:
+        neural._runs = kept_runs
+    want = np.zeros(total)
+    want[: neural.size] = neural.spread(lstm, ngram)
+    np.testing.assert_allclose(got, start + 0.3 * want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fresh, 0.3 * want, rtol=1e-12, atol=1e-15)
+
+
+def test_windows_read_on_a_miss_match_the_whole_window():
+    """``read=True`` reads a window no kept one leads to, and the next ones continue it; a
+    window kept is returned as kept."""
+    from model.prediction.numpy_net import WindowStates
+
+    for arch in ("lstm", "stacked"):
+        net = _net(arch, 5, units=32)  # 4U = 128: the products go by blocks
+        states = WindowStates(net, 5)
+        rng = np.random.default_rng(6)
+        ids = [int(i) for i in rng.integers(0, 59, 30)]
+        for j in range(8, 30):
+            window = tuple(ids[j - 5 : j])
+            got = states.features(window, read=(j == 8))
+            np.testing.assert_allclose(got, net.features(np.asarray([window]) + 1)[0], rtol=0, atol=1e-6)
+        assert np.array_equal(states.features(window), got)  # kept: the same state
+
+
 def test_the_neural_cache_stacks_its_states_once(book_pred):
     from model.prediction.caches import CACHE_FLOOR
 
@@ -159,12 +213,13 @@ def test_the_neural_cache_stacks_its_states_once(book_pred):
     # the plain computation: the observed pairs then the context's own, the last `size` of them
     states, targets = ctx.pairs(ncache.neural, 2 * ncache.size)
     states, targets = np.concatenate([ncache.states, states]), np.concatenate([ncache.targets, targets])
-    h = ctx.network(ncache.neural)[1]
-    s = ncache.theta * (states[-ncache.size :] @ h)
+    assert states.dtype == np.float32  # kept in float32, compared in float32
+    h = ctx.network(ncache.neural)[1].astype(np.float32)
+    s = ncache.theta * (states[-ncache.size :] @ h).astype(np.float64)
     e = np.exp(s - s.max())
     t = targets[-ncache.size :]
     want = (1.0 - CACHE_FLOOR) * np.bincount(t, weights=e, minlength=ctx.total) / e.sum() + CACHE_FLOOR / ctx.total
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
 
 
 def _pairs_fresh_and_kept(pred, start_ids, words=12):

@@ -75,7 +75,7 @@ class NeuralCacheComponent(Component):
         self.neural = neural
         self.theta = float(theta)
         self.size = int(size)
-        self._states = np.zeros((0, 0))  # (state, next word) pairs of the user's text, the first ``_n`` rows
+        self._states = np.zeros((0, 0), np.float32)  # (state, next word) pairs of the user's text, the first ``_n`` rows
         self._targets = np.zeros(0, np.int64)
         self._n = 0
 
@@ -116,14 +116,14 @@ class NeuralCacheComponent(Component):
         text = lead + [int(i) for i in ids]
         if len(text) > max(1, len(lead)):
             h, t = self.neural.pairs(text, max(1, len(lead)))
-            self._keep(np.asarray(h, np.float64)[-self.size :], np.asarray(t, np.int64)[-self.size :])
+            self._keep(np.asarray(h, np.float32)[-self.size :], np.asarray(t, np.int64)[-self.size :])
 
     def _keep(self, h: np.ndarray, t: np.ndarray) -> None:
         """Append pairs in place; when the room (4 × size) is full, the last ``size`` move to the front."""
         k = len(t)
         if self._states.shape != (4 * self.size, h.shape[1]):
             old_h, old_t = self.states[-self.size :], self.targets[-self.size :]
-            self._states, self._targets = np.zeros((4 * self.size, h.shape[1])), np.zeros(4 * self.size, np.int64)
+            self._states, self._targets = np.zeros((4 * self.size, h.shape[1]), np.float32), np.zeros(4 * self.size, np.int64)
             self._n = len(old_t) if old_h.shape[1:] == h.shape[1:] else 0
             if self._n:
                 self._states[: self._n], self._targets[: self._n] = old_h, old_t
@@ -147,7 +147,7 @@ class NeuralCacheComponent(Component):
         return None if terms is None else terms.dense()
 
     def terms(self, ctx: Context) -> Sparse | None:
-        h = ctx.network(self.neural)[1]
+        h = np.asarray(ctx.network(self.neural)[1], np.float32)  # the states are kept in float32: half the bytes read
         states, targets = ctx.pairs(self.neural, 2 * self.size)
         new = min(len(targets), self.size)
         old_states, old_targets = self._observed()  # what it observed of the user's text comes first
@@ -157,7 +157,7 @@ class NeuralCacheComponent(Component):
         scores = [old_states[len(old_targets) - old :] @ h] if old else []
         if new:
             scores.append(states[len(states) - new :] @ h)
-        s = self.theta * (np.concatenate(scores) if len(scores) > 1 else scores[0])
+        s = self.theta * (np.concatenate(scores) if len(scores) > 1 else scores[0]).astype(np.float64)
         e = np.exp(s - s.max())
         t = np.concatenate([old_targets[len(old_targets) - old :], targets[len(targets) - new :]])
         keep = t < ctx.total

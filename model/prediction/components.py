@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from model.lru import LRU
-from model.prediction.interface import Component, Context, Ingredients
+from model.prediction.interface import Component, Context, Ingredients, Term
 from model.prediction.numpy_net import WindowStates, softmax
 
 ORDER = 5  # the n-gram's order
@@ -218,7 +218,21 @@ class NeuralComponent(Component):
         start = max(1, int(start))
         if len(ids) <= start:
             return [], []
-        return [f for _, f in self._entries_of(self._windows_along(ids, start))], ids[start:]
+        return self._states_along(self._windows_along(ids, start)), ids[start:]
+
+    def _states_along(self, keys: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """The features of windows along a text (each the one before it and a word): one step
+        each through :class:`~model.prediction.numpy_net.WindowStates`, whose states are then
+        kept for the next word (a generation after a line); else read in one batch."""
+        if self.windows is None:
+            return [f for _, f in self._entries_of(keys)]
+        out = []
+        for key in keys:
+            hit = self._cache.peek(key)
+            if hit is None and not key:
+                hit = self._entries_of([key])[0]
+            out.append(hit[1] if hit is not None else self.windows.features(key, read=True).astype(np.float64))
+        return out
 
     def spread(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray:
         """(V,) full-vocabulary distribution from the network's (V_lstm,) one."""
@@ -238,6 +252,9 @@ class NeuralComponent(Component):
 
     def prepare(self, ctx: Context) -> None:
         ctx.network(self)  # what the network holds does not depend on which parts are on
+
+    def terms(self, ctx: Context) -> "Spread":
+        return Spread(self, ctx.network(self)[0], ctx.ngram, ctx.total)
 
     def distribution(self, ctx: Context) -> np.ndarray:
         return pad(self.spread(ctx.network(self)[0], ctx.ngram), ctx.total)
@@ -274,6 +291,43 @@ class NeuralComponent(Component):
         if self.unk is None or not self.missing.any():
             p /= max(float(p_known), 1e-300)
         return float(p)
+
+
+class Spread(Term):
+    """A network's distribution spread over the full vocabulary (what
+    :meth:`NeuralComponent.spread` gives), added into the mixture's sum without that array."""
+
+    def __init__(self, neural: NeuralComponent, lstm_probs: np.ndarray, ngram: np.ndarray | None, total: int):
+        self.neural, self.probs, self.ngram, self.total = neural, lstm_probs, ngram, total
+
+    def dense(self) -> np.ndarray:
+        return pad(self.neural.spread(self.probs, self.ngram), self.total)
+
+    def add_to(self, out: np.ndarray | None, weight: float) -> np.ndarray:
+        nc, probs = self.neural, self.probs
+        if out is None:
+            out = np.zeros(self.total)
+        share, lacking_mass = None, 0.0
+        if nc.unk is not None and nc._n_lacking:
+            share = self.ngram[nc._lacking] if self.ngram is not None else np.ones(nc._n_lacking)
+            share_total = share.sum()
+            lacking_mass = float(probs[nc.unk]) if share_total > 0 else 0.0
+        if nc._runs is None:
+            known = probs[nc.known_lstm]
+            s = float(known.sum()) + lacking_mass
+        else:
+            s = sum(float(probs[at : at + n].sum()) for _, at, n in nc._runs) + lacking_mass
+        if not s > 0:  # as spread(): every word alike
+            out[: nc.size] += weight / nc.size
+            return out
+        scale = weight / s
+        if nc._runs is None:
+            out[nc.known_full] += scale * known
+        for to, at, n in nc._runs or ():
+            out[to : to + n] += scale * probs[at : at + n]
+        if lacking_mass:
+            out[nc._lacking] += (scale * lacking_mass / share_total) * share
+        return out
 
 
 def _runs(to: np.ndarray, at: np.ndarray, most: int = 8) -> list[tuple[int, int, int]] | None:

@@ -32,6 +32,7 @@ __all__ = [
     "beam_search",
     "choose_next",
     "generate_ids",
+    "most_likely",
     "ngram_banned",
     "parse_settings",
 ]
@@ -294,6 +295,34 @@ def adjusted_logp(
     return logp
 
 
+def most_likely(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding) -> int:
+    """The id of the highest :func:`adjusted_logp` (the lowest on a tie), from the
+    probabilities themselves: ``p ** θ`` at the penalised ids instead of a log of every one.
+    The steps only lower some ids, so the most likely id stands when none touches it."""
+    pen = _penalised(history, decoding)
+    ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
+    best = int(np.argmax(probs))
+    touched = best in set(pen.tolist()) or best in set(ban.tolist()) or (banned is not None and bool(banned[best]))
+    if not touched and probs[best] > 0:
+        return best
+    q = np.array(probs, dtype=np.float64)
+    if banned is not None and banned.any():
+        q[banned] = 0.0
+    if len(pen):
+        pen = np.unique(pen[(pen >= 0) & (pen < len(q))])
+        q[pen] **= decoding.repeat_penalty
+    ban = ban[(ban >= 0) & (ban < len(q))]
+    if len(ban):
+        kept = q[ban]
+        q[ban] = 0.0
+        if not q.max() > 0:
+            q[ban] = kept  # every id banned: lift the n-gram ban for this step
+    best = int(np.argmax(q))
+    if not q[best] > 0:
+        raise StoryError("the model gives no probability to any word it may generate")
+    return best
+
+
 def choose_next(
     next_distribution: NextDistribution,
     banned: np.ndarray | None,
@@ -302,9 +331,9 @@ def choose_next(
     rng: np.random.Generator | None = None,
 ) -> int:
     """The next id after ``history``: greedy (and beam, one step) or sampled with ``rng``."""
-    logp = adjusted_logp(next_distribution(history), history, banned, decoding, normalise=not decoding.greedy)
     if decoding.greedy:
-        return int(np.argmax(logp))
+        return most_likely(next_distribution(history), history, banned, decoding)
+    logp = adjusted_logp(next_distribution(history), history, banned, decoding)
     if rng is None:
         raise ValueError("sampling needs a random generator")
     return draw(logp, decoding, rng)

@@ -73,6 +73,19 @@ class Sparse:
         return np.bincount(self.ids, weights=self.weights, minlength=self.total) + self.floor
 
 
+class Term:
+    """A distribution that adds itself, weighted, into the mixture's dense sum (where making
+    its own full array first would cost a pass more): what a network spread over the full
+    vocabulary gives."""
+
+    def add_to(self, out: np.ndarray | None, weight: float) -> np.ndarray:
+        """``out + weight * self`` in place (a new array when ``out`` is None)."""
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        raise NotImplementedError
+
+
 @dataclass
 class Ingredients:
     """What the registered kinds make a mixture's components from."""
@@ -106,9 +119,9 @@ class Component:
         cannot answer now."""
         raise NotImplementedError
 
-    def terms(self, ctx: Context) -> "np.ndarray | Sparse | None":
-        """:meth:`distribution`, or the same as a :class:`Sparse` where that is cheaper (what
-        the mixture sums)."""
+    def terms(self, ctx: Context) -> "np.ndarray | Sparse | Term | None":
+        """:meth:`distribution`, or the same as a :class:`Sparse` or a :class:`Term` where that
+        is cheaper (what the mixture sums)."""
         return self.distribution(ctx)
 
     def prob(self, ctx: Context, y: int) -> float:

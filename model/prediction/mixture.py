@@ -30,14 +30,14 @@ class _LinePairs:
     def __init__(self, key: tuple, ids: tuple[int, ...], start: int, states: Sequence[np.ndarray], targets: Sequence[int]):
         self.key, self.ids, self.start = key, ids, start
         self.n = len(targets)
-        self._states = np.asarray(states, np.float64).reshape(self.n, -1) if self.n else None
+        self._states = np.asarray(states, np.float32).reshape(self.n, -1) if self.n else None
         self._targets = np.asarray(targets, np.int64)
 
     def grown(self, ids: tuple[int, ...], state: np.ndarray) -> "_LinePairs":
         """These pairs and (``state``, ``ids[-1]``), for ``ids`` = these ids and one more (rows
         already given out are never written again)."""
         if self._states is None:
-            self._states, self._targets = np.zeros((16, len(state))), np.zeros(16, np.int64)
+            self._states, self._targets = np.zeros((16, len(state)), np.float32), np.zeros(16, np.int64)
         elif self.n == len(self._states):
             self._states = np.concatenate([self._states, np.zeros_like(self._states)])
             self._targets = np.concatenate([self._targets, np.zeros_like(self._targets)])
@@ -48,7 +48,7 @@ class _LinePairs:
         return self
 
     def states(self) -> np.ndarray:
-        return self._states[: self.n] if self._states is not None else np.zeros((0, 0))
+        return self._states[: self.n] if self._states is not None else np.zeros((0, 0), np.float32)
 
     def targets(self) -> np.ndarray:
         return self._targets[: self.n]

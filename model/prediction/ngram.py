@@ -17,6 +17,8 @@ import numpy as np
 
 __all__ = ["KneserNey", "estimate_discounts"]
 
+CHAINS_KEPT = 256  # contexts whose chain is kept
+
 # Discounts used when the count-of-counts do not allow an estimate (tiny or
 # degenerate data, e.g. no singletons at all).
 _FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -106,6 +108,7 @@ class KneserNey:
         self._index: list[np.ndarray] = []
         self._base: np.ndarray | None = None
         self._fitted = False
+        self._chains: dict[tuple[int, ...], tuple] = {}  # the last contexts' chains (the weights' bucket and the distribution read the same one)
 
     # ------------------------------------------------------------------ fit
     def fit(self, ids: Sequence[int] | np.ndarray, progress=None) -> "KneserNey":
@@ -130,6 +133,7 @@ class KneserNey:
             raise ValueError(f"id {int(arr.max())} is out of range for vocab_size={V}")
 
         self._fitted = False
+        self._chains = {}
         self.vocab_size = V
         self._index = [np.zeros(0, np.int64)]
         self._levels = []
@@ -320,7 +324,10 @@ class KneserNey:
         cached unigram-level distribution.
         """
         n = self.order
-        ctx = [int(w) for w in context[max(0, len(context) - (n - 1)) :]] if n > 1 else []
+        ctx = tuple(int(w) for w in context[max(0, len(context) - (n - 1)) :]) if n > 1 else ()
+        kept = self._chains.get(ctx)
+        if kept is not None:
+            return kept
         found: list[tuple[_Level, int, int, int]] = []
         L = len(ctx)
         for j in range(1, L + 1):
@@ -337,6 +344,9 @@ class KneserNey:
         for lvl, s, e, r in reversed(found):
             terms.append((lvl, s, e, coef))
             coef *= float(lvl.gamma[r])
+        if len(self._chains) >= CHAINS_KEPT:
+            self._chains.clear()
+        self._chains[ctx] = (terms, coef)
         return terms, coef
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:

@@ -74,15 +74,20 @@ _SCALES: dict[int, np.ndarray] = {}
 def lstm_cell(z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One step of Keras's LSTM from the (M, 4U) pre-activations ``z`` (gates i, f, c, o) and
     the (M, U) cell ``c``: the new (h, c). The sigmoid is ``0.5 * (tanh(x / 2) + 1)`` (exact
-    and overflow-free), taken for the three sigmoid gates in the one tanh call."""
+    and overflow-free), taken for the three sigmoid gates in the one tanh call, in place in one
+    array of the four gates."""
     u = c.shape[-1]
     scale = _SCALES.get(u)
     if scale is None:
         scale = _SCALES.setdefault(u, np.concatenate([np.full(2 * u, 0.5), np.ones(u), np.full(u, 0.5)]).astype(np.float32))
-    t = np.tanh(z * scale)
-    s = 0.5 * (t + 1.0)
-    c_new = s[:, u : 2 * u] * c + s[:, :u] * t[:, 2 * u : 3 * u]
-    return s[:, 3 * u :] * np.tanh(c_new), c_new
+    t = np.multiply(z, scale, dtype=np.float32)
+    np.tanh(t, out=t)
+    for gates in (t[:, : 2 * u], t[:, 3 * u :]):  # i, f and o: tanh -> sigmoid
+        gates += 1.0
+        gates *= 0.5
+    c_new = t[:, u : 2 * u] * c
+    c_new += t[:, :u] * t[:, 2 * u : 3 * u]
+    return t[:, 3 * u :] * np.tanh(c_new), c_new
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -243,7 +248,16 @@ class StreamStates:
 
 
 _LEFT_TO_RIGHT = ("lstm", "stacked", "stream")  # the archs whose window is read from its first word on
-Rows = list  # per layer, the (h, c) of a window's suffixes, each (k, U), longest suffix first
+
+
+class Suffixes:
+    """A window's suffix states: per layer, the (h, c) of each suffix, each (k, U), longest
+    suffix first."""
+
+    __slots__ = ("layers",)
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]]):
+        self.layers = layers
 
 
 class WindowStates:
@@ -257,8 +271,10 @@ class WindowStates:
     or a word typed costs one step of ``context`` rows instead of ``context`` steps of one.
     ``features(window)`` returns None when the window's predecessor has none kept and it does
     not continue the window asked before (the caller reads it on its own); when it does (a
-    generation, a line typed word by word), its suffix states are read first (``context``
-    steps of growing batches). At most ``size`` windows are kept, least recently used first out."""
+    generation, a line typed word by word), or when asked to ``read`` it (the windows along a
+    line observed, which a generation then continues), its suffix states are read first
+    (``context`` steps of growing batches). At most ``size`` windows are kept, least recently
+    used first out."""
 
     def __init__(self, net: Network, context: int, size: int = 64):
         if net.config.arch not in _LEFT_TO_RIGHT:
@@ -266,7 +282,7 @@ class WindowStates:
         self.net = net
         self.context = int(context)
         self.names = ("lstm",) if net.config.arch == "lstm" else ("lstm_1", "lstm_2")
-        self._rows: LRU[tuple[int, ...], Rows] = LRU(size)
+        self._rows: LRU[tuple[int, ...], Suffixes] = LRU(size)
         self._last: tuple[int, ...] = ()
 
     @classmethod
@@ -274,15 +290,19 @@ class WindowStates:
         """Those of ``net`` when it is a numpy network of a left-to-right arch, else None."""
         return cls(net, context) if isinstance(net, Network) and net.config.arch in _LEFT_TO_RIGHT else None
 
-    def features(self, window: tuple[int, ...]) -> np.ndarray | None:
-        """(U,) what :meth:`Network.features` gives for ``window`` (vocabulary ids), or None."""
+    def features(self, window: tuple[int, ...], read: bool = False) -> np.ndarray | None:
+        """(U,) what :meth:`Network.features` gives for ``window`` (vocabulary ids), or None
+        (never with ``read``)."""
         window = tuple(int(i) for i in window)
         if not window:
             return None
+        kept = self._rows.peek(window)
+        if kept is not None:
+            return kept.layers[-1][0][0]
         prev = self._rows.peek(window[:-1]) if len(window) > 1 else self._empty()
         if prev is None:
             last, self._last = self._last, window
-            if window[:-1] not in (last, last[1:]):
+            if not read and window[:-1] not in (last, last[1:]):
                 return None
             prev = self._empty()
             for token in window[:-1]:
@@ -290,19 +310,19 @@ class WindowStates:
         rows = self._step(prev, window[-1])
         self._rows.put(window, rows)
         if len(window) >= self.context:  # the next window slides: it continues these but the longest
-            self._rows.put(window[1:], [(h[1:], c[1:]) for h, c in rows])
-        return rows[-1][0][0]
+            self._rows.put(window[1:], Suffixes([(h[1:], c[1:]) for h, c in rows.layers]))
+        return rows.layers[-1][0][0]
 
-    def _empty(self) -> Rows:
-        return [(np.zeros((0, n), np.float32),) * 2 for n in (self.net.w[f"{name}/recurrent"].shape[0] for name in self.names)]
+    def _empty(self) -> Suffixes:
+        return Suffixes([(np.zeros((0, n), np.float32),) * 2 for n in (self.net.w[f"{name}/recurrent"].shape[0] for name in self.names)])
 
-    def _step(self, prev: Rows, token: int) -> Rows:
+    def _step(self, prev: Suffixes, token: int) -> Suffixes:
         """The suffix states after one more input (vocabulary id ``token``): every suffix
         continued by it, and the suffix of it alone (from the zero state)."""
         w = self.net.w
-        out: Rows = []
+        out = []
         x = None
-        for (h, c), name in zip(prev, self.names):
+        for (h, c), name in zip(prev.layers, self.names):
             zx = self.net.projection(name, [token + 1]) if x is None else rows_matmul(x, w[f"{name}/kernel"]) + w[f"{name}/bias"]
             if len(h):
                 z = np.concatenate([zx[: len(h)] + rows_matmul(h, w[f"{name}/recurrent"]), zx[-1:]])
@@ -311,7 +331,7 @@ class WindowStates:
                 z, c = zx, np.zeros((1, c.shape[1]), np.float32)
             x, c = lstm_cell(z, c)
             out.append((x, c))
-        return out
+        return Suffixes(out)
 
 
 FEW_ROWS = 16  # up to this many rows, a large matrix is multiplied block by block
@@ -320,25 +340,24 @@ BLOCK_COLUMNS = 128  # columns of a block
 
 def rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w``; 2 to FEW_ROWS rows against a matrix of 1 MiB or more block of BLOCK_COLUMNS
-    columns by block, which OpenBLAS does 2-3x faster than the one product (figures:
-    bench/README.md, Generation with a story)."""
-    if not 2 <= len(x) <= FEW_ROWS or w.nbytes < 1 << 20:
+    columns by block (one stacked product over the blocks, in one call), which OpenBLAS does
+    2-3x faster than the one product (figures: bench/README.md, Generation with a story)."""
+    if not 2 <= len(x) <= FEW_ROWS or w.nbytes < 1 << 20 or w.shape[1] % BLOCK_COLUMNS:
         return x @ w
-    out = np.empty((len(x), w.shape[1]), np.result_type(x, w))
-    for start, block in _column_blocks(w):
-        np.matmul(x, block, out=out[:, start : start + block.shape[1]])
-    return out
+    blocks = _column_blocks(w)  # (blocks, D, BLOCK_COLUMNS)
+    return np.matmul(x, blocks).transpose(1, 0, 2).reshape(len(x), w.shape[1])
 
 
-_BLOCKS: dict[int, tuple[weakref.ref, list[tuple[int, np.ndarray]]]] = {}  # id(matrix) -> (the matrix, its blocks)
+_BLOCKS: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(matrix) -> (the matrix, its blocks)
 
 
-def _column_blocks(w: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(first column, contiguous copy) of each block of ``w``, made once per matrix and dropped with it."""
+def _column_blocks(w: np.ndarray) -> np.ndarray:
+    """``w``'s blocks of BLOCK_COLUMNS columns as one contiguous (blocks, D, BLOCK_COLUMNS)
+    array, made once per matrix and dropped with it."""
     kept = _BLOCKS.get(id(w))
     if kept is None or kept[0]() is not w:
         key = id(w)
-        blocks = [(s, np.ascontiguousarray(w[:, s : s + BLOCK_COLUMNS])) for s in range(0, w.shape[1], BLOCK_COLUMNS)]
+        blocks = np.ascontiguousarray(w.reshape(w.shape[0], -1, BLOCK_COLUMNS).transpose(1, 0, 2))
         kept = _BLOCKS[key] = (weakref.ref(w, lambda _ref: _BLOCKS.pop(key, None)), blocks)
     return kept[1]
 

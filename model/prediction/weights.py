@@ -15,7 +15,7 @@ import numpy as np
 from model.errors import StoryError
 from model.prediction.caches import NCACHE_THETA
 from model.prediction.components import registered_names
-from model.prediction.interface import Sparse
+from model.prediction.interface import Sparse, Term
 from model.storage.untrusted import has_control, number, visible
 
 EM_STEPS = 60
@@ -25,24 +25,30 @@ FORMAT_VERSION = 2  # of mixture.json; 1 kept the neural cache's sharpness as a 
 
 
 def mix(parts: Sequence[Any], row: Sequence[float]) -> Any:
-    """Σ row[k] · parts[k] over the parts that answer (not None) with a positive weight, in
-    order: the one weighted sum of the mixture (distributions, or one word's probabilities).
-    A :class:`~model.prediction.interface.Sparse` part adds its floor to every word and its
-    weights at its ids, into the dense sum in place. 0.0 when no part counts."""
+    """Σ row[k] · parts[k] over the parts that answer (not None) with a positive weight: the
+    one weighted sum of the mixture (distributions, or one word's probabilities). Arrays are
+    summed first, in order; a :class:`~model.prediction.interface.Term` then adds itself into
+    that sum; a :class:`~model.prediction.interface.Sparse` adds its floor to every word and
+    its weights at its ids, in place. 0.0 when no part counts."""
     out = None
     floor, ids, weights, total = 0.0, [], [], 0
+    terms = []
     for w, part in zip(row, parts):
-        if w > 0 and part is not None:
-            if isinstance(part, Sparse):
-                floor += w * part.floor
-                ids.append(part.ids)
-                weights.append(w * part.weights)
-                total = part.total
-                continue
-            if out is None:
-                out = w * part
-            else:
-                out += w * part
+        if not (w > 0 and part is not None):
+            continue
+        if isinstance(part, Sparse):
+            floor += w * part.floor
+            ids.append(part.ids)
+            weights.append(w * part.weights)
+            total = part.total
+        elif isinstance(part, Term):
+            terms.append((w, part))
+        elif out is None:
+            out = w * part
+        else:
+            out += w * part
+    for w, term in terms:
+        out = term.add_to(out, w)
     if ids:
         if out is None:
             out = np.zeros(total)
