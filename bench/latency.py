@@ -20,7 +20,9 @@
    ``Predictor.generate_ids`` with the story's ids and the session's decoding), greedy and
    sampled, for each recipe of ``RECIPES``: bundles of each recipe's shapes with random weights
    and the n-gram of their text (no training, no TensorFlow). Targets: 32 words within 20 ms,
-   and the time per word at every story length within 1.2x of the first length's.
+   and the time per word at every story length within 1.2x of the first length's. Beside it,
+   the network's own work for 32 words (one step and the output layer per word, nothing else:
+   ``network_floor_ms``), measured in the same run: the floor no mixture or decoding can go below.
 
 Models: the default belling_the_cat model (vocabulary 112, context 3), and a tinyshakespeare
 model with a vocabulary of 10,000 (context 16 by the corpus recipe) trained for only a few
@@ -475,6 +477,41 @@ class StoryEnd:
         return elapsed
 
 
+def network_floor_ms(bundle, words: int, trials: int) -> float:
+    """The network's own work for ``words`` words, nothing else (the floor of a proposal): per
+    word, one step (the suffix rows of a window, or the stream state) and the output layer with
+    its softmax, on a window already read. Median milliseconds over ``trials`` runs."""
+    import numpy as np
+
+    from model.prediction.numpy_net import Network, WindowStates, softmax
+
+    net = Network(bundle.config, bundle.weights)
+    context = int(bundle.config.context)
+    tokens = [int(i) for i in np.random.default_rng(1).integers(1, len(bundle.vocab), words * (trials + 1) + context)]
+    times = []
+    if bundle.config.arch == "stream":
+        state = None
+        for t in tokens[:context]:
+            state = net.step(t + 1, state)
+        for k in range(trials):
+            start = time.perf_counter_ns()
+            for t in tokens[context + k * words : context + (k + 1) * words]:
+                state = net.step(t + 1, state)
+                softmax(net.output(state[-1][0][0]))
+            times.append((time.perf_counter_ns() - start) / 1e6)
+        return median(times)
+    states = WindowStates(net, context)
+    window = tuple(tokens[:context])
+    states.features(window, read=True)
+    for k in range(trials):
+        start = time.perf_counter_ns()
+        for t in tokens[context + k * words : context + (k + 1) * words]:
+            window = (window + (t,))[-context:]
+            softmax(net.output(states.features(window)[None]))
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return median(times)
+
+
 def story_generation(name: str, path: Path, lengths: list[int], words: int, trials: int) -> list[dict]:
     """The proposal's time at the end of a story of each length, greedy and sampled; the trials
     of the lengths and modes interleaved, so that a change of the machine's load falls on all."""
@@ -489,6 +526,7 @@ def story_generation(name: str, path: Path, lengths: list[int], words: int, tria
         for end in ends:
             for j, (mode, dec) in enumerate(modes.items()):
                 times[end.length, mode].append(end.trial(2 * k + j, dec, words))
+    floor = network_floor_ms(bundle, words, trials)
     out = []
     for end in ends:
         config = end.bundle.config
@@ -500,7 +538,7 @@ def story_generation(name: str, path: Path, lengths: list[int], words: int, tria
                 "predictor_vocab": len(end.pred.vocab), "story_words": end.length, "words": words, "decoding": mode,
                 "trials": len(ts), "median_ms": round(median(ts), 3), "min_ms": round(min(ts), 3), "max_ms": round(max(ts), 3),
                 "p90_ms": round(percentile(ts, 90), 3), "ms_per_word_median": round(median(ts) / words, 4),
-                "target_ms": 20.0, "line_follow_median_ms": round(median(end.follow_ms), 3),
+                "target_ms": 20.0, "network_floor_ms": round(floor, 3), "line_follow_median_ms": round(median(end.follow_ms), 3),
                 "story_written_seconds": round(end.written_seconds, 2), "history_tokens": len(end.pred.mixture.history),
             })
     return out
@@ -530,6 +568,8 @@ def story_generation_all(home: Path, recipes: list[str], lengths: list[int], wor
                 "max_per_word_ratio_of_min": round(max(r["min_ms"] / first["min_ms"] for r in mine), 3),
                 "flat_target": 1.2, "flat": max(ratios) <= 1.2,
                 "worst_median_ms": max(r["median_ms"] for r in mine), "target_ms": 20.0,
+                "network_floor_ms": first["network_floor_ms"],
+                "network_share": round(first["network_floor_ms"] / max(r["median_ms"] for r in mine), 3),
                 "within_target": max(r["median_ms"] for r in mine) <= 20.0,
             }
             emit(summary)

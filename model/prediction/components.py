@@ -23,6 +23,7 @@ from model.prediction.numpy_net import WindowStates, softmax
 ORDER = 5  # the n-gram's order
 CONTEXT_WORDS = 8 * ORDER  # words before a position of a scored text that its context keeps
 LSTM_CACHE = 4096  # network outputs kept per window
+STEP_ALONG = 8  # windows of at least this many words along a text are read one step per word
 
 
 def pad(p: np.ndarray, total: int) -> np.ndarray:
@@ -223,8 +224,9 @@ class NeuralComponent(Component):
     def _states_along(self, keys: list[tuple[int, ...]]) -> list[np.ndarray]:
         """The features of windows along a text (each the one before it and a word): one step
         each through :class:`~model.prediction.numpy_net.WindowStates`, whose states are then
-        kept for the next word (a generation after a line); else read in one batch."""
-        if self.windows is None:
+        kept for the next word (a generation after a line); short windows are read in one
+        batch (faster, and their next word costs few steps anyway)."""
+        if self.windows is None or self.context < STEP_ALONG:
             return [f for _, f in self._entries_of(keys)]
         out = []
         for key in keys:

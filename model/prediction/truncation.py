@@ -60,10 +60,11 @@ def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, f
     q = np.exp(logp)
     total = q.sum()  # every allowed id (n is all): the excluded add 0
     top = logp.max()
-    bins = np.minimum((top - logp) * (1.0 / BIN), BINS).astype(np.int64)  # 0: the highest; never higher for a lower value
-    by_bin = np.zeros(BINS + 1)
-    np.add.at(by_bin, bins, q)
-    by_bin = np.cumsum(by_bin / total)
+    gap = np.subtract(top, logp)
+    gap *= 1.0 / BIN
+    np.minimum(gap, BINS, out=gap)
+    bins = gap.astype(np.intp)  # 0: the highest; never higher for a lower value
+    by_bin = np.cumsum(np.bincount(bins, weights=q, minlength=BINS + 1) / total)  # summed in id order, as np.add.at sums
     j = min(int(np.searchsorted(by_bin, p - 1e-12)), BINS)  # the bin where the sum reaches p
     if j == BINS:  # a flat distribution: sort every value
         return _sorted_prefix(logp, n, p, total)
