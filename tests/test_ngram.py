@@ -330,3 +330,24 @@ def test_saved_arrays_round_trip_and_unsorted_keys_are_refused():
     broken = dict(arrays, keys2=arrays["keys2"][::-1].copy())
     with pytest.raises(ValueError, match="not sorted"):
         KneserNey.from_arrays(broken)
+
+
+@pytest.mark.parametrize("order", [2, 3, 5])
+def test_contexts_read_in_order_give_what_each_gives_alone(order: int) -> None:
+    """The chains and suffix ranks kept between contexts (a text read or generated word by
+    word, then jumps, unseen words and words beyond the vocabulary) change no distribution."""
+    rng = np.random.default_rng(11)
+    V = 40
+    stream = _zipf_stream(rng, 3000, V)
+    kn = KneserNey(order=order, vocab_size=V).fit(stream)
+    ref = KneserNey.from_arrays(kn.to_arrays())
+    text = [int(i) for i in stream[:200]] + [int(i) for i in rng.integers(0, V + 3, 200)]
+    for i in range(1, len(text)):
+        if i % 37 == 0:
+            ctx = [int(x) for x in rng.integers(0, V, int(rng.integers(0, order + 1)))]  # a jump elsewhere
+        else:
+            ctx = text[max(0, i - 6) : i]
+        ref._chains.clear()
+        ref._ranks.clear()
+        assert np.array_equal(kn.distribution(ctx), ref.distribution(ctx))
+        assert kn.matched_order(ctx) == ref.matched_order(ctx)

@@ -109,6 +109,7 @@ class KneserNey:
         self._base: np.ndarray | None = None
         self._fitted = False
         self._chains: dict[tuple[int, ...], tuple] = {}  # the last contexts' chains (the weights' bucket and the distribution read the same one)
+        self._ranks: dict[tuple[int, ...], list[int]] = {}  # the last contexts' suffix ranks, by the ids a context a word later starts with
 
     # ------------------------------------------------------------------ fit
     def fit(self, ids: Sequence[int] | np.ndarray, progress=None) -> "KneserNey":
@@ -133,7 +134,7 @@ class KneserNey:
             raise ValueError(f"id {int(arr.max())} is out of range for vocab_size={V}")
 
         self._fitted = False
-        self._chains = {}
+        self._chains, self._ranks = {}, {}
         self.vocab_size = V
         self._index = [np.zeros(0, np.int64)]
         self._levels = []
@@ -302,18 +303,38 @@ class KneserNey:
 
     def _rank(self, gram: Sequence[int]) -> int:
         """Rank of ``gram`` among the unique len(gram)-grams, or -1 if unseen."""
-        V = self._check_fitted()
+        self._check_fitted()
         r = 0
-        index = self._index
         for j, w in enumerate(gram, start=1):
-            if not 0 <= w < V:
-                return -1
-            keys = index[j]
-            key = r * V + w
-            r = int(keys.searchsorted(key))
-            if r >= len(keys) or int(keys[r]) != key:
+            r = self._next_rank(r, j, int(w))
+            if r < 0:
                 return -1
         return r
+
+    def _suffix_ranks(self, ctx: tuple[int, ...]) -> list[int]:
+        """The ranks of the suffixes of ``ctx`` of lengths 1 .. len(ctx) (-1 from the first
+        unseen one): one search each from those of ``ctx[:-1]``, kept when the context a word
+        before was asked (a text read or generated in order), else a walk from each start."""
+        L = len(ctx)
+        before = self._ranks.get(ctx[:-1]) if L > 1 else None
+        if before is None:
+            ranks = [self._rank(ctx[L - j :]) for j in range(1, L + 1)]
+        else:
+            w = ctx[-1]
+            ranks = [self._next_rank(0, 1, w)] + [self._next_rank(r, j, w) for j, r in enumerate(before, start=2)]
+        if len(self._ranks) >= CHAINS_KEPT:
+            self._ranks.clear()
+        self._ranks[ctx[1:]] = ranks[: L - 1]  # what the context a word later continues
+        return ranks
+
+    def _next_rank(self, prefix: int, j: int, w: int) -> int:
+        """The rank of the ``j``-gram made of the (j-1)-gram of rank ``prefix`` and ``w``, or -1."""
+        keys = self._index[j]
+        if prefix < 0 or not 0 <= w < self.vocab_size:
+            return -1
+        key = prefix * self.vocab_size + w
+        r = int(keys.searchsorted(key))
+        return r if r < len(keys) and int(keys[r]) == key else -1
 
     def _chain(self, context: Sequence[int]) -> tuple[list[tuple[_Level, int, int, float]], float]:
         """Seen contexts of orders >= 2 for ``context`` and their weights.
@@ -330,8 +351,7 @@ class KneserNey:
             return kept
         found: list[tuple[_Level, int, int, int]] = []
         L = len(ctx)
-        for j in range(1, L + 1):
-            r = self._rank(ctx[L - j :])
+        for j, r in enumerate(self._suffix_ranks(ctx), start=1):
             if r < 0:
                 break  # unseen context: every longer one is unseen too
             lvl = self._levels[j]
