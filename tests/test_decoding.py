@@ -171,6 +171,24 @@ def test_greedy_takes_the_highest_adjusted_log_probability():
         assert most_likely(probs, history, banned, dec) == want
 
 
+def test_top_p_from_probabilities_draws_what_the_log_path_draws():
+    """Sampling with top-p alone from the adjusted probabilities (draw_top_p) keeps the same
+    words and draws the same id, with the same generator state after, as the log path."""
+    from model.prediction.decoding import adjusted_logp, adjusted_probs
+    from model.prediction.truncation import draw, draw_top_p
+
+    rng = np.random.default_rng(9)
+    for trial in range(300):
+        v = int(rng.choice([5, 50, 3000]))  # 3000: the binned top-p
+        probs = rng.dirichlet(np.ones(v) * float(rng.choice([0.05, 1.0])))
+        history = [int(i) for i in rng.integers(0, v, int(rng.integers(0, 30)))]
+        dec = Decoding(greedy=False, temperature=float(rng.choice([0.7, 1.0, 1.5])), top_p=float(rng.choice([0.5, 0.9, 1.0])))
+        a, b = np.random.default_rng(trial), np.random.default_rng(trial)
+        want = draw(adjusted_logp(probs, history, None, dec), dec, a)
+        assert draw_top_p(adjusted_probs(probs, history, None, dec), dec, b) == want
+        assert a.random() == b.random()
+
+
 def test_banned_ids_are_never_generated():
     banned = np.array([True, False, False])
     p = [0.98, 0.01, 0.01]

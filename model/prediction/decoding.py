@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from model.errors import StoryError
-from model.prediction.truncation import draw
+from model.prediction.truncation import draw, draw_top_p
 
 __all__ = [
     "DEFAULT",
@@ -28,6 +28,7 @@ __all__ = [
     "DecodingError",
     "NextDistribution",
     "adjusted_logp",
+    "adjusted_probs",
     "beam_candidates",
     "beam_search",
     "choose_next",
@@ -297,14 +298,31 @@ def adjusted_logp(
 
 def most_likely(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding) -> int:
     """The id of the highest :func:`adjusted_logp` (the lowest on a tie), from the
-    probabilities themselves: ``p ** θ`` at the penalised ids instead of a log of every one.
-    The steps only lower some ids, so the most likely id stands when none touches it."""
+    probabilities themselves (:func:`adjusted_probs`). The steps only lower some ids, so the
+    most likely id stands when none touches it."""
     pen = _penalised(history, decoding)
     ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
     best = int(np.argmax(probs))
-    touched = best in set(pen.tolist()) or best in set(ban.tolist()) or (banned is not None and bool(banned[best]))
+    touched = bool((pen == best).any() or (ban == best).any()) or (banned is not None and bool(banned[best]))
     if not touched and probs[best] > 0:
         return best
+    return int(np.argmax(adjusted_probs(probs, history, banned, decoding, pen, ban)))
+
+
+def adjusted_probs(
+    probs: np.ndarray,
+    history: Sequence[int],
+    banned: np.ndarray | None,
+    decoding: Decoding,
+    pen: np.ndarray | None = None,
+    ban: np.ndarray | None = None,
+) -> np.ndarray:
+    """The probabilities after steps 1-2, up to a constant (a copy): ``p ** θ`` at the
+    penalised ids and 0 at the excluded ones, i.e. :func:`adjusted_logp` without a log of every
+    word. ``pen`` and ``ban``: the penalised and n-gram-banned ids, when already known."""
+    pen = _penalised(history, decoding) if pen is None else pen
+    if ban is None:
+        ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
     q = np.array(probs, dtype=np.float64)
     if banned is not None and banned.any():
         q[banned] = 0.0
@@ -317,10 +335,9 @@ def most_likely(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | 
         q[ban] = 0.0
         if not q.max() > 0:
             q[ban] = kept  # every id banned: lift the n-gram ban for this step
-    best = int(np.argmax(q))
-    if not q[best] > 0:
+    if not q.max() > 0:
         raise StoryError("the model gives no probability to any word it may generate")
-    return best
+    return q
 
 
 def choose_next(
@@ -333,10 +350,11 @@ def choose_next(
     """The next id after ``history``: greedy (and beam, one step) or sampled with ``rng``."""
     if decoding.greedy:
         return most_likely(next_distribution(history), history, banned, decoding)
-    logp = adjusted_logp(next_distribution(history), history, banned, decoding)
     if rng is None:
         raise ValueError("sampling needs a random generator")
-    return draw(logp, decoding, rng)
+    if not decoding.top_k and decoding.min_p <= 0:
+        return draw_top_p(adjusted_probs(next_distribution(history), history, banned, decoding), decoding, rng)
+    return draw(adjusted_logp(next_distribution(history), history, banned, decoding), decoding, rng)
 
 
 # ---- whole continuations -----------------------------------------------------------------

@@ -127,6 +127,13 @@ class Network:
             done[todo] = True
         return rows[ids]
 
+    def projection_of(self, name: str, token: int) -> np.ndarray:
+        """(1, 4U) :meth:`projection` of one input id, read in place once computed (do not write to it)."""
+        table = self._rows.get(name)
+        if table is not None and table[1][token]:
+            return table[0][token : token + 1]
+        return self.projection(name, [token])
+
     def output(self, feats: np.ndarray) -> np.ndarray:
         """(B, V) logits of (B, U) features."""
         return feats @ self.w["logits/kernel"] + self.w["logits/bias"]
@@ -204,7 +211,7 @@ class Network:
                 h = c = np.zeros((1, rec.shape[0]), np.float32)
             else:
                 h, c = state[k]
-            zx = self.projection(name, [token]) if x is None else x @ w[f"{name}/kernel"] + w[f"{name}/bias"]
+            zx = self.projection_of(name, token) if x is None else x @ w[f"{name}/kernel"] + w[f"{name}/bias"]
             x, c = lstm_cell(zx + h @ rec, c)
             new.append((x, c))
         return new
@@ -323,7 +330,7 @@ class WindowStates:
         out = []
         x = None
         for (h, c), name in zip(prev.layers, self.names):
-            zx = self.net.projection(name, [token + 1]) if x is None else rows_matmul(x, w[f"{name}/kernel"]) + w[f"{name}/bias"]
+            zx = self.net.projection_of(name, token + 1) if x is None else rows_matmul(x, w[f"{name}/kernel"]) + w[f"{name}/bias"]
             if len(h):
                 z = np.concatenate([zx[: len(h)] + rows_matmul(h, w[f"{name}/recurrent"]), zx[-1:]])
                 c = np.concatenate([c, np.zeros((1, c.shape[1]), np.float32)])

@@ -43,12 +43,13 @@ BINS = 64  # bins below the highest value (16 nats); the last one holds everythi
 SORT_ALL = 2048  # a vocabulary this small is sorted whole (faster than the bins)
 
 
-def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, float]:
+def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool, probs: np.ndarray | None = None) -> tuple[int, float]:
     """(how many of the ``n`` most likely ids top-p keeps, the value of the last one kept):
     the smallest prefix of the values sorted from the highest that holds ``p``. With
     ``exact_sum`` (the ``n`` of top-k) the ``n`` are renormalised by their sum and sorted; else
     the probabilities are summed by bins of BIN nats below the highest value, and only the bin
-    where the sum reaches ``p`` is sorted (every value when that is the last bin)."""
+    where the sum reaches ``p`` is sorted (every value when that is the last bin). ``probs``:
+    ``exp(logp)``, when known."""
     if exact_sum:
         ranked = np.sort(logp[first(logp, n)], kind="stable")[::-1]
         q = np.exp(ranked)
@@ -57,7 +58,7 @@ def nucleus(logp: np.ndarray, n: int, p: float, exact_sum: bool) -> tuple[int, f
         return kept, float(ranked[kept - 1])
     if len(logp) <= SORT_ALL:
         return _sorted_prefix(logp, n, p, np.exp(logp).sum())
-    q = np.exp(logp)
+    q = np.exp(logp) if probs is None else probs
     total = q.sum()  # every allowed id (n is all): the excluded add 0
     top = logp.max()
     gap = np.subtract(top, logp)
@@ -83,12 +84,28 @@ def _sorted_prefix(logp: np.ndarray, n: int, p: float, total: float) -> tuple[in
     return kept, float(ranked[kept - 1])
 
 
-def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
+def draw_top_p(q: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
+    """:func:`draw` with top-p alone (no top-k, no min-p), from probabilities known up to a
+    constant (``q``, steps 1-2 applied): normalised and logged once here, top-p summing them as
+    they are."""
+    probs = q / q.sum()
+    with np.errstate(divide="ignore"):
+        logp = np.log(probs)
+    ids = None
+    if decoding.top_p < 1:
+        n, nth = int(np.count_nonzero(probs)), None
+        if n > 1:
+            n, nth = nucleus(logp, n, decoding.top_p, exact_sum=False, probs=probs)
+        ids = first(logp, n, nth)
+    return draw(logp, decoding, rng, ids)
+
+
+def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator, ids: np.ndarray | None = None) -> int:
     """Steps 3-4 and the draw: what ``rng.choice(V, p=w)`` draws from the truncated, tempered and
     normalised weights ``w`` over the whole vocabulary (one ``rng.random()`` against the
     cumulative sum), computed at the kept ids only (the others weigh 0): the same id, the same
-    state of ``rng`` after."""
-    ids = kept(logp, decoding)
+    state of ``rng`` after. ``ids``: the kept ids, when already known."""
+    ids = kept(logp, decoding) if ids is None else ids
     ids = np.flatnonzero(np.isfinite(logp)) if ids is None else ids
     kept_logp = logp[ids] / decoding.temperature if decoding.temperature != 1.0 else logp[ids]
     w = np.zeros(len(logp))
