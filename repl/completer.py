@@ -3,7 +3,7 @@ Alt-1 … Alt-9 picks, command names and paths.
 
 The words, their order and their key costs come from :class:`model.prediction.menu.Menu`;
 this module only adapts it to prompt_toolkit (:class:`WordCompleter`, :class:`GhostSuggest`,
-:func:`pick`, :func:`offer_first_word`) and completes ``:`` commands.
+:func:`pick`, :func:`offer_at_prompt`) and completes ``:`` commands.
 """
 from __future__ import annotations
 
@@ -144,11 +144,14 @@ class GhostSuggest(AutoSuggest):
         return GhostSuggestion(ghost.text, ghost.delete) if ghost.text else None
 
 
-def offer_first_word(buffer: Any, completer: WordCompleter) -> None:
-    """On the empty line after a story, open the menu and the grey continuation for the line's
-    first word. prompt_toolkit opens both only when text is inserted: inserting nothing starts
-    them as a typed key does (in their threads; the first key typed replaces them)."""
-    if not buffer.text and buffer.complete_state is None and not buffer.read_only() and completer.offers_first_word():
+def offer_at_prompt(buffer: Any, completer: WordCompleter) -> None:
+    """A new prompt opens the menu and the grey continuation for what it holds: the text a
+    story key put back, or, on the empty line after a story, the line's first word.
+    prompt_toolkit opens both only when text is inserted: inserting nothing starts them as a
+    typed key does (in their threads; the first key typed replaces them)."""
+    if buffer.complete_state is not None or buffer.read_only():
+        return
+    if buffer.text or completer.offers_first_word():
         buffer.insert_text("")
 
 

@@ -28,7 +28,7 @@ def key_bindings(session: Any):
     from prompt_toolkit.filters import completion_is_selected, has_completions
     from prompt_toolkit.key_binding import KeyBindings
 
-    from repl.completer import offer_first_word
+    from repl.completer import offer_at_prompt
 
     kb = KeyBindings()
     first_word_menu = _first_word_menu()
@@ -42,7 +42,7 @@ def key_bindings(session: Any):
         cleared = bool(buf.text)
         buf.reset()
         if cleared and session.completer is not None:  # the cleared line's menu; Ctrl-C again closes it
-            offer_first_word(buf, session.completer)
+            offer_at_prompt(buf, session.completer)
 
     @kb.add("up", filter=first_word_menu)
     @kb.add("c-p", filter=first_word_menu)

@@ -49,27 +49,27 @@ def make_prompt(session: Any, **io):
 def follow_first_word(buffer: Any, completer: Any) -> None:
     """Whenever the line becomes empty while the prompt runs (deleted, recalled back), the menu
     and the grey continuation for its first word come back after a story
-    (:func:`repl.completer.offer_first_word`; a prompt opening asks through :func:`first_word`)."""
+    (:func:`repl.completer.offer_at_prompt`; a prompt opening asks through :func:`first_word`)."""
     from prompt_toolkit.application.current import get_app
 
-    from repl.completer import offer_first_word
+    from repl.completer import offer_at_prompt
 
     def changed(buf: Any) -> None:
         if not buf.text and get_app().is_running:
-            offer_first_word(buf, completer)
+            offer_at_prompt(buf, completer)
 
     buffer.on_text_changed += changed
 
 
 def first_word(session: Any):
-    """The ``pre_run`` of every prompt: on the empty line after a story, the menu and the grey
-    continuation for the line's first word, without a key typed."""
+    """The ``pre_run`` of every prompt: the menu and the grey continuation without a key
+    typed, for the text a story key put back or the first word of the line after a story."""
     from prompt_toolkit.application.current import get_app
 
-    from repl.completer import offer_first_word
+    from repl.completer import offer_at_prompt
 
     def pre_run() -> None:
         if session.completer is not None:
-            offer_first_word(get_app().current_buffer, session.completer)
+            offer_at_prompt(get_app().current_buffer, session.completer)
 
     return pre_run

@@ -107,3 +107,21 @@ def test_a_dash_typed_after_a_pick_takes_its_space_a_quote_after_a_typed_space_s
     t.send("\r")
     t.expect(r"› the mice said '\s")
     assert t.quit_with("\x15:q\r") == 0
+
+
+def test_a_line_a_story_key_put_back_shows_its_menu(home_with_default, term):
+    """Text typed before a story key (Alt-U here) comes back on the next prompt with its menu
+    open, as if just typed."""
+    t = term(home_with_default)
+    t.expect(r"idle", timeout=60)
+    t.send(":len 2\r")
+    t.expect(r"generating 2 words")
+    t.send("the mice\r")
+    t.expect(r"\[greedy\].*proposal: Alt-A.*›")
+    t.send("had a ")
+    t.expect(r"1 \S+\s+\d+\.\d%")
+    t.send("\x1bu")  # Alt-U: undo, keeping what was typed
+    t.expect(r"back to")
+    t.expect(r"› had a ")
+    t.expect(r"1 \S+\s+\d+\.\d%")  # the menu, no key typed
+    assert t.quit_with("\x15:q\r") == 0

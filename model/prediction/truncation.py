@@ -103,13 +103,13 @@ def draw_top_p(q: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
 def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator, ids: np.ndarray | None = None) -> int:
     """Steps 3-4 and the draw: what ``rng.choice(V, p=w)`` draws from the truncated, tempered and
     normalised weights ``w`` over the whole vocabulary (one ``rng.random()`` against the
-    cumulative sum), computed at the kept ids only (the others weigh 0): the same id, the same
-    state of ``rng`` after. ``ids``: the kept ids, when already known."""
+    cumulative sum), computed at the kept ids only (the others weigh 0): the same id (up to the
+    rounding of the weights' sum), the same state of ``rng`` after. ``ids``: the kept ids, when
+    already known."""
     ids = kept(logp, decoding) if ids is None else ids
     ids = np.flatnonzero(np.isfinite(logp)) if ids is None else ids
     kept_logp = logp[ids] / decoding.temperature if decoding.temperature != 1.0 else logp[ids]
-    w = np.zeros(len(logp))
-    w[ids] = np.exp(kept_logp - kept_logp.max())
-    cdf = np.cumsum(w[ids] / w.sum())  # the sum over every id, as the whole array is summed
+    w = np.exp(kept_logp - kept_logp.max())
+    cdf = np.cumsum(w / w.sum())
     cdf /= cdf[-1]
     return int(ids[np.searchsorted(cdf, rng.random(), side="right")])
