@@ -350,7 +350,6 @@ class KneserNey:
         if kept is not None:
             return kept
         found: list[tuple[_Level, int, int, int]] = []
-        L = len(ctx)
         for j, r in enumerate(self._suffix_ranks(ctx), start=1):
             if r < 0:
                 break  # unseen context: every longer one is unseen too
