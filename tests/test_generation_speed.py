@@ -407,3 +407,18 @@ def test_the_mixture_adds_the_caches_sparse_terms_as_their_dense_distributions(b
         w = mixture.weight_row(mixture.bucket(words), list(parts))
         want = mix([parts.get(n) for n in mixture.names], w)
         np.testing.assert_allclose(mixture.distribution(words), want / want.sum(), rtol=1e-12, atol=1e-18)
+
+
+def test_the_neural_cache_reads_only_the_pairs_it_keeps(book_pred):
+    """A text longer than the neural cache observed at once (a story's last words when it
+    opens) keeps the pairs of its last ``size`` words, read after the words before them."""
+    from model.prediction.caches import NeuralCacheComponent
+
+    pred = book_pred
+    ncache = NeuralCacheComponent(pred.mixture.neural, size=20)
+    rng = np.random.default_rng(12)
+    ids = [int(i) for i in rng.integers(0, pred.mixture.neural.size, 75)]
+    ncache.observe(ids, before=[3, 1, 4])
+    states, targets = pred.mixture.neural.pairs([3, 1, 4] + ids, 3)
+    assert np.array_equal(ncache.targets, np.asarray(targets[-20:]))
+    np.testing.assert_allclose(ncache.states, np.asarray(states[-20:], np.float32), rtol=0, atol=1e-5)

@@ -114,9 +114,10 @@ class NeuralCacheComponent(Component):
         last words of the text it continues), so a line's first word follows the line before."""
         lead = [int(i) for i in before][-self.neural.context :] if self.neural.context else []
         text = lead + [int(i) for i in ids]
-        if len(text) > max(1, len(lead)):
-            h, t = self.neural.pairs(text, max(1, len(lead)))
-            self._keep(np.asarray(h, np.float32)[-self.size :], np.asarray(t, np.int64)[-self.size :])
+        start = max(1, len(lead), len(text) - self.size)  # only the last ``size`` pairs are kept
+        if len(text) > start:
+            h, t = self.neural.pairs(text, start)
+            self._keep(np.asarray(h, np.float32), np.asarray(t, np.int64))
 
     def _keep(self, h: np.ndarray, t: np.ndarray) -> None:
         """Append pairs in place; when the room (4 × size) is full, the last ``size`` move to the front."""
