@@ -172,10 +172,10 @@ def test_greedy_takes_the_highest_adjusted_log_probability():
 
 
 def test_top_p_from_probabilities_draws_what_the_log_path_draws():
-    """Sampling with top-p alone from the adjusted probabilities (draw_top_p) keeps the same
+    """Sampling with top-p alone from the adjusted probabilities (draw_from_probs) keeps the same
     words and draws the same id, with the same generator state after, as the log path."""
     from model.prediction.decoding import adjusted_logp, adjusted_probs
-    from model.prediction.truncation import draw, draw_top_p
+    from model.prediction.truncation import draw, draw_from_probs
 
     rng = np.random.default_rng(9)
     for trial in range(300):
@@ -185,7 +185,7 @@ def test_top_p_from_probabilities_draws_what_the_log_path_draws():
         dec = Decoding(greedy=False, temperature=float(rng.choice([0.7, 1.0, 1.5])), top_p=float(rng.choice([0.5, 0.9, 1.0])))
         a, b = np.random.default_rng(trial), np.random.default_rng(trial)
         want = draw(adjusted_logp(probs, history, None, dec), dec, a)
-        assert draw_top_p(adjusted_probs(probs, history, None, dec), dec, b) == want
+        assert draw_from_probs(adjusted_probs(probs, history, None, dec), dec, b) == want
         assert a.random() == b.random()
 
 

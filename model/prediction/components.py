@@ -243,14 +243,20 @@ class NeuralComponent(Component):
             out[self.known_full] = lstm_probs[self.known_lstm]
         for to, at, n in self._runs or ():
             out[to : to + n] = lstm_probs[at : at + n]
-        lacking = self._lacking
-        if self.unk is not None and self._n_lacking:
-            share = ngram[lacking] if ngram is not None else np.ones(self._n_lacking)
-            total = share.sum()
-            if total > 0:
-                out[lacking] = lstm_probs[self.unk] * share / total
+        lacking = self.lacking_probs(lstm_probs, ngram)
+        if lacking is not None:
+            out[self._lacking] = lacking
         s = out.sum()
         return out / s if s > 0 else np.full(self.size, 1.0 / self.size)
+
+    def lacking_probs(self, lstm_probs: np.ndarray, ngram: np.ndarray | None) -> np.ndarray | None:
+        """The words the network lacks: its ``<unk>`` probability shared in proportion to the
+        n-gram's (evenly without one), or None when it has no such words or no share."""
+        if self.unk is None or not self._n_lacking:
+            return None
+        share = ngram[self._lacking] if ngram is not None else np.ones(self._n_lacking)
+        total = share.sum()
+        return lstm_probs[self.unk] * share / total if total > 0 else None
 
     def prepare(self, ctx: Context) -> None:
         ctx.network(self)  # what the network holds does not depend on which parts are on
@@ -309,11 +315,8 @@ class Spread(Term):
         nc, probs = self.neural, self.probs
         if out is None:
             out = np.zeros(self.total)
-        share, lacking_mass = None, 0.0
-        if nc.unk is not None and nc._n_lacking:
-            share = self.ngram[nc._lacking] if self.ngram is not None else np.ones(nc._n_lacking)
-            share_total = share.sum()
-            lacking_mass = float(probs[nc.unk]) if share_total > 0 else 0.0
+        lacking = nc.lacking_probs(probs, self.ngram)
+        lacking_mass = float(probs[nc.unk]) if lacking is not None else 0.0
         if nc._runs is None:
             known = probs[nc.known_lstm]
             s = float(known.sum()) + lacking_mass
@@ -327,8 +330,8 @@ class Spread(Term):
             out[nc.known_full] += scale * known
         for to, at, n in nc._runs or ():
             out[to : to + n] += scale * probs[at : at + n]
-        if lacking_mass:
-            out[nc._lacking] += (scale * lacking_mass / share_total) * share
+        if lacking is not None:
+            out[nc._lacking] += scale * lacking
         return out
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from model.errors import StoryError
-from model.prediction.truncation import draw, draw_top_p
+from model.prediction.truncation import draw, draw_from_probs
 
 __all__ = [
     "DEFAULT",
@@ -264,6 +264,15 @@ def _penalised(history: Sequence[int], decoding: Decoding) -> np.ndarray:
     return np.asarray(tail, dtype=np.int64)  # an id twice is penalised once: logp[pen] *= r reads each before writing
 
 
+def _controlled(history: Sequence[int], decoding: Decoding, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the penalised ids, the n-gram-banned ids) of steps 1-2 within a vocabulary of ``size``
+    (an id penalised twice is penalised once: ``x[pen] *= θ`` reads each before writing)."""
+    pen = _penalised(history, decoding)
+    pen = pen[(pen >= 0) & (pen < size)]
+    ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
+    return pen, ban[(ban >= 0) & (ban < size)]
+
+
 def adjusted_logp(
     probs: np.ndarray, history: Sequence[int], banned: np.ndarray | None, decoding: Decoding, normalise: bool = True
 ) -> np.ndarray:
@@ -276,18 +285,14 @@ def adjusted_logp(
         logp = np.log(np.asarray(probs, dtype=np.float64))
     if banned is not None and banned.any():
         logp[banned] = -np.inf
-    pen = _penalised(history, decoding)
+    pen, ban = _controlled(history, decoding, len(logp))
     if len(pen):
-        pen = pen[(pen >= 0) & (pen < len(logp))]
         logp[pen] *= decoding.repeat_penalty  # -inf stays -inf
-    if decoding.no_repeat_ngram:
-        ban = ngram_banned(history, decoding.no_repeat_ngram)
-        ban = ban[(ban >= 0) & (ban < len(logp))]
-        if len(ban):
-            kept = logp[ban]
-            logp[ban] = -np.inf
-            if logp.max() == -np.inf:
-                logp[ban] = kept  # every id banned: lift the n-gram ban for this step
+    if len(ban):
+        kept = logp[ban]
+        logp[ban] = -np.inf
+        if logp.max() == -np.inf:
+            logp[ban] = kept  # every id banned: lift the n-gram ban for this step
     top = logp.max()
     if not np.isfinite(top):
         raise StoryError("the model gives no probability to any word it may generate")
@@ -300,13 +305,12 @@ def most_likely(probs: np.ndarray, history: Sequence[int], banned: np.ndarray | 
     """The id of the highest :func:`adjusted_logp` (the lowest on a tie), from the
     probabilities themselves (:func:`adjusted_probs`). The steps only lower some ids, so the
     most likely id stands when none touches it."""
-    pen = _penalised(history, decoding)
-    ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
+    controlled = _controlled(history, decoding, len(probs))
     best = int(np.argmax(probs))
-    touched = bool((pen == best).any() or (ban == best).any()) or (banned is not None and bool(banned[best]))
+    touched = any((ids == best).any() for ids in controlled) or (banned is not None and bool(banned[best]))
     if not touched and probs[best] > 0:
         return best
-    return int(np.argmax(adjusted_probs(probs, history, banned, decoding, pen, ban)))
+    return int(np.argmax(adjusted_probs(probs, history, banned, decoding, controlled)))
 
 
 def adjusted_probs(
@@ -314,22 +318,17 @@ def adjusted_probs(
     history: Sequence[int],
     banned: np.ndarray | None,
     decoding: Decoding,
-    pen: np.ndarray | None = None,
-    ban: np.ndarray | None = None,
+    controlled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The probabilities after steps 1-2, up to a constant (a copy): ``p ** θ`` at the
     penalised ids and 0 at the excluded ones, i.e. :func:`adjusted_logp` without a log of every
-    word. ``pen`` and ``ban``: the penalised and n-gram-banned ids, when already known."""
-    pen = _penalised(history, decoding) if pen is None else pen
-    if ban is None:
-        ban = ngram_banned(history, decoding.no_repeat_ngram) if decoding.no_repeat_ngram else pen[:0]
+    word. ``controlled``: :func:`_controlled`'s ids, when already known."""
     q = np.array(probs, dtype=np.float64)
+    pen, ban = _controlled(history, decoding, len(q)) if controlled is None else controlled
     if banned is not None and banned.any():
         q[banned] = 0.0
     if len(pen):
-        pen = np.unique(pen[(pen >= 0) & (pen < len(q))])
         q[pen] **= decoding.repeat_penalty
-    ban = ban[(ban >= 0) & (ban < len(q))]
     if len(ban):
         kept = q[ban]
         q[ban] = 0.0
@@ -353,7 +352,7 @@ def choose_next(
     if rng is None:
         raise ValueError("sampling needs a random generator")
     if not decoding.top_k and decoding.min_p <= 0:
-        return draw_top_p(adjusted_probs(next_distribution(history), history, banned, decoding), decoding, rng)
+        return draw_from_probs(adjusted_probs(next_distribution(history), history, banned, decoding), decoding, rng)
     return draw(adjusted_logp(next_distribution(history), history, banned, decoding), decoding, rng)
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from model.lru import LRU
 from model.prediction.caches import CACHE_TOKENS
 from model.prediction.components import rank_of, registered_names
 from model.prediction.interface import Component, Context
@@ -132,7 +133,7 @@ class Mixture:
         self.story: tuple[tuple[int, ...], dict] | None = None  # (prefix, carried states): see follow()
         self._history_array: tuple | None = None  # ((which history), its last history_size tokens as an array)
         self._line_pairs: dict = {}  # network name -> the last context's (state, next word) pairs (_LinePairs)
-        self._rows: dict = {}  # the weight rows asked lately, with the weights they were read from (weight_row)
+        self._rows: LRU = LRU(256)  # the weight rows asked lately, with the weights they were read from (weight_row)
 
     @property
     def names(self) -> list[str]:
@@ -206,13 +207,11 @@ class Mixture:
         components that can answer now (True: all; a cache with no text cannot); the
         others' weight is shared out. Kept per question (a generation asks the same few)."""
         key = (bucket, live if live is True else tuple(live), tuple(self.active), tuple(self.names))
-        kept = self._rows.get(key)
+        kept = self._rows.peek(key)
         if kept is None or kept[0] is not self.weights:
-            if len(self._rows) >= 256:
-                self._rows.clear()
             row = self._weight_row(bucket, live)
             row.flags.writeable = False  # shared by every caller
-            kept = self._rows[key] = (self.weights, row)
+            kept = self._rows.put(key, (self.weights, row))
         return kept[1]
 
     def _weight_row(self, bucket: int, live: bool | Sequence[str]) -> np.ndarray:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from model.lru import LRU
+
 __all__ = ["KneserNey", "estimate_discounts"]
 
 CHAINS_KEPT = 256  # contexts whose chain is kept
@@ -108,8 +110,8 @@ class KneserNey:
         self._index: list[np.ndarray] = []
         self._base: np.ndarray | None = None
         self._fitted = False
-        self._chains: dict[tuple[int, ...], tuple] = {}  # the last contexts' chains (the weights' bucket and the distribution read the same one)
-        self._ranks: dict[tuple[int, ...], list[int]] = {}  # the last contexts' suffix ranks, by the ids a context a word later starts with
+        self._chains: LRU[tuple[int, ...], tuple] = LRU(CHAINS_KEPT)  # the last contexts' chains (the weights' bucket and the distribution read the same one)
+        self._ranks: LRU[tuple[int, ...], list[int]] = LRU(CHAINS_KEPT)  # the last contexts' suffix ranks, by the ids a context a word later starts with
 
     # ------------------------------------------------------------------ fit
     def fit(self, ids: Sequence[int] | np.ndarray, progress=None) -> "KneserNey":
@@ -134,7 +136,8 @@ class KneserNey:
             raise ValueError(f"id {int(arr.max())} is out of range for vocab_size={V}")
 
         self._fitted = False
-        self._chains, self._ranks = {}, {}
+        self._chains.clear()
+        self._ranks.clear()
         self.vocab_size = V
         self._index = [np.zeros(0, np.int64)]
         self._levels = []
@@ -316,15 +319,13 @@ class KneserNey:
         unseen one): one search each from those of ``ctx[:-1]``, kept when the context a word
         before was asked (a text read or generated in order), else a walk from each start."""
         L = len(ctx)
-        before = self._ranks.get(ctx[:-1]) if L > 1 else None
+        before = self._ranks.peek(ctx[:-1]) if L > 1 else None
         if before is None:
             ranks = [self._rank(ctx[L - j :]) for j in range(1, L + 1)]
         else:
             w = ctx[-1]
             ranks = [self._next_rank(0, 1, w)] + [self._next_rank(r, j, w) for j, r in enumerate(before, start=2)]
-        if len(self._ranks) >= CHAINS_KEPT:
-            self._ranks.clear()
-        self._ranks[ctx[1:]] = ranks[: L - 1]  # what the context a word later continues
+        self._ranks.put(ctx[1:], ranks[: L - 1])  # what the context a word later continues
         return ranks
 
     def _next_rank(self, prefix: int, j: int, w: int) -> int:
@@ -346,7 +347,7 @@ class KneserNey:
         """
         n = self.order
         ctx = tuple(int(w) for w in context[max(0, len(context) - (n - 1)) :]) if n > 1 else ()
-        kept = self._chains.get(ctx)
+        kept = self._chains.peek(ctx)
         if kept is not None:
             return kept
         found: list[tuple[_Level, int, int, int]] = []
@@ -363,10 +364,7 @@ class KneserNey:
         for lvl, s, e, r in reversed(found):
             terms.append((lvl, s, e, coef))
             coef *= float(lvl.gamma[r])
-        if len(self._chains) >= CHAINS_KEPT:
-            self._chains.clear()
-        self._chains[ctx] = (terms, coef)
-        return terms, coef
+        return self._chains.put(ctx, (terms, coef))
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """P(. | last order-1 ids of ``context``) as a float64 array of shape (V,)."""

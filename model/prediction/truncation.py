@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 
-def kept(logp: np.ndarray, decoding: Any) -> np.ndarray | None:
-    """The ids step 3 keeps under ``decoding``'s top_k, top_p and min_p, in id order (None: every id)."""
+def kept(logp: np.ndarray, decoding: Any, probs: np.ndarray | None = None) -> np.ndarray | None:
+    """The ids step 3 keeps under ``decoding``'s top_k, top_p and min_p, in id order (None: every
+    id); ``probs``: ``exp(logp)``, when known."""
     k, p, m = decoding.top_k, decoding.top_p, decoding.min_p
     if not k and p >= 1 and m <= 0:
         return None
@@ -19,7 +20,7 @@ def kept(logp: np.ndarray, decoding: Any) -> np.ndarray | None:
     n = min(k, allowed) if k else allowed  # the n most likely ids are kept (ties to the lower id)
     nth = None  # the n-th highest value, where it is known
     if p < 1 and n > 1:
-        n, nth = nucleus(logp, n, p, exact_sum=bool(k))
+        n, nth = nucleus(logp, n, p, exact_sum=bool(k), probs=probs)
     if m > 0:
         below = int((logp >= logp.max() + math.log(m)).sum())
         if below < n:
@@ -84,29 +85,22 @@ def _sorted_prefix(logp: np.ndarray, n: int, p: float, total: float) -> tuple[in
     return kept, float(ranked[kept - 1])
 
 
-def draw_top_p(q: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
-    """:func:`draw` with top-p alone (no top-k, no min-p), from probabilities known up to a
-    constant (``q``, steps 1-2 applied): normalised and logged once here, top-p summing them as
-    they are."""
+def draw_from_probs(q: np.ndarray, decoding: Any, rng: np.random.Generator) -> int:
+    """:func:`draw` from probabilities known up to a constant (``q``, steps 1-2 applied):
+    normalised and logged once here, top-p summing them as they are."""
     probs = q / q.sum()
     with np.errstate(divide="ignore"):
         logp = np.log(probs)
-    ids = None
-    if decoding.top_p < 1:
-        n, nth = int(np.count_nonzero(probs)), None
-        if n > 1:
-            n, nth = nucleus(logp, n, decoding.top_p, exact_sum=False, probs=probs)
-        ids = first(logp, n, nth)
-    return draw(logp, decoding, rng, ids)
+    return draw(logp, decoding, rng, probs)
 
 
-def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator, ids: np.ndarray | None = None) -> int:
+def draw(logp: np.ndarray, decoding: Any, rng: np.random.Generator, probs: np.ndarray | None = None) -> int:
     """Steps 3-4 and the draw: what ``rng.choice(V, p=w)`` draws from the truncated, tempered and
     normalised weights ``w`` over the whole vocabulary (one ``rng.random()`` against the
     cumulative sum), computed at the kept ids only (the others weigh 0): the same id (up to the
-    rounding of the weights' sum), the same state of ``rng`` after. ``ids``: the kept ids, when
-    already known."""
-    ids = kept(logp, decoding) if ids is None else ids
+    rounding of the weights' sum), the same state of ``rng`` after. ``probs``: ``exp(logp)``,
+    when known."""
+    ids = kept(logp, decoding, probs)
     ids = np.flatnonzero(np.isfinite(logp)) if ids is None else ids
     kept_logp = logp[ids] / decoding.temperature if decoding.temperature != 1.0 else logp[ids]
     w = np.exp(kept_logp - kept_logp.max())
